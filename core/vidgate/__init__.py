@@ -1,0 +1,57 @@
+"""vidgate: one asynchronous video-generation API in front of many vendors.
+
+The names exported here are the public API for plugin authors; see ``docs/plugins.md``.
+"""
+
+from .errors import (
+    ChannelUnusable,
+    Problem,
+    RequestInvalid,
+    TaskFailed,
+    VendorError,
+    VendorRateLimited,
+    VendorRejected,
+    VendorUnavailable,
+)
+from .markers import hookimpl, hookspec
+from .request import Image, Size, VideoRequest
+from .vendor import (
+    CallContext,
+    Channel,
+    MediaSource,
+    Model,
+    PollResult,
+    Submission,
+    TaskError,
+    Vendor,
+    VendorJob,
+    VendorPlugin,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallContext",
+    "Channel",
+    "ChannelUnusable",
+    "Image",
+    "MediaSource",
+    "Model",
+    "PollResult",
+    "Problem",
+    "RequestInvalid",
+    "Size",
+    "Submission",
+    "TaskError",
+    "TaskFailed",
+    "Vendor",
+    "VendorError",
+    "VendorJob",
+    "VendorPlugin",
+    "VendorRateLimited",
+    "VendorRejected",
+    "VendorUnavailable",
+    "VideoRequest",
+    "hookimpl",
+    "hookspec",
+]

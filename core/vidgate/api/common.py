@@ -1,0 +1,96 @@
+"""Helpers shared by the endpoint modules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import APIError, invalid
+from ..gateway import Gateway
+from ..store import TaskRecord, TokenRecord
+from ..wire import video_object
+
+MAX_JSON_DEPTH = 64
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+async def token(request: Request) -> TokenRecord:
+    return await gateway(request).authenticate(request.headers.get("authorization"))
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(
+        f"The request body is larger than {limit} bytes.", 413, "invalid_request_error", None, "request_too_large",
+        retryable=False,
+    )
+
+
+async def read_body(request: Request) -> bytes:
+    """Read the body, refusing more than the configured limit without reading it all."""
+    limit = gateway(request).config.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise too_large(limit)
+    return bytes(chunks)
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+async def read_json(request: Request) -> Any:
+    body = await read_body(request)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise invalid("The request body is not valid JSON.", None, "invalid_json") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise invalid("The request body is nested too deeply.", None, "invalid_json")
+    return data
+
+
+def content_url(request: Request, task: TaskRecord) -> str:
+    base = gateway(request).config.server.public_url or str(request.base_url)
+    return f"{base.rstrip('/')}/v1/videos/{task.id}/content"
+
+
+def task_json(request: Request, task: TaskRecord) -> dict[str, Any]:
+    return video_object(task, content_url(request, task))
+
+
+def task_response(request: Request, task: TaskRecord, *, poll_hint: bool = False) -> JSONResponse:
+    headers = {}
+    if poll_hint and not task.finished:
+        gw = gateway(request)
+        channel = gw.dispatcher.channels.get(task.channel)
+        interval = gw.poll_interval(channel) if channel else 5.0
+        # Ask SDK pollers to come back when a change is plausible, not every second.
+        headers["openai-poll-after-ms"] = str(int(max(interval, 1.0) * 1000))
+    return JSONResponse(task_json(request, task), headers=headers)
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise invalid("Idempotency-Key must be 1 to 255 characters.", "Idempotency-Key")
+    return key

@@ -1,0 +1,33 @@
+"""The unified endpoints: ``POST /v1/video/generations`` and ``GET .../{task_id}``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..gateway import request_fingerprint
+from ..request import parse_request
+from .common import gateway, idempotency_key, read_json, task_response, token
+
+
+async def create(request: Request) -> Response:
+    caller = await token(request)
+    body = await read_json(request)
+    unified = parse_request(body)
+    task = await gateway(request).submit(
+        caller, unified, idempotency_key=idempotency_key(request), fingerprint=request_fingerprint(body)
+    )
+    return task_response(request, task)
+
+
+async def retrieve(request: Request) -> Response:
+    caller = await token(request)
+    task = await gateway(request).task_for(caller, request.path_params["task_id"])
+    return task_response(request, task, poll_hint=True)
+
+
+routes = [
+    Route("/v1/video/generations", create, methods=["POST"]),
+    Route("/v1/video/generations/{task_id}", retrieve, methods=["GET"]),
+]

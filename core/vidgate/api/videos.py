@@ -1,0 +1,203 @@
+"""The OpenAI Videos surface: ``/v1/videos`` create, retrieve, list, delete, content, remix.
+
+Create accepts JSON and ``multipart/form-data`` (what current openai SDKs always send),
+and maps both into the same unified request as ``/v1/video/generations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
+from ..gateway import request_fingerprint
+from ..media import VARIANTS
+from ..request import Image, VideoRequest, image_from_bytes, parse_request
+from ..wire import request_from_json
+from .common import (
+    gateway,
+    idempotency_key,
+    read_body,
+    read_json,
+    task_json,
+    task_response,
+    token,
+)
+
+MAX_LIST_LIMIT = 100
+_TEXT_FIELDS = ("model", "prompt", "seconds", "duration", "size", "image")
+
+
+async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image], str]:
+    body = await read_body(request)
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=8, max_fields=64)
+    except Exception as exc:  # python-multipart raises several types for bad bodies
+        raise invalid(f"The multipart body could not be parsed: {exc}", None, "invalid_multipart") from None
+    fields: dict[str, Any] = {}
+    uploads: list[Image] = []
+    problems: list[Problem] = []
+    digest = hashlib.sha256()
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            digest.update(name.encode() + hashlib.sha256(data).digest())
+            param = name if name in ("input_reference", "image", "images", "images[]") else None
+            if param is None:
+                continue
+            img = image_from_bytes(
+                data, "input_reference" if param == "input_reference" else "image", problems,
+                declared_type=value.content_type, filename=value.filename,
+            )
+            if img is not None:
+                uploads.append(img)
+            continue
+        digest.update(f"{name}={value}".encode())
+        if name in _TEXT_FIELDS:
+            fields[name] = value
+        elif name in ("input_reference[image_url]", "input_reference"):
+            fields["input_reference"] = value
+        elif name == "metadata":
+            try:
+                fields["metadata"] = json.loads(value)
+            except json.JSONDecodeError:
+                problems.append(Problem("metadata", "must be a JSON object (sent as a JSON string in multipart)"))
+    await form.close()
+    if problems:
+        raise RequestInvalid(problems)
+    return fields, uploads, digest.hexdigest()
+
+
+async def create(request: Request) -> Response:
+    caller = await token(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        fields, uploads, fingerprint = await _read_multipart(request)
+        unified = parse_request(fields, uploads=uploads)
+    else:
+        body = await read_json(request)
+        unified = parse_request(body)
+        fingerprint = request_fingerprint(body)
+    task = await gateway(request).submit(
+        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
+    )
+    return task_response(request, task)
+
+
+async def retrieve(request: Request) -> Response:
+    caller = await token(request)
+    task = await gateway(request).task_for(caller, request.path_params["video_id"])
+    return task_response(request, task, poll_hint=True)
+
+
+async def list_videos(request: Request) -> Response:
+    caller = await token(request)
+    gw = gateway(request)
+    params = request.query_params
+    order = params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid("order must be 'asc' or 'desc'.", "order")
+    raw_limit = params.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+        raise invalid(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", "limit")
+    limit = int(raw_limit)
+    after = None
+    if after_id := params.get("after"):
+        after = await gw.store.get_task(after_id) if len(after_id) < 200 else None
+        if after is None or after.token_id != caller.id or after.hidden:
+            raise invalid("after must be the id of one of your videos.", "after")
+    tasks = await gw.store.list_tasks(caller.id, after=after, limit=limit + 1, order=order)
+    has_more = len(tasks) > limit
+    tasks = tasks[:limit]
+    data = [task_json(request, t) for t in tasks]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": tasks[0].id if tasks else None,
+            "last_id": tasks[-1].id if tasks else None,
+            "has_more": has_more,
+        }
+    )
+
+
+async def delete(request: Request) -> Response:
+    caller = await token(request)
+    task = await gateway(request).delete(caller, request.path_params["video_id"])
+    return JSONResponse({"id": task.id, "object": "video.deleted", "deleted": True})
+
+
+async def content(request: Request) -> Response:
+    caller = await token(request)
+    gw = gateway(request)
+    task = await gw.task_for(caller, request.path_params["video_id"])
+    variant = request.query_params.get("variant", "video")
+    if variant not in VARIANTS:
+        raise invalid(f"variant must be one of {', '.join(VARIANTS)}.", "variant")
+    if task.status != "completed":
+        raise APIError(
+            f"Video '{task.id}' is {task.status}; its content is available once it is completed.",
+            409 if task.status != "failed" else 400, "invalid_request_error", None, "video_not_ready",
+            retryable=False,
+        )
+    info = (task.media or {}).get(variant)
+    path = gw.media.path(task.id, variant)
+    if info is None or not await gw.media.exists(task.id, variant):
+        raise not_found(f"Video '{task.id}' has no stored {variant}.", "variant")
+    ext = "mp4" if variant == "video" else "webp"
+    return FileResponse(
+        path,
+        media_type=info.get("content_type", "application/octet-stream"),
+        filename=f"{task.id}.{ext}",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+async def remix(request: Request) -> Response:
+    caller = await token(request)
+    gw = gateway(request)
+    source = await gw.task_for(caller, request.path_params["video_id"])
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        fields, _, fingerprint = await _read_multipart(request)
+        body: Any = fields
+    else:
+        body = await read_json(request)
+        fingerprint = request_fingerprint(body)
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.", None, "invalid_json")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise invalid("prompt is required.", "prompt", "missing_required_parameter")
+    if len(prompt) > 32_000:
+        raise invalid("prompt is longer than 32000 characters.", "prompt", "too_long")
+    gw.check_remix(source)
+    base = request_from_json(source.request)
+    unified = VideoRequest(
+        model=source.model, prompt=prompt, seconds=source.seconds, size=base.size, metadata=base.metadata,
+        remix_of=source.id,
+    )
+    task = await gw.submit(
+        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint, remix_source=source
+    )
+    return task_response(request, task)
+
+
+routes = [
+    Route("/v1/videos", create, methods=["POST"]),
+    Route("/v1/videos", list_videos, methods=["GET"]),
+    Route("/v1/videos/{video_id}", retrieve, methods=["GET"]),
+    Route("/v1/videos/{video_id}", delete, methods=["DELETE"]),
+    Route("/v1/videos/{video_id}/content", content, methods=["GET", "HEAD"]),
+    Route("/v1/videos/{video_id}/remix", remix, methods=["POST"]),
+]

@@ -1,0 +1,293 @@
+"""The ``vidgate`` command line: serve, worker, plugins, tokens, usage, check-config, submit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .billing import from_micro, to_micro
+from .config import Config, default_config, load_config
+from .errors import ConfigError, PluginLoadError
+
+DEV_TOKEN_FILE = "dev-token"
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = getattr(args, "config", None) or os.environ.get("VIDGATE_CONFIG")
+    return load_config(path) if path else default_config()
+
+
+def _embedded(args: argparse.Namespace) -> bool:
+    return not (getattr(args, "config", None) or os.environ.get("VIDGATE_CONFIG"))
+
+
+# -- serve / worker ----------------------------------------------------------------------
+
+
+async def _ensure_dev_token(gateway: Any) -> None:
+    """First start of the embedded default: create a token and print it once."""
+    if await gateway.store.count_tokens() > 0:
+        return
+    _, key = await gateway.create_token("dev", "default")
+    token_file = gateway.config.data_dir / DEV_TOKEN_FILE
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(key + "\n")
+    token_file.chmod(0o600)
+    print(f"vidgate: created a development token (also saved to {token_file}):", flush=True)
+    print(f"  {key}", flush=True)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api import create_app
+    from .gateway import Gateway
+    from .logs import configure
+
+    config = _config(args)
+    configure(args.log_level)
+    gateway = await Gateway.start(config)
+    if _embedded(args):
+        await _ensure_dev_token(gateway)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    app = create_app(gateway, close_gateway=True)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                       timeout_graceful_shutdown=10)
+    )
+    print(f"vidgate {__version__} serving on http://{host}:{port} (config: {config.source})", flush=True)
+    await server.serve()
+    return 0
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from .gateway import Gateway
+    from .logs import configure
+    from .worker import Worker
+
+    configure(args.log_level)
+    gateway = await Gateway.start(_config(args))
+    worker = Worker(gateway)
+    try:
+        if args.once:
+            await worker.run_until_idle()
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+    finally:
+        await gateway.close()
+    return 0
+
+
+# -- plugins ---------------------------------------------------------------------------
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from .plugins import Plugins
+
+    config = _config(args)
+    plugins = Plugins.load(enabled=config.plugins.enabled)
+    rows = [
+        {
+            "name": i.name,
+            "distribution": i.distribution,
+            "version": i.version,
+            "vendors": i.vendors,
+            "models": i.models,
+            "enabled": i.enabled,
+            "status": i.status,
+            "error": i.error,
+        }
+        for i in plugins.infos
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']}  ({r['distribution'] or '-'} {r['version'] or ''})  {r['status']}")
+        if r["vendors"]:
+            print(f"  vendors: {', '.join(r['vendors'])}")
+        if r["models"]:
+            print(f"  models:  {', '.join(r['models'])}")
+        if r["error"]:
+            print(f"  error:   {r['error']}")
+    if not rows:
+        print("no plugins installed")
+    return 0
+
+
+# -- tokens and usage ---------------------------------------------------------------------
+
+
+async def _store(config: Config) -> Any:
+    from .store import Store
+
+    return await Store.open(config.store.url)
+
+
+async def _tokens(args: argparse.Namespace) -> int:
+    from .auth import hash_key, key_hint, new_key
+
+    config = _config(args)
+    store = await _store(config)
+    try:
+        if args.tokens_command == "create":
+            if config.group(args.group) is None:
+                print(f"error: group {args.group!r} is not defined in {config.source}", file=sys.stderr)
+                return 2
+            key = new_key()
+            expires = time.time() + args.expires_in_days * 86400 if args.expires_in_days else None
+            models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+            token = await store.create_token(
+                name=args.name, key_hash=hash_key(key), key_hint=key_hint(key), group=args.group,
+                quota=None if args.quota is None else to_micro(args.quota), models=models, expires_at=expires,
+            )
+            print(f"created token {token.id} ({token.name}, group {token.group}); the key is shown only now:")
+            print(key)
+        elif args.tokens_command == "list":
+            for t in await store.list_tokens():
+                quota = "unlimited" if t.quota is None else f"{from_micro(t.quota):.4f}"
+                state = "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < time.time() else "active")
+                print(f"{t.id}  {t.name:<16} group={t.group:<10} used={from_micro(t.used):.4f} quota={quota}"
+                      f"  models={','.join(t.models) if t.models else '*'}  {t.key_hint}  {state}")
+        elif args.tokens_command in ("revoke", "set-quota"):
+            token = await store.token(args.token)
+            if token is None:
+                print(f"error: no token {args.token!r}", file=sys.stderr)
+                return 1
+            if args.tokens_command == "revoke":
+                await store.revoke_token(token.id)
+                print(f"revoked {token.id} ({token.name})")
+            else:
+                quota = None if args.quota.lower() == "unlimited" else to_micro(float(args.quota))
+                await store.set_quota(token.id, quota)
+                print(f"quota of {token.id} ({token.name}) is now {args.quota}")
+    finally:
+        await store.close()
+    return 0
+
+
+async def _usage(args: argparse.Namespace) -> int:
+    store = await _store(_config(args))
+    try:
+        rows = await store.usage()
+    finally:
+        await store.close()
+    print(f"{'token':<16} {'model':<24} {'tasks':>6} {'charged':>12} {'refunded':>12} {'net':>12}")
+    for r in rows:
+        print(f"{r['token']:<16} {r['model'] or '-':<24} {r['tasks']:>6} {from_micro(r['charged']):>12.4f}"
+              f" {from_micro(r['refunded']):>12.4f} {from_micro(r['net']):>12.4f}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .plugins import Plugins
+
+    config = load_config(args.path)
+    plugins = Plugins.load(enabled=config.plugins.enabled)
+    problems = []
+    for i, ch in enumerate(config.channels):
+        vendor = plugins.vendors.get(ch.vendor)
+        if vendor is None:
+            problems.append(f"{config.source}: channels[{i}].vendor: no enabled plugin provides vendor {ch.vendor!r}")
+            continue
+        for key in vendor.credentials:
+            if key not in ch.credentials:
+                problems.append(f"{config.source}: channels[{i}].credentials.{key}: required by vendor {ch.vendor!r}")
+        known = set(plugins.vendor_models(ch.vendor))
+        for m in ch.models:
+            if m not in known and m not in ch.model_map:
+                problems.append(f"{config.source}: channels[{i}].models: {m!r} is not a model of vendor {ch.vendor!r}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{config.source}: ok ({len(config.channels)} channels, {len(config.groups)} groups)")
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidgate", description="One video-generation API in front of many vendors.")
+    parser.add_argument("--version", action="version", version=f"vidgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="TOML config file (default: $VIDGATE_CONFIG, else the embedded default)")
+        return p
+
+    p = with_config(sub.add_parser("serve", help="serve the API and run the poll worker"))
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--log-level", default="info")
+    p = with_config(sub.add_parser("worker", help="run the poll worker alone"))
+    p.add_argument("--once", action="store_true", help="process due tasks until none is due, then exit")
+    p.add_argument("--log-level", default="info")
+    p = with_config(sub.add_parser("plugins", help="list installed plugins"))
+    p.add_argument("--json", action="store_true")
+    tokens = with_config(sub.add_parser("tokens", help="manage API tokens"))
+    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
+    c = tsub.add_parser("create", help="create a token; prints its key once, as the last line")
+    c.add_argument("--name", required=True)
+    c.add_argument("--group", default="default")
+    c.add_argument("--quota", type=float, help="balance in price units (default: unlimited)")
+    c.add_argument("--models", help="comma-separated models this token may use (default: all of its group)")
+    c.add_argument("--expires-in-days", type=float)
+    tsub.add_parser("list", help="list tokens")
+    r = tsub.add_parser("revoke", help="revoke a token at once")
+    r.add_argument("token", help="token id or name")
+    q = tsub.add_parser("set-quota", help="set a token's quota")
+    q.add_argument("token", help="token id or name")
+    q.add_argument("quota", help="a number, or 'unlimited'")
+    with_config(sub.add_parser("usage", help="charges and refunds per token and model"))
+    p = sub.add_parser("check-config", help="validate a config file without starting")
+    p.add_argument("path")
+    from .client import add_submit_parser
+
+    add_submit_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        if args.command == "worker":
+            return asyncio.run(_worker(args))
+        if args.command == "plugins":
+            return _plugins(args)
+        if args.command == "tokens":
+            return asyncio.run(_tokens(args))
+        if args.command == "usage":
+            return asyncio.run(_usage(args))
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "submit":
+            from .client import run_submit
+
+            return asyncio.run(run_submit(args))
+    except (ConfigError, PluginLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""The operator's configuration: one TOML file, validated at start.
+
+Secrets come from the environment with ``${ENV_VAR}`` interpolation in any string value.
+Unknown keys are errors (a typo must not silently disable a limit). Every error names the
+file, the key path and what is wrong. See ``docs/operators.md`` for an annotated example.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from .errors import ConfigError
+
+DEFAULT_DATA_DIR = "./vidgate-data"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@attrs.frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The URL clients and vendors reach this gateway at; needed for vendor callbacks.
+    public_url: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    data_dir: str = DEFAULT_DATA_DIR
+
+
+@attrs.frozen
+class StoreConfig:
+    url: str = f"sqlite:///{DEFAULT_DATA_DIR}/vidgate.db"
+
+
+@attrs.frozen
+class MediaConfig:
+    path: str = f"{DEFAULT_DATA_DIR}/media"
+    # How long a finished video stays downloadable (drives ``expires_at``).
+    retention_hours: float = 24 * 7
+
+
+@attrs.frozen
+class WorkerConfig:
+    enabled: bool = True
+    concurrency: int = 16
+    lease_seconds: float = 30.0
+    tick_seconds: float = 0.5
+    # Upper bound of the backoff between polls after transient errors.
+    max_backoff_seconds: float = 60.0
+    # Attempts to copy a completed result into media storage before failing the task.
+    fetch_attempts: int = 5
+
+
+@attrs.frozen
+class NetworkConfig:
+    outbound_timeout_seconds: float = 60.0
+    connect_timeout_seconds: float = 10.0
+    image_fetch_timeout_seconds: float = 20.0
+    # CIDR ranges client image URLs may resolve to although they are private, loopback or
+    # link-local (for tests and private deployments). Empty means public addresses only.
+    allow_image_networks: tuple[str, ...] = ()
+    # Submit retries on one channel for rate limits before moving to the next channel.
+    submit_retries: int = 2
+    max_retry_after_seconds: float = 10.0
+
+
+@attrs.frozen
+class PluginsConfig:
+    # None means every installed plugin; a list limits loading to those names.
+    enabled: tuple[str, ...] | None = None
+
+
+@attrs.frozen
+class ChannelConfig:
+    name: str
+    vendor: str
+    base_url: str = ""
+    models: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ("default",)
+    priority: int = 0
+    weight: int = 1
+    credentials: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    options: dict[str, Any] = attrs.field(factory=dict)
+    model_map: dict[str, str] = attrs.field(factory=dict)
+    max_concurrent: int | None = None
+    rate_per_minute: float | None = None
+    # How long a channel stays out of rotation after an account error or repeated failures.
+    cooldown_seconds: float = 60.0
+
+
+@attrs.frozen
+class GroupConfig:
+    name: str
+    ratio: float = 1.0
+
+
+@attrs.frozen
+class ModelPrice:
+    price_per_second: float | None = None
+    price_per_request: float | None = None
+    # Extra multipliers by resolution tier (e.g. {"1080p" = 1.5}) or by exact size.
+    resolution_multipliers: dict[str, float] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Config:
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    media: MediaConfig = MediaConfig()
+    worker: WorkerConfig = WorkerConfig()
+    network: NetworkConfig = NetworkConfig()
+    plugins: PluginsConfig = PluginsConfig()
+    channels: tuple[ChannelConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = (GroupConfig("default"),)
+    models: dict[str, ModelPrice] = attrs.field(factory=dict)
+    # Where the config came from, for messages; not a TOML key.
+    source: str = attrs.field(default="<built-in defaults>", kw_only=True)
+
+    def group(self, name: str) -> GroupConfig | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    for cls in (
+        ServerConfig,
+        StoreConfig,
+        MediaConfig,
+        WorkerConfig,
+        NetworkConfig,
+        PluginsConfig,
+        ChannelConfig,
+        GroupConfig,
+        ModelPrice,
+    ):
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True))
+
+    def reject_bool_as_number(value: Any, cls: type) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        if cls is int and isinstance(value, float):
+            raise TypeError(f"expected a whole number, got {value!r}")
+        return cls(value)
+
+    conv.register_structure_hook(int, reject_bool_as_number)
+    conv.register_structure_hook(float, reject_bool_as_number)
+
+    def strict_str(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r}")
+        return value
+
+    conv.register_structure_hook(str, strict_str)
+    return conv
+
+
+_converter = _make_converter()
+
+
+def _interpolate(value: Any, path: str, source: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m[1]
+            if name not in os.environ:
+                raise ConfigError(f"{source}: {path}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+    return value
+
+
+def _describe(exc: BaseException, source: str) -> str:
+    messages = cattrs.transform_error(exc, path="")
+    cleaned = [m.replace(" @ $", " at ").replace("$.", "").replace("$", "") for m in messages]
+    return f"{source}: " + "; ".join(cleaned)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a decoded TOML document and return the Config."""
+    data = _interpolate(data, "", source)
+    try:
+        config = _converter.structure({k: v for k, v in data.items()}, Config)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    config = attrs.evolve(config, source=source)
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: Config) -> None:
+    src = config.source
+    seen: set[str] = set()
+    groups = {g.name for g in config.groups}
+    for i, ch in enumerate(config.channels):
+        where = f"{src}: channels[{i}]"
+        if not ch.name:
+            raise ConfigError(f"{where}.name: must not be empty")
+        if ch.name in seen:
+            raise ConfigError(f"{where}.name: channel name {ch.name!r} is used twice")
+        seen.add(ch.name)
+        if ch.weight < 0:
+            raise ConfigError(f"{where}.weight: must be 0 or more")
+        if ch.max_concurrent is not None and ch.max_concurrent < 1:
+            raise ConfigError(f"{where}.max_concurrent: must be at least 1")
+        if ch.rate_per_minute is not None and ch.rate_per_minute <= 0:
+            raise ConfigError(f"{where}.rate_per_minute: must be positive")
+        for g in ch.groups:
+            if g not in groups:
+                raise ConfigError(f"{where}.groups: group {g!r} is not defined in [[groups]]")
+    for g in config.groups:
+        if g.ratio < 0:
+            raise ConfigError(f"{src}: groups: ratio of {g.name!r} must be 0 or more")
+    for name, price in config.models.items():
+        if price.price_per_second is not None and price.price_per_request is not None:
+            raise ConfigError(f"{src}: models.{name}: set price_per_second or price_per_request, not both")
+        for v in (price.price_per_second, price.price_per_request):
+            if v is not None and v < 0:
+                raise ConfigError(f"{src}: models.{name}: prices must be 0 or more")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_config(data, str(p))
+
+
+def default_config() -> Config:
+    """The embedded default: SQLite and media under ./vidgate-data, the local vendor."""
+    return Config(
+        plugins=PluginsConfig(enabled=("local",)),
+        channels=(ChannelConfig(name="local", vendor="local"),),
+        source="<embedded default>",
+    )

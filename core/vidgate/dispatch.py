@@ -1,0 +1,160 @@
+"""Choosing channels: priority, weights, circuit breakers, concurrency and rate limits.
+
+For a submit, the channels that serve the model for the token's group are ordered by
+priority (highest first) and, within a priority, by a weighted random draw (a channel of
+weight 3 comes first three times as often as one of weight 1). A channel is skipped while
+its breaker is open (after an account error, or three consecutive failures, for its
+``cooldown_seconds``), while it is at ``max_concurrent`` unfinished tasks, or while its
+``rate_per_minute`` budget is spent. When a cool-down ends, one probe request is let
+through (half-open); its success closes the breaker, its failure opens it again.
+
+Breaker and rate state live in each process; the concurrency count is read from the
+store, so it holds across replicas.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from collections.abc import Iterable
+
+import attrs
+import structlog
+
+from .config import ChannelConfig, Config
+from .plugins import Plugins
+from .vendor import Channel
+
+log = structlog.get_logger("vidgate.dispatch")
+FAILURES_TO_OPEN = 3
+
+
+@attrs.define
+class Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+    reason: str = ""
+
+
+def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
+    vendor = plugins.vendors[cfg.vendor]
+    models = cfg.models or tuple(plugins.vendor_models(cfg.vendor))
+    models = tuple(dict.fromkeys((*models, *cfg.model_map.keys())))
+    return Channel(
+        name=cfg.name,
+        vendor=cfg.vendor,
+        base_url=(cfg.base_url or vendor.default_base_url or "").rstrip("/"),
+        models=models,
+        groups=cfg.groups,
+        priority=cfg.priority,
+        weight=cfg.weight,
+        credentials=cfg.credentials,
+        options=cfg.options,
+        model_map=cfg.model_map,
+        max_concurrent=cfg.max_concurrent,
+        rate_per_minute=cfg.rate_per_minute,
+    )
+
+
+class Dispatcher:
+    def __init__(self, config: Config, plugins: Plugins, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.channels: dict[str, Channel] = {}
+        self.cooldowns: dict[str, float] = {}
+        for cfg in config.channels:
+            if cfg.vendor not in plugins.vendors:
+                log.error("channel_disabled", channel=cfg.name, vendor=cfg.vendor, reason="no enabled plugin provides this vendor")
+                continue
+            self.channels[cfg.name] = to_channel(cfg, plugins)
+            self.cooldowns[cfg.name] = cfg.cooldown_seconds
+        self.breakers: dict[str, Breaker] = collections.defaultdict(Breaker)
+        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._rng = rng or random.Random()
+
+    def serving(self, model: str, group: str | None = None) -> list[Channel]:
+        return [
+            ch for ch in self.channels.values() if model in ch.models and (group is None or group in ch.groups)
+        ]
+
+    def models_for_group(self, group: str) -> list[str]:
+        names: dict[str, None] = {}
+        for ch in self.channels.values():
+            if group in ch.groups:
+                names.update(dict.fromkeys(ch.models))
+        return sorted(names)
+
+    def order(self, channels: Iterable[Channel]) -> list[Channel]:
+        """Priority descending; weighted random order within a priority."""
+
+        def key(ch: Channel) -> tuple[int, float]:
+            weight = max(ch.weight, 0)
+            # Efraimidis-Spirakis: u ** (1 / w) sorts a weighted random permutation.
+            draw = self._rng.random() ** (1.0 / weight) if weight > 0 else -1.0
+            return (-ch.priority, -draw)
+
+        return sorted(channels, key=key)
+
+    # -- admission ---------------------------------------------------------------------
+
+    def breaker_allows(self, name: str, now: float | None = None) -> bool:
+        b = self.breakers[name]
+        now = time.monotonic() if now is None else now
+        if b.open_until == 0.0:
+            return True
+        if now < b.open_until or b.probing:
+            return False
+        b.probing = True  # half-open: this caller is the one probe
+        log.info("channel_probe", channel=name)
+        return True
+
+    def rate_allows(self, channel: Channel, now: float | None = None) -> bool:
+        if channel.rate_per_minute is None:
+            return True
+        now = time.monotonic() if now is None else now
+        sent = self._sent[channel.name]
+        while sent and sent[0] <= now - 60.0:
+            sent.popleft()
+        return len(sent) < channel.rate_per_minute
+
+    def note_sent(self, channel: Channel) -> None:
+        if channel.rate_per_minute is not None:
+            self._sent[channel.name].append(time.monotonic())
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def succeeded(self, name: str) -> None:
+        b = self.breakers[name]
+        if b.open_until:
+            log.info("channel_restored", channel=name)
+        self.breakers[name] = Breaker()
+
+    def failed(self, name: str, reason: str, *, account: bool = False) -> None:
+        """Count a failure; an account error (or repeated failures) opens the breaker."""
+        b = self.breakers[name]
+        b.failures += 1
+        b.probing = False
+        if account or b.failures >= FAILURES_TO_OPEN or b.open_until:
+            b.open_until = time.monotonic() + self.cooldowns.get(name, 60.0)
+            b.reason = reason
+            log.warning("channel_out_of_rotation", channel=name, reason=reason, cooldown=self.cooldowns.get(name))
+
+    def status(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        out = []
+        for name, ch in self.channels.items():
+            b = self.breakers[name]
+            out.append(
+                {
+                    "name": name,
+                    "vendor": ch.vendor,
+                    "models": list(ch.models),
+                    "groups": list(ch.groups),
+                    "priority": ch.priority,
+                    "weight": ch.weight,
+                    "state": "open" if b.open_until > now else ("half-open" if b.open_until else "closed"),
+                    "reason": b.reason or None,
+                }
+            )
+        return out

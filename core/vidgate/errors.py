@@ -1,0 +1,173 @@
+"""Errors that reach API clients, and errors that vendor plugins raise.
+
+Two families:
+
+* :class:`APIError` and its subclasses are answers to an HTTP client. Each carries the
+  HTTP status and the fields of the one error shape
+  ``{"error": {"message", "type", "param", "code"}}``.
+* :class:`VendorError` and its subclasses are raised by vendor plugins from their async
+  calls. The *class* tells the core what to do next (reject, retry, fail over), so a
+  plugin author classifies the vendor's answer once, in the plugin, and the core never
+  has to know a vendor's status words or error codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+class VidgateError(Exception):
+    """Base class of every error vidgate raises on purpose."""
+
+
+@attrs.define(eq=False)
+class APIError(VidgateError):
+    """An error answered to an API client in the one error shape."""
+
+    message: str
+    status: int = 400
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    # Errors a retry cannot fix are marked so the OpenAI SDK does not retry them.
+    retryable: bool | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        Exception.__init__(self, self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def invalid(message: str, param: str | None = None, code: str = "invalid_value") -> APIError:
+    """A 400 that names the offending field."""
+    return APIError(message, 400, "invalid_request_error", param, code, retryable=False)
+
+
+def not_found(message: str = "No such video.", param: str | None = None) -> APIError:
+    return APIError(message, 404, "invalid_request_error", param, "not_found", retryable=False)
+
+
+def conflict(message: str, code: str = "invalid_state") -> APIError:
+    return APIError(message, 409, "invalid_request_error", None, code, retryable=False)
+
+
+def unauthorized(message: str) -> APIError:
+    return APIError(message, 401, "authentication_error", None, "invalid_api_key", retryable=False)
+
+
+def forbidden(message: str, param: str | None = None) -> APIError:
+    return APIError(message, 403, "permission_error", param, "model_not_allowed", retryable=False)
+
+
+class RequestInvalid(APIError):
+    """Several validation problems at once; the first one names ``param``."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        first = problems[0]
+        text = "; ".join(f"{p.param}: {p.message}" if p.param else p.message for p in problems)
+        super().__init__(text, 400, "invalid_request_error", first.param, first.code, False)
+        self.problems = problems
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a request, as found by the core or a plugin's validator.
+
+    ``param`` is the client-facing field path, e.g. ``"seconds"`` or
+    ``"metadata.cfg_scale"``; it becomes ``error.param`` in the 400 answer.
+    """
+
+    param: str | None
+    message: str
+    code: str = "invalid_value"
+
+
+# --- raised by vendor plugins -------------------------------------------------------
+
+
+class VendorError(VidgateError):
+    """Base class of errors a vendor plugin raises from ``submit``, ``poll`` or ``fetch``.
+
+    Raise one of the subclasses; the class decides what the core does:
+
+    ========================  ==================================================
+    :class:`VendorRejected`    the request itself is wrong (bad parameter, content
+                               policy): the client gets a 400, no other channel
+                               is tried, the charge is refunded
+    :class:`VendorRateLimited` slow down: retried with backoff (``retry_after``
+                               honoured), then another channel
+    :class:`VendorUnavailable` transient (5xx, timeout, malformed answer): retried
+                               with backoff, then another channel; never fails a
+                               task while polling
+    :class:`ChannelUnusable`   this account cannot serve (auth, balance,
+                               permission): the channel leaves rotation for its
+                               cool-down and the task moves on
+    :class:`TaskFailed`        the vendor says this task will never finish
+                               (used from ``poll`` and ``fetch_result``)
+    ========================  ==================================================
+
+    ``vendor_code`` is the vendor's own error code, kept for operators' logs; it never
+    reaches a client. ``message`` must not contain credentials.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor_code: str | int | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.vendor_code = vendor_code
+        self.param = param
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class VendorRejected(VendorError):
+    """The vendor refused the request as invalid; retrying cannot help."""
+
+
+class VendorRateLimited(VendorError):
+    """The vendor asked us to slow down (rate or concurrency limit)."""
+
+
+class VendorUnavailable(VendorError):
+    """A transient failure: 5xx, timeout, connection error, malformed body."""
+
+
+class ChannelUnusable(VendorError):
+    """This channel's account cannot serve now: bad key, no balance, no permission."""
+
+
+class TaskFailed(VendorError):
+    """The vendor reports that the task ended in failure.
+
+    ``code`` is a short machine-readable reason shown to the client in ``error.code``.
+    """
+
+    def __init__(self, message: str, *, code: str = "vendor_failed", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.code = code
+
+
+class PluginLoadError(VidgateError):
+    """A plugin could not be loaded or registered (for example a duplicate vendor)."""
+
+
+class ConfigError(VidgateError):
+    """The configuration file is invalid; the message names the file and the key."""

@@ -1,0 +1,148 @@
+"""The vidgate plugin contract.
+
+pluggy calls hook implementations synchronously. vidgate keeps that and handles vendor
+I/O like this, once and for all:
+
+* Hooks that only compute (``vidgate_register_vendors``, ``vidgate_validate_request``,
+  ``vidgate_map_request``, ``vidgate_parse_callback``) return their answer directly.
+* Hooks that talk to a vendor (``vidgate_submit``, ``vidgate_poll``,
+  ``vidgate_fetch_result``, ``vidgate_recover``, ``vidgate_remix``) are *plain* functions
+  that return an **awaitable** (typically the coroutine of an ``async def`` helper,
+  called but not awaited), and the core awaits it. They return ``None`` when the
+  ``vendor`` argument is not theirs.
+* An ``async def`` decorated with ``@hookimpl`` is refused at load time: pluggy would
+  treat the coroutine object as a non-None answer, which breaks ``firstresult`` for every
+  other plugin.
+
+Every vendor-scoped hook receives ``vendor`` (the vendor id of the channel the core chose)
+and must answer only for its own vendors. :class:`vidgate.VendorPlugin` implements all of
+this by delegation; subclass it unless you have a reason not to.
+
+Errors: async vendor calls raise subclasses of :class:`vidgate.errors.VendorError`; the
+class decides between reject (400), retry, fail over, and fail the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .markers import hookspec
+
+if TYPE_CHECKING:
+    from .errors import Problem
+    from .request import VideoRequest
+    from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
+
+
+@hookspec
+def vidgate_register_vendors(register: Callable[[Vendor], None]) -> None:
+    """Register the vendors this plugin provides.
+
+    :param register: call ``register(Vendor(name=..., models=(Model(...), ...)))`` once
+        per vendor. A vendor name claimed by two plugins stops the gateway at start-up
+        with an error naming both plugins.
+
+    Called once when the gateway starts (and by ``vidgate plugins``). Do no I/O here.
+    """
+
+
+@hookspec
+def vidgate_validate_request(
+    vendor: str, request: VideoRequest, model: Model, channel: Channel
+) -> list[Problem] | None:
+    """Check a unified request against what ``vendor`` can do.
+
+    :param vendor: the vendor id of the channel that would serve the request.
+    :param request: the request, already valid by the unified rules of
+        :mod:`vidgate.request`.
+    :param model: the public model resolved for the request.
+    :param channel: the channel that would serve it.
+    :return: a list of :class:`vidgate.errors.Problem` (empty if fine), or ``None`` when
+        the vendor is not yours. Answers of all plugins are concatenated, so a
+        non-vendor plugin may add policy checks by answering for every vendor.
+
+    Each problem becomes part of a 400 whose ``param`` names the field (use
+    ``"metadata.<key>"`` for metadata keys). Called before anything is stored or billed.
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_map_request(vendor: str, request: VideoRequest, model: Model, channel: Channel) -> VendorJob | None:
+    """Map the unified request and its ``metadata`` into the vendor's request.
+
+    :return: a :class:`vidgate.VendorJob` whose ``payload`` is the JSON the vendor call
+        needs and whose ``seconds``/``size``/``resolution`` say exactly what the vendor
+        will make (this is what the client is billed for), or ``None`` for other vendors.
+
+    Resolve vendor defaults here so billing matches reality. Metadata keys that would
+    change the billed model must be refused by raising
+    :class:`vidgate.errors.RequestInvalid`. Called once per channel tried, because two
+    channels may map a public model to different vendor names. Stops at the first
+    non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_submit(vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission] | None:
+    """Send ``job`` to the vendor and return an awaitable of :class:`vidgate.Submission`.
+
+    The task row, with ``job``, is stored before this is called, and the client is
+    answered only after the returned handle is stored. Use ``ctx.task_id`` as the vendor's
+    idempotency/external id when it has one. Raise a :class:`vidgate.errors.VendorError`
+    subclass on failure. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_poll(vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[PollResult] | None:
+    """Ask the vendor how the task behind ``handle`` is doing.
+
+    :return: an awaitable of :class:`vidgate.PollResult`. Unknown vendor status words
+        must come back as ``PollResult.unknown(word)`` (the task stays alive).
+        Transient problems raise ``VendorUnavailable``/``VendorRateLimited`` and never
+        fail the task; the worker backs off and polls again until the task's deadline.
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_fetch_result(
+    vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
+) -> Awaitable[MediaSource | None] | None:
+    """Return an awaitable of the result bytes as a :class:`vidgate.MediaSource`.
+
+    :param result: the ``result`` dict of the completing :class:`vidgate.PollResult`.
+    :param variant: ``"video"`` or ``"thumbnail"``. Resolve to ``None`` when the vendor
+        has no such variant; for ``"thumbnail"`` the gateway then makes its own.
+
+    Called by the worker once a poll reports ``completed``; the gateway copies the bytes
+    into its media storage so downloads outlive the vendor's URL.
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_recover(vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission | None] | None:
+    """Find a submission whose answer was lost (the gateway died mid-submit).
+
+    :return: ``None`` when you cannot look tasks up by ``ctx.task_id`` (the gateway then
+        fails and refunds the task rather than risk a duplicate at the vendor), else an
+        awaitable resolving to the :class:`vidgate.Submission` found, or to ``None`` if
+        the vendor certainly never received the task (it is then submitted again).
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_remix(
+    vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext
+) -> Awaitable[Submission] | None:
+    """Start a remix of the completed task behind ``handle`` (the vendor's handle, never
+    the public id), described by ``job``. Return ``None`` if the vendor cannot remix."""
+
+
+@hookspec(firstresult=True)
+def vidgate_parse_callback(vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """Read a vendor's status callback and return the vendor task id it concerns.
+
+    Callbacks are unauthenticated hints: the gateway only polls that task at once; it
+    never takes a callback body as the result.
+    """

@@ -1,0 +1,219 @@
+"""Finding, loading and calling plugins.
+
+This module is the only code that touches ``pm.hook``: the rest of the gateway calls the
+typed methods of :class:`Plugins`. Loading never lets one broken plugin take the gateway
+down: its import error is recorded and shown by ``vidgate plugins`` and ``/-/plugins``.
+Two plugins claiming one vendor name is a start-up error naming both.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import pluggy
+import structlog
+
+from . import hookspecs
+from .errors import PluginLoadError, Problem, RequestInvalid
+from .markers import PROJECT
+from .request import VideoRequest
+from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
+
+log = structlog.get_logger("vidgate.plugins")
+T = TypeVar("T")
+ENTRY_POINT_GROUP = "vidgate"
+
+
+@attrs.define
+class PluginInfo:
+    """One plugin as ``vidgate plugins`` shows it."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    vendors: list[str] = attrs.field(factory=list)
+    models: list[str] = attrs.field(factory=list)
+    status: str = "active"  # active | disabled | failed
+    error: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.status == "active"
+
+
+def _async_hookimpls(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    bad = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and inspect.iscoroutinefunction(impl.function):
+                bad.append(caller.name)
+    return bad
+
+
+class Plugins:
+    """The loaded plugins, their vendors and models, and typed hook calls."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: list[PluginInfo]) -> None:
+        self.pm = pm
+        self.infos = infos
+        self.vendors: dict[str, Vendor] = {}
+        # public model name -> vendor name -> Model
+        self.models: dict[str, dict[str, Model]] = {}
+        self._build_registry()
+
+    # -- loading -----------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        enabled: Iterable[str] | None = None,
+        extra: Mapping[str, object] | None = None,
+        entry_points: bool = True,
+    ) -> Plugins:
+        """Load plugins from the ``vidgate`` entry-point group.
+
+        :param enabled: names (entry-point or distribution names) to load; None loads all.
+        :param extra: plugins to register in-process (name -> plugin object), for tests
+            and embedding; they are always enabled.
+        """
+        pm = pluggy.PluginManager(PROJECT)
+        pm.add_hookspecs(hookspecs)
+        wanted = None if enabled is None else set(enabled)
+        infos: list[PluginInfo] = []
+        if entry_points:
+            for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                dist = ep.dist
+                info = PluginInfo(
+                    name=ep.name,
+                    distribution=dist.name if dist else None,
+                    version=dist.version if dist else None,
+                )
+                infos.append(info)
+                if wanted is not None and ep.name not in wanted and (info.distribution not in wanted):
+                    info.status = "disabled"
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:  # a broken plugin must not take the gateway down
+                    info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+                    log.warning("plugin_load_failed", plugin=ep.name, error=info.error)
+                    continue
+                cls._register(pm, plugin, info)
+        for name, plugin in (extra or {}).items():
+            info = PluginInfo(name=name)
+            infos.append(info)
+            cls._register(pm, plugin, info)
+        if wanted is not None:
+            known = {i.name for i in infos} | {i.distribution for i in infos if i.distribution}
+            for missing in sorted(wanted - known):
+                infos.append(PluginInfo(name=missing, status="failed", error="not installed"))
+        pm.check_pending()
+        return cls(pm, infos)
+
+    @staticmethod
+    def _register(pm: pluggy.PluginManager, plugin: object, info: PluginInfo) -> None:
+        try:
+            pm.register(plugin, name=info.name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.warning("plugin_register_failed", plugin=info.name, error=info.error)
+            return
+        if bad := _async_hookimpls(pm, plugin):
+            pm.unregister(plugin)
+            info.status = "failed"
+            info.error = f"async def hook implementations are not allowed (return an awaitable): {', '.join(bad)}"
+            log.warning("plugin_register_failed", plugin=info.name, error=info.error)
+
+    def _build_registry(self) -> None:
+        owner: dict[str, str] = {}
+        by_name = {i.name: i for i in self.infos}
+        for impl in self.pm.hook.vidgate_register_vendors.get_hookimpls():
+            registered: list[Vendor] = []
+            impl.function(registered.append)
+            for vendor in registered:
+                if vendor.name in self.vendors:
+                    raise PluginLoadError(
+                        f"vendor {vendor.name!r} is provided by both plugin {owner[vendor.name]!r}"
+                        f" and plugin {impl.plugin_name!r}; uninstall or disable one of them"
+                    )
+                self.vendors[vendor.name] = vendor
+                owner[vendor.name] = impl.plugin_name
+                info = by_name.get(impl.plugin_name)
+                for model in vendor.models:
+                    for public in (model.name, *model.aliases):
+                        self.models.setdefault(public, {})[vendor.name] = model
+                        if info is not None:
+                            info.models.append(public)
+                if info is not None:
+                    info.vendors.append(vendor.name)
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def model(self, public: str, vendor: str) -> Model | None:
+        return self.models.get(public, {}).get(vendor)
+
+    def vendor_models(self, vendor: str) -> list[str]:
+        """Every public name (with aliases) the vendor serves."""
+        return [name for name, vendors in self.models.items() if vendor in vendors]
+
+    # -- typed hook calls ---------------------------------------------------------------
+
+    def validate(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
+        problems: list[Problem] = []
+        for answer in self.pm.hook.vidgate_validate_request(
+            vendor=vendor, request=request, model=model, channel=channel
+        ):
+            problems.extend(answer)
+        return problems
+
+    def map_request(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
+        job = self.pm.hook.vidgate_map_request(vendor=vendor, request=request, model=model, channel=channel)
+        if job is None:
+            raise PluginLoadError(f"no plugin maps requests for vendor {vendor!r}")
+        if not isinstance(job, VendorJob):
+            raise PluginLoadError(f"vidgate_map_request for {vendor!r} returned {type(job).__name__}, not VendorJob")
+        return job
+
+    async def _await(self, hook: str, vendor: str, awaitable: Awaitable[T] | None) -> T:
+        if awaitable is None:
+            raise PluginLoadError(f"no plugin implements {hook} for vendor {vendor!r}")
+        if not inspect.isawaitable(awaitable):
+            raise PluginLoadError(f"{hook} for vendor {vendor!r} returned {type(awaitable).__name__}, not an awaitable")
+        return await awaitable
+
+    async def submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission:
+        return await self._await("vidgate_submit", vendor, self.pm.hook.vidgate_submit(vendor=vendor, job=job, ctx=ctx))
+
+    async def poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        return await self._await("vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx))
+
+    async def fetch_result(
+        self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
+    ) -> MediaSource | None:
+        return await self._await(
+            "vidgate_fetch_result",
+            vendor,
+            self.pm.hook.vidgate_fetch_result(vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx),
+        )
+
+    def can_recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission | None] | None:
+        """The vendor's recovery call, or None when it cannot look tasks up by our id."""
+        return self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
+
+    async def remix(self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
+        return await self._await(
+            "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx)
+        )
+
+    def parse_callback(self, vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+        return self.pm.hook.vidgate_parse_callback(vendor=vendor, body=body, headers=headers)
+
+
+def raise_problems(problems: list[Problem]) -> None:
+    if problems:
+        raise RequestInvalid(problems)

@@ -1,0 +1,296 @@
+"""The unified video request and the rules that turn client JSON into it.
+
+These rules are decided once, here, for every vendor:
+
+* ``seconds`` and ``duration`` are the same field. Each may be an integer or a string of
+  digits. If both are given and differ, the request is refused (param ``duration``).
+* ``size`` is ``WxH`` (pixels, e.g. ``1280x720``) or a ratio ``W:H`` (e.g. ``16:9``).
+* ``image``, ``images`` and ``input_reference`` all mean "visual reference". Each entry
+  is an http(s) URL, a ``data:`` URL, or raw base64 (or an uploaded file on
+  ``/v1/videos``). Order is kept: ``image`` first, then ``images``, then
+  ``input_reference``; by convention the first is the first frame, the second the
+  last frame.
+* ``metadata`` is an object of vendor-specific keys that the vendor plugin validates and
+  passes through. It can never change the billed model.
+
+A plugin receives a :class:`VideoRequest` that already satisfies these rules and adds its
+own vendor rules in ``vidgate_validate_request``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from .errors import Problem, RequestInvalid
+
+MAX_PROMPT_CHARS = 32_000
+MAX_SECONDS = 600
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGES = 8
+MAX_DIMENSION = 8192
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$")
+_RATIO = re.compile(r"^\s*(\d{1,3})\s*:\s*(\d{1,3})\s*$")
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,", re.IGNORECASE)
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """Return the MIME type of a PNG, JPEG, GIF or WebP image, or None."""
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@attrs.frozen
+class Image:
+    """One visual reference.
+
+    Exactly one of ``url`` (an http(s) URL the client gave) and ``data`` (the decoded
+    bytes of a data URL, raw base64 or an upload) is set. ``mime_type`` is sniffed from
+    the bytes, or taken from the upload or data URL when the bytes are not known.
+    """
+
+    url: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=lambda d: f"<{len(d)} bytes>" if d else "None")
+    mime_type: str | None = None
+    filename: str | None = None
+
+    def base64(self) -> str:
+        """The bytes as plain base64 (no ``data:`` prefix). Only for inline images."""
+        if self.data is None:
+            raise ValueError("this image is a URL; fetch it first")
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.mime_type or 'application/octet-stream'};base64,{self.base64()}"
+
+
+@attrs.frozen
+class Size:
+    """A requested size: pixels (``width``/``height`` set) or only an aspect ratio."""
+
+    ratio_w: int
+    ratio_h: int
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def text(self) -> str:
+        if self.width is not None:
+            return f"{self.width}x{self.height}"
+        return f"{self.ratio_w}:{self.ratio_h}"
+
+    @property
+    def ratio(self) -> float:
+        return self.ratio_w / self.ratio_h
+
+    @property
+    def is_portrait(self) -> bool:
+        return self.ratio_h > self.ratio_w
+
+    def nearest_ratio(self, choices: Iterable[str]) -> str:
+        """The ``W:H`` string among ``choices`` closest to this size (in log space)."""
+
+        def distance(choice: str) -> float:
+            w, h = (int(x) for x in choice.split(":"))
+            return abs(math.log(self.ratio) - math.log(w / h))
+
+        return min(choices, key=distance)
+
+    @classmethod
+    def parse(cls, value: str) -> Size | None:
+        if m := _SIZE.match(value):
+            w, h = int(m[1]), int(m[2])
+            if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION):
+                return None
+            g = math.gcd(w, h)
+            return cls(w // g, h // g, w, h)
+        if m := _RATIO.match(value):
+            w, h = int(m[1]), int(m[2])
+            if w == 0 or h == 0:
+                return None
+            g = math.gcd(w, h)
+            return cls(w // g, h // g)
+        return None
+
+
+@attrs.frozen
+class VideoRequest:
+    """A validated unified request, as every vendor plugin receives it.
+
+    ``model`` is the public model name the client asked for (and is billed for);
+    ``seconds`` and ``size`` are None when the client left them to the vendor's default
+    (the plugin then decides, and reports what it will make in its ``VendorJob``).
+    """
+
+    model: str
+    prompt: str
+    seconds: int | None = None
+    size: Size | None = None
+    images: tuple[Image, ...] = ()
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    remix_of: str | None = None  # public id of the source task, for remixes
+
+    @property
+    def image(self) -> Image | None:
+        """The first visual reference, if any."""
+        return self.images[0] if self.images else None
+
+
+def _as_seconds(value: Any, param: str, problems: list[Problem]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        problems.append(Problem(param, "must be a whole number of seconds"))
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        problems.append(Problem(param, f"must be a whole number of seconds, got {value!r:.40}"))
+        return None
+    if not 1 <= number <= MAX_SECONDS:
+        problems.append(Problem(param, f"must be between 1 and {MAX_SECONDS}"))
+        return None
+    return number
+
+
+def parse_image(value: Any, param: str, problems: list[Problem]) -> Image | None:
+    """Parse one visual reference given as a string (URL, data URL or raw base64)."""
+    if isinstance(value, Mapping):
+        # The OpenAI object form: {"image_url": "..."} (file ids are OpenAI-only).
+        if "image_url" in value and isinstance(value["image_url"], str):
+            return parse_image(value["image_url"], f"{param}.image_url", problems)
+        if "file_id" in value:
+            problems.append(Problem(f"{param}.file_id", "file ids are not supported; send image_url or upload the file"))
+            return None
+        problems.append(Problem(param, "must be a URL, a data URL, base64, or {\"image_url\": ...}"))
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.append(Problem(param, "must be a non-empty string (URL, data URL or base64)"))
+        return None
+    value = value.strip()
+    if value.lower().startswith(("http://", "https://")):
+        if len(value) > 4096:
+            problems.append(Problem(param, "URL is too long"))
+            return None
+        return Image(url=value)
+    declared = None
+    if m := _DATA_URL.match(value):
+        declared = m[1]
+        if not (m[2] or "").lower().endswith("base64"):
+            problems.append(Problem(param, "data URLs must be base64-encoded"))
+            return None
+        value = value[m.end():]
+    if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 8:
+        problems.append(Problem(param, f"image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB", "too_large"))
+        return None
+    try:
+        data = base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
+    except (binascii.Error, ValueError):
+        problems.append(Problem(param, "is neither an http(s) URL, a data URL, nor valid base64"))
+        return None
+    return image_from_bytes(data, param, problems, declared_type=declared)
+
+
+def image_from_bytes(
+    data: bytes, param: str, problems: list[Problem], *, declared_type: str | None = None, filename: str | None = None
+) -> Image | None:
+    """Check uploaded or decoded bytes are an image we can pass on, and wrap them."""
+    if len(data) > MAX_IMAGE_BYTES:
+        problems.append(Problem(param, f"image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB", "too_large"))
+        return None
+    mime = sniff_image_type(data)
+    if mime is None:
+        problems.append(Problem(param, "does not decode as a PNG, JPEG, WebP or GIF image"))
+        return None
+    return Image(data=data, mime_type=mime or declared_type, filename=filename)
+
+
+def parse_request(body: Any, *, uploads: Iterable[Image] = ()) -> VideoRequest:
+    """Apply the unified rules to a decoded JSON body; raise :class:`RequestInvalid`."""
+    if not isinstance(body, Mapping):
+        raise RequestInvalid([Problem(None, "the request body must be a JSON object", "invalid_json")])
+    problems: list[Problem] = []
+
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        problems.append(Problem("model", "is required and must be a non-empty string", "missing_required_parameter"))
+        model = ""
+
+    prompt = body.get("prompt", "")
+    if prompt is None:
+        prompt = ""
+    if not isinstance(prompt, str):
+        problems.append(Problem("prompt", "must be a string"))
+        prompt = ""
+    elif len(prompt) > MAX_PROMPT_CHARS:
+        problems.append(Problem("prompt", f"is longer than {MAX_PROMPT_CHARS} characters", "too_long"))
+
+    seconds = _as_seconds(body.get("seconds"), "seconds", problems)
+    duration = _as_seconds(body.get("duration"), "duration", problems)
+    if seconds is not None and duration is not None and seconds != duration:
+        problems.append(Problem("duration", f"disagrees with seconds ({duration} != {seconds}); send one of them"))
+    seconds = seconds if seconds is not None else duration
+
+    size = None
+    raw_size = body.get("size")
+    if raw_size is not None:
+        if not isinstance(raw_size, str) or (size := Size.parse(raw_size)) is None:
+            problems.append(Problem("size", f"must be WxH (e.g. 1280x720) or a ratio W:H (e.g. 16:9), got {raw_size!r:.40}"))
+
+    images: list[Image] = []
+    if (raw := body.get("image")) is not None:
+        if (img := parse_image(raw, "image", problems)) is not None:
+            images.append(img)
+    if (raw := body.get("images")) is not None:
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list):
+            problems.append(Problem("images", "must be a list of images"))
+        else:
+            for i, item in enumerate(raw):
+                if (img := parse_image(item, f"images[{i}]", problems)) is not None:
+                    images.append(img)
+    if (raw := body.get("input_reference")) is not None:
+        if (img := parse_image(raw, "input_reference", problems)) is not None:
+            images.append(img)
+    images.extend(uploads)
+    if len(images) > MAX_IMAGES:
+        problems.append(Problem("images", f"at most {MAX_IMAGES} visual references are accepted"))
+
+    if not prompt.strip() and not images and not body.get("remix_of"):
+        problems.append(Problem("prompt", "is required when no image is given", "missing_required_parameter"))
+
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, Mapping):
+        problems.append(Problem("metadata", "must be a JSON object of vendor-specific keys"))
+        metadata = {}
+
+    if problems:
+        raise RequestInvalid(problems)
+    return VideoRequest(
+        model=model.strip(), prompt=prompt, seconds=seconds, size=size, images=tuple(images), metadata=dict(metadata)
+    )

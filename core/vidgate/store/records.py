@@ -1,0 +1,103 @@
+"""Rows of the store as attrs classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+TERMINAL = ("completed", "failed")
+
+
+@attrs.define
+class TokenRecord:
+    """An API token. Only the SHA-256 of its key is stored."""
+
+    id: str
+    name: str
+    key_hash: str = attrs.field(repr=False)
+    key_hint: str
+    group: str
+    quota: int | None  # micro-units; None is unlimited
+    used: int
+    models: list[str] | None  # None allows every model of the group
+    expires_at: float | None
+    revoked_at: float | None
+    created_at: float
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.quota is None else self.quota - self.used
+
+
+@attrs.define
+class TaskRecord:
+    """A task row. Vendor handle, job and result never leave the gateway."""
+
+    id: str
+    token_id: str
+    model: str
+    vendor: str
+    channel: str
+    status: str
+    phase: str  # submitting | polling | fetching | done
+    created_at: float
+    updated_at: float
+    request: dict[str, Any]
+    progress: int = 0
+    hidden: bool = False
+    prompt: str | None = None
+    seconds: int | None = None
+    size: str | None = None
+    resolution: str | None = None
+    job: dict[str, Any] | None = None
+    handle: dict[str, Any] | None = None
+    vendor_task_id: str | None = None
+    vendor_status: str | None = None
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    charge: int = 0
+    refunded: bool = False
+    remixed_from: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None
+    deadline_at: float | None = None
+    next_poll_at: float | None = None
+    poll_failures: int = 0
+    fetch_failures: int = 0
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    media: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media"})
+BOOL_COLUMNS = frozenset({"hidden", "refunded"})
+TASK_COLUMNS = tuple(a.name for a in attrs.fields(TaskRecord))
+
+
+@attrs.define
+class Attempt:
+    task_id: str
+    channel: str
+    outcome: str
+    detail: str
+    at: float
+
+
+@attrs.define
+class LedgerEntry:
+    id: int
+    token_id: str
+    task_id: str | None
+    kind: str  # charge | refund | credit
+    amount: int
+    model: str | None
+    reason: str
+    at: float

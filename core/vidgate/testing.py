@@ -1,0 +1,210 @@
+"""A test kit for vidgate and its plugins (installed with ``vidgate[testing]``).
+
+Everything here runs real servers on 127.0.0.1 inside the test's event loop:
+
+* :func:`serve_app` serves any ASGI app (a fake vendor, say) on a free port.
+* :func:`run_gateway` starts a whole gateway (store, worker, plugins) from a config dict
+  or TOML text, with its data under a temporary directory, and yields a
+  :class:`RunningGateway` that can mint tokens, call the API and wait for tasks.
+
+Example, in a plugin's tests::
+
+    async def test_text_to_video(tmp_path):
+        async with serve_app(make_fake_acme()) as fake:
+            config = {"plugins": {"enabled": ["acme"]},
+                      "channels": [{"name": "a", "vendor": "acme", "base_url": fake.url,
+                                    "credentials": {"api_key": "k"}}]}
+            async with run_gateway(config, tmp_path) as gw:
+                key = await gw.token()
+                status, task = await gw.post("/v1/video/generations", key,
+                                             json={"model": "acme-1", "prompt": "a fox"})
+                done = await gw.wait(task["id"], key)
+                assert done["status"] == "completed"
+
+The module is also a pytest plugin (entry point ``pytest11``) providing the fixture
+``vidgate_gateway``, a factory with the same arguments as :func:`run_gateway` whose
+``tmp_path`` is filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["RunningGateway", "ServedApp", "run_gateway", "serve_app"]
+
+
+@attrs.define
+class ServedApp:
+    """An ASGI app served on 127.0.0.1; ``url`` has no trailing slash."""
+
+    url: str
+    port: int
+    app: Any
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[ServedApp]:
+    """Serve ``app`` with uvicorn in this event loop until the block exits."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def,override]
+            # Leave signal handling to the test runner.
+            yield
+
+    server = _Server(uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False))
+    runner = asyncio.create_task(server.serve())
+    while not server.started:
+        if runner.done():
+            runner.result()  # raises the start-up error
+            raise RuntimeError("server exited during start-up")
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield ServedApp(url=f"http://{host}:{bound}", port=bound, app=app)
+    finally:
+        server.should_exit = True
+        await runner
+
+
+@attrs.define
+class RunningGateway:
+    """A gateway under test. ``gateway`` is the live :class:`vidgate.gateway.Gateway`."""
+
+    url: str
+    gateway: Any
+    http: Any  # aiohttp.ClientSession used by the helpers
+
+    async def token(
+        self, name: str = "test", group: str = "default", quota: float | None = None, models: list[str] | None = None
+    ) -> str:
+        """Create a token and return its key (``quota`` in price units; None = unlimited)."""
+        from .billing import to_micro
+
+        _, key = await self.gateway.create_token(
+            name, group, None if quota is None else to_micro(quota), models
+        )
+        return key
+
+    async def request(
+        self, method: str, path: str, key: str | None = None, *, raw: bool = False, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """Call the API; returns ``(status, decoded JSON)`` (bytes with ``raw=True``)."""
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        async with self.http.request(method, self.url + path, headers=headers, **kwargs) as resp:
+            body = await resp.read()
+            if raw:
+                return resp.status, body
+            try:
+                import json
+
+                return resp.status, json.loads(body) if body else None
+            except ValueError:
+                return resp.status, body
+
+    async def post(self, path: str, key: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+        return await self.request("POST", path, key, **kwargs)
+
+    async def get(self, path: str, key: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+        return await self.request("GET", path, key, **kwargs)
+
+    async def wait(
+        self,
+        task_id: str,
+        key: str,
+        *,
+        until: tuple[str, ...] = ("completed", "failed"),
+        timeout: float = 60.0,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll ``GET /v1/videos/{id}`` until the status is in ``until``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, task = await self.get(f"/v1/videos/{task_id}", key)
+            if status != 200:
+                raise AssertionError(f"polling {task_id} gave HTTP {status}: {task}")
+            if on_poll is not None:
+                on_poll(task)
+            if task["status"] in until:
+                return task
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} still {task['status']} after {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+def _test_config(config: Mapping[str, Any] | str | None, tmp_path: Path) -> Any:
+    import tomllib
+
+    from .config import parse_config
+
+    data: dict[str, Any] = tomllib.loads(config) if isinstance(config, str) else dict(config or {})
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    server = data.setdefault("server", {})
+    server.setdefault("data_dir", str(tmp_path / "data"))
+    data.setdefault("store", {}).setdefault("url", f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
+    data.setdefault("media", {}).setdefault("path", str(tmp_path / "data" / "media"))
+    worker = data.setdefault("worker", {})
+    worker.setdefault("tick_seconds", 0.05)
+    network = data.setdefault("network", {})
+    network.setdefault("max_retry_after_seconds", 2.0)
+    if "channels" not in data:
+        data["channels"] = [{"name": "local", "vendor": "local"}]
+        data.setdefault("plugins", {}).setdefault("enabled", ["local"])
+    return parse_config(data, "<test config>")
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    config: Mapping[str, Any] | str | None,
+    tmp_path: Path,
+    *,
+    extra_plugins: Mapping[str, object] | None = None,
+    run_worker: bool = True,
+) -> AsyncIterator[RunningGateway]:
+    """Start a full gateway on 127.0.0.1 for the duration of the block.
+
+    :param config: a config dict or TOML text; store, media and data paths default to
+        ``tmp_path``, and with no ``channels`` the embedded ``local`` channel is used.
+    :param extra_plugins: plugin objects to register in-process (name -> plugin).
+    :param run_worker: run the poll worker in the server (default True).
+    """
+    import aiohttp
+
+    from .api import create_app
+    from .gateway import Gateway
+
+    gateway = await Gateway.start(_test_config(config, tmp_path), extra_plugins=dict(extra_plugins or {}))
+    try:
+        app = create_app(gateway, run_worker=run_worker)
+        async with serve_app(app) as served:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+                yield RunningGateway(url=served.url, gateway=gateway, http=http)
+    finally:
+        await gateway.close()
+
+
+try:
+    import pytest
+except ImportError:  # the kit works without pytest; only the fixture needs it
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture
+    def vidgate_gateway(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningGateway]]:
+        """Factory: ``async with vidgate_gateway(config, extra_plugins=...) as gw``."""
+
+        def factory(config: Mapping[str, Any] | str | None = None, **kwargs: Any) -> Any:
+            return run_gateway(config, tmp_path, **kwargs)
+
+        return factory

@@ -1,0 +1,388 @@
+"""Everything a vendor plugin touches: the data it receives and returns.
+
+A vendor plugin is a pluggy plugin implementing the hooks in :mod:`vidgate.hookspecs`.
+The easiest way to write one is to subclass :class:`VendorPlugin`, fill in its methods,
+and point an entry point in the group ``vidgate`` at an instance::
+
+    class Acme(VendorPlugin):
+        name = "acme"
+        models = [Model("acme-1", vendor_model="acme-video-1")]
+
+        def map_request(self, request, model, channel):
+            return VendorJob(payload={...}, seconds=5, size="1280x720")
+
+        async def submit(self, job, ctx):
+            ...
+            return Submission(handle={"id": vendor_id}, vendor_task_id=vendor_id)
+
+        async def poll(self, handle, ctx):
+            ...
+            return PollResult(status="in_progress", progress=40)
+
+        async def fetch_result(self, handle, result, variant, ctx):
+            return await ctx.download(result["url"])
+
+    plugin = Acme()
+
+All I/O is ``async`` and receives a :class:`CallContext` with the shared HTTP session, the
+channel (base URL, credentials) and a logger that already carries the task id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import attrs
+
+from .errors import Problem
+from .markers import hookimpl
+
+if TYPE_CHECKING:
+    import aiohttp
+    import structlog
+
+    from .request import VideoRequest
+
+Status = Literal["queued", "in_progress", "completed", "failed"]
+PUBLIC_STATUSES: tuple[str, ...] = ("queued", "in_progress", "completed", "failed")
+
+
+@attrs.frozen
+class Model:
+    """A model a vendor can run.
+
+    ``name`` is the public name clients use (``kling-v1``, ``veo-3``); ``vendor_model`` is
+    the vendor's own name (defaults to ``name``). ``aliases`` are extra public names for
+    the same model. ``seconds`` lists the durations the model can make (empty = any);
+    ``default_seconds`` is what it makes when the client does not say.
+    ``supports_remix`` marks models whose vendor can remix a finished video.
+    """
+
+    name: str
+    vendor_model: str | None = None
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    seconds: tuple[int, ...] = ()
+    default_seconds: int | None = None
+    image_to_video: bool = True
+    text_to_video: bool = True
+    supports_remix: bool = False
+
+    @property
+    def upstream(self) -> str:
+        return self.vendor_model or self.name
+
+
+@attrs.frozen
+class Vendor:
+    """What a plugin registers through ``vidgate_register_vendors``.
+
+    ``name`` is the vendor id used in channel configs (``vendor = "kling"``).
+    ``poll_interval`` is how often (seconds) a task of this vendor is polled by default;
+    ``deadline`` is how long (seconds) a task may run before the gateway gives up on it.
+    Both can be overridden per channel with ``options``.
+    ``needs_base_url`` tells config validation that a channel must set ``base_url``;
+    ``default_base_url`` is used when the channel does not.
+    """
+
+    name: str
+    models: tuple[Model, ...]
+    poll_interval: float = 5.0
+    deadline: float = 30 * 60.0
+    default_base_url: str | None = None
+    credentials: tuple[str, ...] = ()
+    description: str = ""
+
+
+@attrs.frozen
+class Channel:
+    """One configured account at a vendor, as the plugin sees it.
+
+    ``credentials`` holds the vendor's own keys from ``[channels.credentials]`` (for
+    example ``access_key``/``secret_key`` for Kling); never log or return them.
+    ``options`` holds any other keys of ``[channels.options]``. ``model_map`` maps public
+    model names to the vendor's names for this channel.
+    """
+
+    name: str
+    vendor: str
+    base_url: str = ""
+    models: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ("default",)
+    priority: int = 0
+    weight: int = 1
+    credentials: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    model_map: Mapping[str, str] = attrs.field(factory=dict)
+    max_concurrent: int | None = None
+    rate_per_minute: float | None = None
+
+    def vendor_model(self, model: Model) -> str:
+        """The vendor's name for ``model`` on this channel (``model_map`` wins)."""
+        return self.model_map.get(model.name) or model.upstream
+
+
+@attrs.frozen
+class VendorJob:
+    """The vendor request a plugin built from a unified request (``vidgate_map_request``).
+
+    ``payload`` is JSON-serialisable and is stored with the task; ``submit`` receives it
+    back, possibly in another process after a restart, so it must hold everything the
+    vendor call needs. ``seconds``, ``size`` and ``resolution`` describe what the vendor
+    will actually make: the gateway bills exactly that and shows it to the client.
+    """
+
+    payload: dict[str, Any]
+    seconds: int
+    size: str
+    resolution: str | None = None
+
+
+@attrs.frozen
+class Submission:
+    """A vendor accepted a task.
+
+    ``handle`` is JSON-serialisable and is all that ``poll`` and ``fetch_result`` will get
+    back (for example the vendor task id and the endpoint family). ``vendor_task_id`` is
+    the vendor's id, for operators' logs and for matching callbacks; it never reaches a
+    client. ``poll_after`` (seconds) overrides the first poll delay.
+    """
+
+    handle: dict[str, Any]
+    vendor_task_id: str
+    poll_after: float | None = None
+
+
+@attrs.frozen
+class TaskError:
+    """Why a task failed, as shown to the client (``error.code``, ``error.message``)."""
+
+    code: str
+    message: str
+
+
+@attrs.frozen
+class PollResult:
+    """What one poll learned.
+
+    ``status`` is one of ``queued``, ``in_progress``, ``completed``, ``failed``; use
+    :meth:`unknown` for a vendor status word the plugin does not know: the task stays
+    alive and the word is logged. ``progress`` is 0-100 when the vendor reports it.
+    ``result`` (JSON-serialisable) is stored when completed and handed to
+    ``fetch_result``. ``error`` explains a failure. ``poll_after`` suggests when to poll
+    next (seconds).
+    """
+
+    status: str
+    progress: int | None = None
+    result: dict[str, Any] | None = None
+    error: TaskError | None = None
+    vendor_status: str | None = None
+    poll_after: float | None = None
+
+    @classmethod
+    def unknown(cls, vendor_status: str) -> PollResult:
+        return cls(status="unknown", vendor_status=vendor_status)
+
+
+@attrs.frozen
+class MediaSource:
+    """Bytes of a result, as an async stream of chunks, with its content type."""
+
+    chunks: AsyncIterator[bytes]
+    content_type: str = "video/mp4"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, content_type: str = "video/mp4", chunk_size: int = 1 << 20) -> MediaSource:
+        async def gen() -> AsyncIterator[bytes]:
+            for i in range(0, len(data), chunk_size):
+                yield data[i : i + chunk_size]
+
+        return cls(gen(), content_type)
+
+    @classmethod
+    def from_file(cls, path: Path, content_type: str = "video/mp4", chunk_size: int = 1 << 20) -> MediaSource:
+        """Stream a local file without blocking the event loop."""
+
+        async def gen() -> AsyncIterator[bytes]:
+            f = await asyncio.to_thread(open, path, "rb")
+            try:
+                while chunk := await asyncio.to_thread(f.read, chunk_size):
+                    yield chunk
+            finally:
+                await asyncio.to_thread(f.close)
+
+        return cls(gen(), content_type)
+
+
+@attrs.define
+class CallContext:
+    """Passed to every async vendor call.
+
+    * ``channel``: the account this call must use.
+    * ``http``: the process-wide :class:`aiohttp.ClientSession`. Pass ``timeout=ctx.timeout``
+      (or a tighter one) on every request.
+    * ``task_id``: the gateway's public task id. Use it as the vendor's idempotency or
+      external id where the vendor has one, so a lost answer can be found again.
+    * ``log``: a structlog logger bound with the task id, vendor and channel.
+    * ``workdir``: a directory this vendor may use for its own files.
+    * ``callback_url``: a gateway URL the vendor may POST status changes to, or None when
+      the operator has not configured a public URL.
+    * ``state``: a dict shared by all calls on this channel in this process (token caches).
+    """
+
+    channel: Channel
+    http: aiohttp.ClientSession
+    task_id: str
+    log: structlog.stdlib.BoundLogger
+    workdir: Path
+    timeout: aiohttp.ClientTimeout
+    callback_url: str | None = None
+    state: dict[str, Any] = attrs.field(factory=dict)
+    _fetch_image: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None
+    _download: Callable[..., Awaitable[MediaSource]] | None = None
+
+    async def fetch_image(self, url: str) -> tuple[bytes, str]:
+        """Fetch a client-supplied image URL safely: size cap, timeout, and no private,
+        loopback or link-local addresses (redirects included) unless the operator allowed
+        them. Returns ``(bytes, mime_type)``; raises ``VendorRejected`` naming the image."""
+        assert self._fetch_image is not None
+        return await self._fetch_image(url)
+
+    async def download(self, url: str, headers: Mapping[str, str] | None = None) -> MediaSource:
+        """Stream a vendor result URL (following redirects) with a connect and per-read
+        timeout but no whole-transfer deadline. 5xx and connection failures raise
+        ``VendorUnavailable``; 404/410 raise ``TaskFailed`` (the result is gone)."""
+        assert self._download is not None
+        return await self._download(url, headers=headers)
+
+
+class VendorPlugin:
+    """Base class that implements the vidgate hooks for one vendor by delegation.
+
+    Subclass it, set :attr:`name` and :attr:`models`, implement the methods, and expose
+    an instance through the ``vidgate`` entry point. Each hook answers only for its own
+    vendor and returns ``None`` for the others, so several vendors can coexist.
+
+    Async methods (``submit``, ``poll``, ``fetch_result``, ``recover``, ``remix``) are
+    *called* by the synchronous hook implementations, which hand the coroutine to the core
+    to await. Never decorate an ``async def`` with ``@hookimpl``; pluggy would return an
+    un-awaited coroutine as if it were the answer, and vidgate refuses such plugins.
+    """
+
+    name: ClassVar[str] = ""
+    models: ClassVar[Iterable[Model]] = ()
+    poll_interval: ClassVar[float] = 5.0
+    deadline: ClassVar[float] = 30 * 60.0
+    default_base_url: ClassVar[str | None] = None
+    credentials: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    # -- override these ---------------------------------------------------------------
+
+    def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
+        """Return the problems this vendor has with ``request`` (empty if none)."""
+        return []
+
+    def map_request(self, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
+        """Build the vendor request; raise ``RequestInvalid`` for what cannot be mapped."""
+        raise NotImplementedError
+
+    async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
+        raise NotImplementedError
+
+    async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        raise NotImplementedError
+
+    async def fetch_result(
+        self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
+    ) -> MediaSource | None:
+        """Return the bytes of ``variant`` (``video`` or ``thumbnail``), or None when the
+        vendor has no such variant (the gateway then makes its own thumbnail)."""
+        raise NotImplementedError
+
+    async def recover(self, job: VendorJob, ctx: CallContext) -> Submission | None:
+        """Find a task submitted with ``ctx.task_id`` whose answer was lost (crash between
+        the vendor call and recording its id). Return its Submission, or None if the
+        vendor certainly never received it (it is then submitted again). Leave this
+        unimplemented when the vendor has no way to look a task up by our id: the gateway
+        then fails and refunds such a task rather than risk a duplicate."""
+        raise NotImplementedError
+
+    async def remix(self, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
+        """Start a remix of the finished task ``handle`` with ``job`` (prompt in payload)."""
+        raise NotImplementedError
+
+    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Return the vendor task id a vendor callback is about, or None if unparseable."""
+        return None
+
+    # -- hook implementations (do not override) ---------------------------------------
+
+    def _mine(self, vendor: str) -> bool:
+        return vendor == self.name
+
+    def _implements(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(VendorPlugin, method)
+
+    def vendor_info(self) -> Vendor:
+        return Vendor(
+            name=self.name,
+            models=tuple(self.models),
+            poll_interval=self.poll_interval,
+            deadline=self.deadline,
+            default_base_url=self.default_base_url,
+            credentials=self.credentials,
+            description=self.description,
+        )
+
+    @hookimpl
+    def vidgate_register_vendors(self, register: Callable[[Vendor], None]) -> None:
+        register(self.vendor_info())
+
+    @hookimpl
+    def vidgate_validate_request(
+        self, vendor: str, request: VideoRequest, model: Model, channel: Channel
+    ) -> list[Problem] | None:
+        return self.validate(request, model, channel) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_map_request(
+        self, vendor: str, request: VideoRequest, model: Model, channel: Channel
+    ) -> VendorJob | None:
+        return self.map_request(request, model, channel) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission] | None:
+        return self.submit(job, ctx) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[PollResult] | None:
+        return self.poll(handle, ctx) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_fetch_result(
+        self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
+    ) -> Awaitable[MediaSource | None] | None:
+        return self.fetch_result(handle, result, variant, ctx) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission | None] | None:
+        if self._mine(vendor) and self._implements("recover"):
+            return self.recover(job, ctx)
+        return None
+
+    @hookimpl
+    def vidgate_remix(
+        self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext
+    ) -> Awaitable[Submission] | None:
+        if self._mine(vendor) and self._implements("remix"):
+            return self.remix(handle, job, ctx)
+        return None
+
+    @hookimpl
+    def vidgate_parse_callback(self, vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+        return self.parse_callback(body, headers) if self._mine(vendor) else None

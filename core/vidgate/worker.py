@@ -1,0 +1,303 @@
+"""The poll worker: drives every unfinished task to a terminal state.
+
+Each tick it leases due tasks (a lease is a row-level claim with an expiry, so two
+workers -- or two replicas on PostgreSQL -- never work one task at once, and a crashed
+worker's tasks come back when its leases expire), and for each:
+
+* ``submitting`` (its submit was interrupted): ask the plugin to find it at the vendor by
+  our id; resubmit if the vendor never got it; fail and refund it if the vendor cannot
+  tell (never risk a duplicate);
+* ``polling``: call the plugin's poll; transient errors back off exponentially and never
+  fail the task; unknown vendor status words are logged and the task stays alive;
+* ``fetching``: copy the result into media storage, make a thumbnail, complete.
+
+Any task past its deadline is failed with ``deadline_exceeded`` and refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import structlog
+
+from .errors import TaskFailed, VendorError, VendorRateLimited
+from .gateway import Gateway
+from .store import TaskRecord
+from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
+from .vendor import PUBLIC_STATUSES, CallContext, Channel, MediaSource, PollResult
+from .wire import job_from_json
+
+log = structlog.get_logger("vidgate.worker")
+
+
+class Worker:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.cfg = gateway.config.worker
+        self._slots = asyncio.Semaphore(self.cfg.concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("worker_started", owner=self.gw.owner)
+        while not stop.is_set():
+            try:
+                busy = await self.tick()
+            except Exception:
+                log.exception("worker_tick_failed")
+                busy = False
+            if busy:
+                continue
+            self.gw.wakeup.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.gw.wakeup.wait())]
+            await asyncio.wait(waiters, timeout=self.cfg.tick_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+        if self._running:
+            await asyncio.wait(self._running, timeout=10)
+        log.info("worker_stopped")
+
+    async def tick(self) -> bool:
+        """Lease and start work on due tasks; True if the lease was full (more may wait)."""
+        free = self.cfg.concurrency - len(self._running)
+        if free <= 0:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            return True
+        tasks = await self.gw.store.lease_due(
+            self.gw.owner, now=time.time(), limit=free, lease_seconds=self.cfg.lease_seconds
+        )
+        for task in tasks:
+            job = asyncio.create_task(self.process(task))
+            self._running.add(job)
+            job.add_done_callback(self._running.discard)
+        return len(tasks) == free
+
+    async def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Process due tasks until none is due (for tests and ``vidgate worker --once``)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            await self.tick()
+            if self._running:
+                await asyncio.wait(self._running, timeout=max(0.0, end - time.monotonic()))
+            else:
+                return
+
+    # -- one task ------------------------------------------------------------------------
+
+    async def process(self, task: TaskRecord) -> None:
+        with structlog.contextvars.bound_contextvars(task_id=task.id):
+            try:
+                async with self.gw.holding_lease(task.id):
+                    await self._process(task)
+            except Exception:
+                # A bug must not wedge the task: back off and try again later.
+                log.exception("task_processing_crashed", phase=task.phase)
+                await self._backoff(task, "internal error")
+
+    async def _process(self, task: TaskRecord) -> None:
+        now = time.time()
+        if task.deadline_at is not None and now > task.deadline_at:
+            await self._fail(task, "deadline_exceeded", "The vendor did not finish the task in time.")
+            return
+        channel = self.gw.dispatcher.channels.get(task.channel)
+        if channel is None or task.vendor not in self.gw.plugins.vendors:
+            # The channel was removed from the config or its plugin failed to load. Keep
+            # the task until its deadline: the operator may restore the channel.
+            log.warning("task_channel_unavailable", channel=task.channel, vendor=task.vendor)
+            await self._release(task, next_poll_at=now + 30)
+            return
+        ctx = self.gw.context(task.id, channel)
+        if task.phase == "submitting":
+            await self._recover(task, channel, ctx)
+        elif task.phase == "polling":
+            await self._poll(task, channel, ctx)
+        elif task.phase == "fetching":
+            await self._fetch(task, channel, ctx)
+        else:
+            log.error("task_in_unknown_phase", phase=task.phase)
+            await self._release(task, next_poll_at=now + 60)
+
+    async def _recover(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
+        assert task.job is not None
+        job = job_from_json(task.job)
+        lookup = self.gw.plugins.can_recover(channel.vendor, job, ctx)
+        if lookup is None:
+            await self._fail(
+                task,
+                "submit_interrupted",
+                "The gateway restarted before the vendor confirmed this task; it was refunded. Please submit again.",
+            )
+            return
+        try:
+            submission = await lookup
+            if submission is None:
+                log.info("task_resubmitting", channel=channel.name)
+                submission = await self.gw.plugins.submit(channel.vendor, job, ctx)
+        except TaskFailed as exc:
+            await self._fail(task, exc.code, exc.message)
+            return
+        except VendorError as exc:
+            await self._backoff(task, exc.message, exc)
+            return
+        await self.gw.store.add_attempt(task.id, channel.name, "recovered", submission.vendor_task_id)
+        delay = submission.poll_after if submission.poll_after is not None else self.gw.poll_interval(channel)
+        await self._release(
+            task,
+            phase="polling",
+            handle=submission.handle,
+            vendor_task_id=submission.vendor_task_id,
+            next_poll_at=time.time() + delay,
+            poll_failures=0,
+        )
+        log.info("task_recovered", vendor_task_id=submission.vendor_task_id)
+
+    async def _poll(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
+        assert task.handle is not None
+        try:
+            result = await self.gw.plugins.poll(channel.vendor, task.handle, ctx)
+        except TaskFailed as exc:
+            await self._fail(task, exc.code, exc.message)
+            return
+        except VendorError as exc:
+            await self._backoff(task, exc.message, exc)
+            return
+        if not isinstance(result, PollResult):
+            await self._backoff(task, f"plugin returned {type(result).__name__} from poll")
+            return
+        await self._apply(task, channel, ctx, result)
+
+    async def _apply(self, task: TaskRecord, channel: Channel, ctx: CallContext, result: PollResult) -> None:
+        interval = result.poll_after if result.poll_after is not None else self.gw.poll_interval(channel)
+        next_poll = time.time() + interval
+        if result.status not in PUBLIC_STATUSES:
+            log.warning("unknown_vendor_status", vendor_status=result.vendor_status or result.status)
+            await self._release(task, next_poll_at=next_poll, vendor_status=result.vendor_status, poll_failures=0)
+            return
+        if result.status == "failed":
+            error = result.error
+            await self._fail(
+                task,
+                error.code if error else "vendor_failed",
+                error.message if error else "The vendor reported that the task failed.",
+                vendor_status=result.vendor_status,
+            )
+            return
+        if result.status == "completed":
+            updated = await self.gw.store.update_task(
+                task.id,
+                phase="fetching",
+                result=result.result or {},
+                status="in_progress",
+                progress=99,
+                vendor_status=result.vendor_status,
+            )
+            if updated:
+                task.phase, task.result = "fetching", result.result or {}
+                await self._fetch(task, channel, ctx)
+            return
+        progress = task.progress if result.progress is None else max(task.progress, min(int(result.progress), 99))
+        await self._release(
+            task,
+            status=result.status if not (task.status == "in_progress" and result.status == "queued") else task.status,
+            progress=progress,
+            vendor_status=result.vendor_status,
+            next_poll_at=next_poll,
+            poll_failures=0,
+        )
+
+    async def _fetch(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
+        assert task.handle is not None
+        media = self.gw.media
+        try:
+            source = await self.gw.plugins.fetch_result(channel.vendor, task.handle, task.result or {}, "video", ctx)
+            if source is None:
+                raise TaskFailed("The vendor reported success but gave no video.", code="result_unavailable")
+            video = await media.put(task.id, "video", source.chunks, source.content_type)
+            if video.size == 0:
+                raise TaskFailed("The vendor's video was empty.", code="result_unavailable")
+        except TaskFailed as exc:
+            await self._fail(task, exc.code, exc.message)
+            return
+        except VendorError as exc:
+            failures = task.fetch_failures + 1
+            if failures >= self.gw.config.worker.fetch_attempts:
+                await self._fail(task, "result_unavailable", f"Could not download the vendor's result: {exc.message}")
+                return
+            task.fetch_failures = failures
+            await self._backoff(task, exc.message, exc, fetch_failures=failures)
+            return
+        stored: dict[str, Any] = {"video": {"size": video.size, "content_type": video.content_type}}
+        thumb = await self._thumbnail(task, channel, ctx)
+        if thumb is not None:
+            stored["thumbnail"] = thumb
+        now = time.time()
+        finished = await self.gw.store.finish_task(
+            task.id,
+            status="completed",
+            media=stored,
+            expires_at=now + self.gw.config.media.retention_hours * 3600,
+        )
+        if finished:
+            log.info("task_completed", bytes=video.size)
+
+    async def _thumbnail(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> dict[str, Any] | None:
+        media = self.gw.media
+        try:
+            source: MediaSource | None = await self.gw.plugins.fetch_result(
+                channel.vendor, task.handle or {}, task.result or {}, "thumbnail", ctx
+            )
+            if source is not None:
+                thumb = await media.put(task.id, "thumbnail", source.chunks, source.content_type)
+                return {"size": thumb.size, "content_type": thumb.content_type}
+        except Exception as exc:  # the video is what matters; a thumbnail is a nicety
+            log.warning("vendor_thumbnail_failed", error=str(exc))
+        try:
+            target = media.path(task.id, "thumbnail")
+            await asyncio.to_thread(make_thumbnail, media.path(task.id, "video"), target)
+            size = (await asyncio.to_thread(target.stat)).st_size
+            return {"size": size, "content_type": THUMBNAIL_TYPE}
+        except Exception as exc:
+            log.warning("thumbnail_failed", error=str(exc))
+            return None
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    async def _fail(self, task: TaskRecord, code: str, message: str, **fields: Any) -> None:
+        finished = await self.gw.store.finish_task(
+            task.id, status="failed", refund=True, reason=code, error_code=code, error_message=message, **fields
+        )
+        if finished:
+            log.info("task_failed", error_code=code, error=message)
+
+    async def _backoff(self, task: TaskRecord, reason: str, exc: VendorError | None = None, **fields: Any) -> None:
+        failures = task.poll_failures + 1
+        delay = min(self.cfg.max_backoff_seconds, 1.0 * 2 ** min(failures, 10))
+        if isinstance(exc, VendorRateLimited) and exc.retry_after is not None:
+            delay = max(delay, min(exc.retry_after, self.cfg.max_backoff_seconds))
+        delay *= 0.75 + self._rng.random() / 2  # jitter, so retries do not stampede
+        log.warning(
+            "task_transient_error",
+            phase=task.phase,
+            error=reason,
+            vendor_code=getattr(exc, "vendor_code", None),
+            request_id=getattr(exc, "request_id", None),
+            failures=failures,
+            retry_in=round(delay, 2),
+        )
+        await self._release(task, next_poll_at=time.time() + delay, poll_failures=failures, **fields)
+
+    async def _release(self, task: TaskRecord, **fields: Any) -> None:
+        await self.gw.store.release(task.id, self.gw.owner, **fields)
+
+
+async def poll_now(gateway: Gateway, channel_name: str, vendor_task_id: str) -> bool:
+    """Make a task due at once (a vendor callback hinted that it changed)."""
+    task = await gateway.store.task_by_vendor_id(channel_name, vendor_task_id)
+    if task is None or task.finished:
+        return False
+    await gateway.store.update_task(task.id, next_poll_at=time.time())
+    gateway.wakeup.set()
+    return True

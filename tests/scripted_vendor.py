@@ -1,0 +1,109 @@
+"""An in-process vendor whose behaviour each test scripts (a real plugin, no mocks)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import Any
+
+from vidgate import (
+    CallContext,
+    Channel,
+    MediaSource,
+    Model,
+    PollResult,
+    Problem,
+    Submission,
+    TaskError,
+    VendorJob,
+    VendorPlugin,
+    VideoRequest,
+)
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+
+
+class Scripted(VendorPlugin):
+    """Submits always succeed unless ``submit_errors`` holds exceptions (per channel);
+    each task completes after ``polls_to_finish`` polls; ``poll_script`` can inject
+    results or exceptions."""
+
+    name = "scripted"
+    models = (
+        Model("scripted-1", vendor_model="s1", seconds=(4, 8), default_seconds=4, supports_remix=True),
+        Model("scripted-2", vendor_model="s2"),
+    )
+    poll_interval = 0.05
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, dict[str, Any]]] = []
+        self.submit_errors: dict[str, deque[Exception]] = {}
+        self.poll_script: deque[Any] = deque()
+        self.polls_to_finish = 2
+        self.polls: dict[str, int] = {}
+        self.fail_with: TaskError | None = None
+        self._ids = itertools.count(1)
+        self.known: dict[str, str] = {}  # our task id -> vendor id (for recover)
+        self.recover_supported = True
+
+    def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
+        problems = []
+        if request.seconds is not None and model.seconds and request.seconds not in model.seconds:
+            problems.append(Problem("seconds", f"must be one of {model.seconds}"))
+        if "model" in request.metadata:
+            problems.append(Problem("metadata.model", "cannot change the billed model"))
+        return problems
+
+    def map_request(self, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
+        seconds = request.seconds or model.default_seconds or 5
+        return VendorJob(
+            payload={"model": channel.vendor_model(model), "prompt": request.prompt, "seconds": seconds},
+            seconds=seconds,
+            size=request.size.text if request.size and request.size.width else "1280x720",
+            resolution="720p",
+        )
+
+    async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
+        errors = self.submit_errors.get(ctx.channel.name)
+        if errors:
+            raise errors.popleft()
+        vid = f"s-{next(self._ids)}"
+        self.submitted.append((ctx.channel.name, job.payload))
+        self.known[ctx.task_id] = vid
+        return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=0.01)
+
+    async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        if self.poll_script:
+            step = self.poll_script.popleft()
+            if isinstance(step, Exception):
+                raise step
+            return step
+        n = self.polls[handle["id"]] = self.polls.get(handle["id"], 0) + 1
+        if n < self.polls_to_finish:
+            return PollResult(status="in_progress", progress=n * 100 // self.polls_to_finish, poll_after=0.01)
+        if self.fail_with is not None:
+            return PollResult(status="failed", error=self.fail_with)
+        return PollResult(status="completed", result={"id": handle["id"]})
+
+    async def fetch_result(self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext):
+        if variant == "thumbnail":
+            return None
+        return MediaSource.from_bytes(VIDEO)
+
+    async def recover(self, job: VendorJob, ctx: CallContext) -> Submission | None:
+        vid = self.known.get(ctx.task_id)
+        return Submission(handle={"id": vid}, vendor_task_id=vid) if vid else None
+
+    async def remix(self, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
+        vid = f"remix-of-{handle['id']}"
+        self.submitted.append((ctx.channel.name, {"remix": handle["id"], **job.payload}))
+        return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=0.01)
+
+
+def scripted_config(channels: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "plugins": {"enabled": []},
+        "channels": channels or [{"name": "main", "vendor": "scripted"}],
+    }
+    config.update(extra)
+    return config
