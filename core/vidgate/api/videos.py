@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
 from ..media import VARIANTS
-from ..request import Image, VideoRequest, image_from_bytes, parse_request
+from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, parse_request
 from ..wire import request_from_json
 from .common import (
     gateway,
@@ -31,7 +32,18 @@ from .common import (
 )
 
 MAX_LIST_LIMIT = 100
+DEFAULT_LIST_LIMIT = 20
 _TEXT_FIELDS = ("model", "prompt", "seconds", "duration", "size", "image")
+_UPLOAD_FIELDS = ("input_reference", "image", "images", "images[]")
+_LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() accepts "²"
+# A text part may carry an image as a data URL (input_reference[image_url]); allow the
+# same 20 MiB image as JSON does (base64 grows it by 4/3). The whole body is still
+# bounded by server.max_body_bytes.
+_MAX_TEXT_PART = MAX_IMAGE_BYTES * 4 // 3 + 1024
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().lstrip().startswith("multipart/form-data")
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image], str]:
@@ -41,38 +53,45 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=8, max_fields=64)
+        form = await Request(request.scope, replay).form(max_files=8, max_fields=64, max_part_size=_MAX_TEXT_PART)
     except Exception as exc:  # python-multipart raises several types for bad bodies
         raise invalid(f"The multipart body could not be parsed: {exc}", None, "invalid_multipart") from None
     fields: dict[str, Any] = {}
+    images: list[str] = []
     uploads: list[Image] = []
     problems: list[Problem] = []
     digest = hashlib.sha256()
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             data = await value.read()
-            digest.update(name.encode() + hashlib.sha256(data).digest())
-            param = name if name in ("input_reference", "image", "images", "images[]") else None
-            if param is None:
-                continue
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+            if name not in _UPLOAD_FIELDS:
+                continue  # unknown file parts are ignored, like unknown JSON fields
             img = image_from_bytes(
-                data, "input_reference" if param == "input_reference" else "image", problems,
+                data, "input_reference" if name == "input_reference" else "image", problems,
                 declared_type=value.content_type, filename=value.filename,
             )
             if img is not None:
                 uploads.append(img)
             continue
-        digest.update(f"{name}={value}".encode())
+        digest.update(f"{name}\0{value}\0".encode())
         if name in _TEXT_FIELDS:
             fields[name] = value
         elif name in ("input_reference[image_url]", "input_reference"):
+            # The object form {image_url} flattened by form encoders, or a bare URL.
             fields["input_reference"] = value
+        elif name == "input_reference[file_id]":
+            problems.append(Problem("input_reference.file_id", "file ids are not supported; send image_url or upload the file"))
+        elif name in ("images", "images[]") or re.fullmatch(r"images\[[0-9]{1,2}\]", name):
+            images.append(value)
         elif name == "metadata":
             try:
                 fields["metadata"] = json.loads(value)
             except json.JSONDecodeError:
                 problems.append(Problem("metadata", "must be a JSON object (sent as a JSON string in multipart)"))
     await form.close()
+    if images:
+        fields["images"] = images
     if problems:
         raise RequestInvalid(problems)
     return fields, uploads, digest.hexdigest()
@@ -80,8 +99,7 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
 
 async def create(request: Request) -> Response:
     caller = await token(request)
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    if _is_multipart(request):
         fields, uploads, fingerprint = await _read_multipart(request)
         unified = parse_request(fields, uploads=uploads)
     else:
@@ -107,8 +125,8 @@ async def list_videos(request: Request) -> Response:
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid("order must be 'asc' or 'desc'.", "order")
-    raw_limit = params.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    raw_limit = params.get("limit", str(DEFAULT_LIST_LIMIT)).strip()
+    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
         raise invalid(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", "limit")
     limit = int(raw_limit)
     after = None
@@ -143,12 +161,15 @@ async def content(request: Request) -> Response:
     task = await gw.task_for(caller, request.path_params["video_id"])
     variant = request.query_params.get("variant", "video")
     if variant not in VARIANTS:
-        raise invalid(f"variant must be one of {', '.join(VARIANTS)}.", "variant")
+        # OpenAI also had "spritesheet"; no vendor behind vidgate makes one.
+        raise invalid(f"variant must be one of {', '.join(VARIANTS)}; got {variant[:40]!r}.", "variant", "unsupported_variant")
     if task.status != "completed":
+        # 409 for every unfinished state, failed included: the video is in the wrong
+        # state for this call. x-should-retry: false, so the SDK does not hammer it.
+        code = "video_failed" if task.status == "failed" else "video_not_ready"
         raise APIError(
             f"Video '{task.id}' is {task.status}; its content is available once it is completed.",
-            409 if task.status != "failed" else 400, "invalid_request_error", None, "video_not_ready",
-            retryable=False,
+            409, "invalid_request_error", None, code, retryable=False,
         )
     info = (task.media or {}).get(variant)
     path = gw.media.path(task.id, variant)
@@ -168,7 +189,7 @@ async def remix(request: Request) -> Response:
     caller = await token(request)
     gw = gateway(request)
     source = await gw.task_for(caller, request.path_params["video_id"])
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if _is_multipart(request):
         fields, _, fingerprint = await _read_multipart(request)
         body: Any = fields
     else:
@@ -181,6 +202,12 @@ async def remix(request: Request) -> Response:
         raise invalid("prompt is required.", "prompt", "missing_required_parameter")
     if len(prompt) > 32_000:
         raise invalid("prompt is longer than 32000 characters.", "prompt", "too_long")
+    if caller.models is not None and source.model not in caller.models:
+        # The source's channel is reused as is, so apply the key's model list here.
+        raise APIError(
+            f"This API key may not use the model '{source.model}'.", 403, "permission_error", "model",
+            "model_not_allowed", retryable=False,
+        )
     gw.check_remix(source)
     base = request_from_json(source.request)
     unified = VideoRequest(
