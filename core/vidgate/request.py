@@ -288,6 +288,9 @@ def parse_request(body: Any, *, uploads: Iterable[Image] = ()) -> VideoRequest:
     elif not isinstance(metadata, Mapping):
         problems.append(Problem("metadata", "must be a JSON object of vendor-specific keys"))
         metadata = {}
+    elif "model" in metadata:
+        # The billed model is the top-level one; no vendor key may replace it.
+        problems.append(Problem("metadata.model", "cannot change the model; set the top-level model instead"))
 
     if problems:
         raise RequestInvalid(problems)
