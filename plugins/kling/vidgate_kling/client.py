@@ -1,0 +1,127 @@
+"""One Kling API call: auth header, envelope parsing and error classification.
+
+Kling answers every call with ``{"code", "message", "request_id", "data"}``; ``code == 0``
+is success. The business ``code``, not the HTTP status, says what went wrong (HTTP 429 is
+used both for "slow down" and for "your balance is gone"), so :func:`classify` maps codes
+to vidgate's error classes and nothing here looks at the HTTP status alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from vidgate import CallContext
+from vidgate.errors import (
+    ChannelUnusable,
+    VendorError,
+    VendorRateLimited,
+    VendorRejected,
+    VendorUnavailable,
+)
+
+from .auth import cached_token
+
+#: Business codes (Kling "General Information" error table).
+AUTH_RETRY_CODES = frozenset({1003, 1004})  # token not yet valid / expired: renew once
+REJECTED_CODES = frozenset({1200, 1201, 1202, 1203, 1300, 1301})
+RATE_LIMIT_CODES = frozenset({1302, 1303})
+UNAVAILABLE_CODES = frozenset({5000, 5001, 5002})
+UNUSABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1101, 1102, 1103, 1304})
+
+#: Kling's documented advice for 1302/1303: back off, first delay at least 1 s.
+DEFAULT_RATE_LIMIT_DELAY = 1.0
+
+
+def classify(code: int, message: str, *, request_id: str | None, retry_after: float | None) -> VendorError:
+    """The vidgate error for a Kling business ``code`` (non-zero)."""
+    text = f"Kling: {message}" if message else f"Kling error {code}"
+    kwargs: dict[str, Any] = {"vendor_code": code, "request_id": request_id}
+    if code in REJECTED_CODES:
+        return VendorRejected(text, **kwargs)
+    if code in RATE_LIMIT_CODES:
+        return VendorRateLimited(text, retry_after=retry_after if retry_after is not None else DEFAULT_RATE_LIMIT_DELAY, **kwargs)
+    if code in UNAVAILABLE_CODES:
+        return VendorUnavailable(text, **kwargs)
+    if code in UNUSABLE_CODES:
+        return ChannelUnusable(text, **kwargs)
+    # A code Kling added after this plugin was written: 1xxx are account/request
+    # problems of this channel, anything else is treated as transient.
+    if 1000 <= code < 1200:
+        return ChannelUnusable(text, **kwargs)
+    return VendorUnavailable(text, **kwargs)
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def base_url(ctx: CallContext, default: str) -> str:
+    return (ctx.channel.base_url or default).rstrip("/")
+
+
+async def call(
+    ctx: CallContext, method: str, url: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Call Kling and return the whole success envelope (``code == 0``).
+
+    Raises a :class:`vidgate.errors.VendorError` subclass otherwise. On 1003/1004 (token
+    not yet valid / expired) the token is renewed and the call retried exactly once.
+    The raised error carries ``http_status`` (an attribute) for callers that need it.
+    """
+    creds = ctx.channel.credentials
+    access_key, secret_key = str(creds.get("access_key") or ""), str(creds.get("secret_key") or "")
+    if not access_key or not secret_key:
+        raise ChannelUnusable("Kling channel has no access_key/secret_key credentials")
+    renewed = False
+    while True:
+        token = cached_token(ctx.state, access_key, secret_key, renew=renewed)
+        headers = {"Authorization": f"Bearer {token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with ctx.http.request(
+                method, url, headers=headers, data=None if body is None else json.dumps(body), timeout=ctx.timeout
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+                retry_after = _retry_after(resp.headers)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+            raise VendorUnavailable(f"Kling did not answer ({reason})") from None
+
+        try:
+            envelope = json.loads(raw)
+        except ValueError:
+            envelope = None
+        code = envelope.get("code") if isinstance(envelope, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool):
+            # An HTML error page from a proxy, a truncated body, ...: transient.
+            ctx.log.warning("kling_malformed_reply", http_status=status, body=raw[:200].decode("utf-8", "replace"))
+            err: VendorError = VendorUnavailable(f"Kling sent a malformed reply (HTTP {status})")
+            err.http_status = status  # type: ignore[attr-defined]
+            raise err
+        request_id = envelope.get("request_id")
+        request_id = str(request_id) if request_id is not None else None
+        if code == 0:
+            return envelope
+        message = str(envelope.get("message") or "")
+        if code in AUTH_RETRY_CODES and not renewed:
+            ctx.log.info("kling_token_renewal", vendor_code=code, request_id=request_id)
+            renewed = True
+            continue
+        ctx.log.warning(
+            "kling_error", vendor_code=code, http_status=status, message=message[:300], request_id=request_id
+        )
+        err = classify(code, message, request_id=request_id, retry_after=retry_after)
+        err.http_status = status  # type: ignore[attr-defined]
+        raise err
