@@ -250,7 +250,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def default_config() -> Config:
     """The embedded default: SQLite and media under ./vidgate-data, the local vendor."""
     return Config(
-        plugins=PluginsConfig(enabled=("local",)),
         channels=(ChannelConfig(name="local", vendor="local"),),
         source="<embedded default>",
     )
