@@ -1,0 +1,202 @@
+"""HTTP to Google: the two Veo surfaces and the classification of Google's errors.
+
+=============  =====================================================  ===============================================
+               Gemini API (``surface = "gemini"``, default)           Vertex AI (``surface = "vertex"``)
+=============  =====================================================  ===============================================
+auth           ``x-goog-api-key: <credentials.api_key>``              ``Authorization: Bearer <token from service acct>``
+create         ``POST {base}/v1beta/models/{m}:predictLongRunning``   ``POST {base}/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning``
+poll           ``GET {base}/v1beta/{operation name}``                 ``POST {base}/v1/.../models/{m}:fetchPredictOperation {"operationName"}``
+=============  =====================================================  ===============================================
+
+Google answers success with exactly HTTP 200 and errors with
+``{"error": {"code", "message", "status", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import aiohttp
+
+from vidgate import CallContext
+from vidgate.errors import (
+    ChannelUnusable,
+    TaskFailed,
+    VendorError,
+    VendorRateLimited,
+    VendorRejected,
+    VendorUnavailable,
+)
+
+from .auth import ServiceAccount, access_token, forget_token
+
+GEMINI_BASE = "https://generativelanguage.googleapis.com"
+SURFACES = ("gemini", "vertex")
+DEFAULT_LOCATION = "us-central1"
+_BIG_BODY = 1 << 20  # parse bodies above this size off the event loop (inline videos)
+
+
+def surface_of(ctx: CallContext) -> str:
+    """The channel's surface (option ``surface``), ``gemini`` unless set."""
+    surface = str(ctx.channel.options.get("surface") or "gemini").lower()
+    if surface not in SURFACES:
+        raise ChannelUnusable(f"channel option surface must be 'gemini' or 'vertex', not {surface!r}")
+    return surface
+
+
+def vertex_base(location: str) -> str:
+    """Google's regional Vertex host (``global`` has no region prefix)."""
+    if location == "global":
+        return "https://aiplatform.googleapis.com"
+    return f"https://{location}-aiplatform.googleapis.com"
+
+
+# --- error classification ----------------------------------------------------------
+
+_PARAM_HINTS = (
+    ("durationseconds", "seconds"),
+    ("aspectratio", "size"),
+    ("resolution", "size"),
+    ("lastframe", "images"),
+    ("image", "image"),
+    ("prompt", "prompt"),
+)
+
+
+def _param_hint(message: str) -> str | None:
+    lowered = message.lower()
+    return next((param for needle, param in _PARAM_HINTS if needle in lowered), None)
+
+
+def _error_parts(body: Any) -> tuple[str, str, list[Any]]:
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return "", "", []
+    details = err.get("details") if isinstance(err.get("details"), list) else []
+    return str(err.get("message") or ""), str(err.get("status") or ""), details
+
+
+def _retry_after(headers: Any, details: list[Any]) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    for d in details:  # google.rpc.RetryInfo {"retryDelay": "30s"}
+        if isinstance(d, dict) and str(d.get("@type", "")).endswith("RetryInfo"):
+            m = re.match(r"^\s*([\d.]+)s\s*$", str(d.get("retryDelay", "")))
+            if m:
+                return float(m[1])
+    return None
+
+
+def classify(status: int, body: Any, headers: Any, *, creating: bool) -> VendorError:
+    """Turn a non-200 Google answer into the error class that tells the core what to do."""
+    message, gstatus, details = _error_parts(body)
+    reasons = {str(d.get("reason")) for d in details if isinstance(d, dict) and "reason" in d}
+    code = gstatus or status
+    text = message or f"HTTP {status}"
+    if status == 400 and reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}:
+        return ChannelUnusable(f"Google refused the API key: {text}", vendor_code="API_KEY_INVALID")
+    if status in (401, 403) or gstatus in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+        return ChannelUnusable(f"Google refused this account ({gstatus or status}): {text}", vendor_code=code)
+    if status == 429:
+        return VendorRateLimited(f"Google rate limit: {text}", vendor_code=code, retry_after=_retry_after(headers, details))
+    if status == 408 or status >= 500:
+        return VendorUnavailable(f"Google answered HTTP {status}: {text}", vendor_code=code)
+    if creating:
+        # 400 INVALID_ARGUMENT, 404 NOT_FOUND (unknown model), 409, ...: the request is wrong.
+        return VendorRejected(f"Veo rejected the request: {text}", vendor_code=code, param=_param_hint(text))
+    if status == 404:
+        return TaskFailed(f"Veo no longer knows this operation: {text}", code="vendor_task_lost", vendor_code=code)
+    # Other 4xx while polling: not the client's fault and maybe not permanent; the task's
+    # deadline bounds it.
+    return VendorUnavailable(f"Google answered HTTP {status} while polling: {text}", vendor_code=code)
+
+
+# --- the client --------------------------------------------------------------------
+
+
+class VeoClient:
+    """One channel's view of Veo, for one call (built from a :class:`CallContext`)."""
+
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+        self.surface = surface_of(ctx)
+        creds = ctx.channel.credentials
+        opts = ctx.channel.options
+        if self.surface == "gemini":
+            self.api_key = creds.get("api_key")
+            if not isinstance(self.api_key, str) or not self.api_key:
+                raise ChannelUnusable("credentials.api_key is required for the Gemini API surface")
+            self.base = (ctx.channel.base_url or GEMINI_BASE).rstrip("/")
+            self.version = str(opts.get("api_version") or "v1beta")
+        else:
+            self.account = ServiceAccount.parse(creds.get("service_account"))
+            project = creds.get("project") or opts.get("project") or self.account.project_id
+            if not isinstance(project, str) or not project:
+                raise ChannelUnusable("credentials.project is required for the Vertex AI surface")
+            self.project = project
+            self.location = str(creds.get("location") or opts.get("location") or DEFAULT_LOCATION)
+            self.base = (ctx.channel.base_url or vertex_base(self.location)).rstrip("/")
+            self.version = str(opts.get("api_version") or "v1")
+
+    # -- plumbing --
+
+    async def _headers(self) -> dict[str, str]:
+        if self.surface == "gemini":
+            return {"x-goog-api-key": self.api_key}
+        return {"Authorization": f"Bearer {await access_token(self.account, self.ctx)}"}
+
+    async def _call(self, method: str, url: str, body: Any | None, *, creating: bool) -> dict[str, Any]:
+        headers = await self._headers()
+        try:
+            async with self.ctx.http.request(method, url, json=body, headers=headers, timeout=self.ctx.timeout) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise VendorUnavailable(f"Google unreachable: {type(exc).__name__}") from None
+        try:
+            data = await asyncio.to_thread(json.loads, raw) if len(raw) > _BIG_BODY else json.loads(raw)
+        except ValueError:
+            data = None
+        del raw
+        if status == 200:
+            if not isinstance(data, dict):
+                raise VendorUnavailable("Google answered 200 with a body that is not a JSON object")
+            return data
+        if status == 401 and self.surface == "vertex":
+            forget_token(self.account, self.ctx)  # so the next call mints a fresh one
+        raise classify(status, data, resp_headers, creating=creating)
+
+    def _model_path(self, model: str) -> str:
+        if self.surface == "gemini":
+            return f"{self.base}/{self.version}/models/{model}"
+        return (
+            f"{self.base}/{self.version}/projects/{self.project}/locations/{self.location}"
+            f"/publishers/google/models/{model}"
+        )
+
+    # -- calls --
+
+    async def create(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``predictLongRunning``; returns the operation (``{"name": ...}``)."""
+        return await self._call("POST", f"{self._model_path(model)}:predictLongRunning", body, creating=True)
+
+    async def operation(self, name: str, model: str) -> dict[str, Any]:
+        """The current state of the long-running operation ``name``."""
+        if self.surface == "gemini":
+            return await self._call("GET", f"{self.base}/{self.version}/{name}", None, creating=False)
+        # Like the SDK: the resource is the operation name up to "/operations/"; fall back
+        # to this channel's project/location when the name has another shape.
+        resource, sep, _ = name.partition("/operations/")
+        url = f"{self.base}/{self.version}/{resource}" if sep and resource.startswith("projects/") else self._model_path(model)
+        return await self._call("POST", f"{url}:fetchPredictOperation", {"operationName": name}, creating=False)
+
+    def download_headers(self) -> dict[str, str]:
+        """Headers for fetching a Gemini file URI (the key, as the SDK sends it)."""
+        return {"x-goog-api-key": self.api_key} if self.surface == "gemini" else {}
