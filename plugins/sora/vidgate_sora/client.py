@@ -1,0 +1,196 @@
+"""HTTP to an OpenAI Videos API upstream: auth headers, calls, error classification.
+
+Every upstream answer is classified here once into the vidgate error classes, so the
+plugin methods only deal with successful Video objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from vidgate import CallContext, Channel
+from vidgate.errors import (
+    ChannelUnusable,
+    TaskFailed,
+    VendorError,
+    VendorRateLimited,
+    VendorRejected,
+    VendorUnavailable,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_MESSAGE = 500
+MAX_JSON_BYTES = 1 << 20  # a Video object is tiny; a huge body is a broken upstream
+
+# Upstream ``error.param`` -> the client-facing field of the unified request.
+_PARAMS = {
+    "model": "model",
+    "prompt": "prompt",
+    "seconds": "seconds",
+    "size": "size",
+    "input_reference": "input_reference",
+    "input_reference[image_url]": "input_reference",
+    "input_reference.image_url": "input_reference",
+}
+
+
+def base_url(channel: Channel) -> str:
+    """The channel's API root, including ``/v1`` (no trailing slash)."""
+    return (channel.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+
+def auth_headers(channel: Channel) -> dict[str, str]:
+    """``Authorization`` plus the optional organisation/project headers."""
+    key = channel.credentials.get("api_key")
+    if not isinstance(key, str) or not key:
+        raise ChannelUnusable("channel has no credentials.api_key")
+    headers = {"Authorization": f"Bearer {key}"}
+    for option, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")):
+        value = channel.options.get(option)
+        if isinstance(value, str) and value:
+            headers[header] = value
+    return headers
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or a date),
+    as the openai SDK reads them."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    if (value := headers.get("retry-after")) is not None:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is not None:
+                return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+    return None
+
+
+def poll_after(headers: Mapping[str, str]) -> float | None:
+    """The upstream's suggested poll delay (``openai-poll-after-ms``), in seconds."""
+    value = headers.get("openai-poll-after-ms")
+    if value is None:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        return None
+    if not ms >= 0:  # also refuses NaN
+        return None
+    return min(ms / 1000.0, 600.0)
+
+
+def _error_fields(body: Any) -> tuple[str, str | None, str | None, str | None]:
+    """``(message, type, param, code)`` from an OpenAI error body, tolerating junk."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        message = err.get("message")
+        fields = [err.get(k) for k in ("type", "param", "code")]
+        typed = [f if isinstance(f, str) else None for f in fields]
+        return (message if isinstance(message, str) and message else "no message", typed[0], typed[1], typed[2])
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:MAX_MESSAGE], None, None, None
+    return "no message", None, None, None
+
+
+def classify(
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    *,
+    operation: str,
+    extra_keys: tuple[str, ...] = (),
+) -> VendorError:
+    """The vidgate error for a non-2xx upstream answer.
+
+    :param operation: ``create``, ``remix`` or ``poll`` (a 404 while polling means the
+        video is gone; on create it means the request named something unknown).
+    :param extra_keys: metadata keys sent as body fields, so a complaint about one of
+        them names ``metadata.<key>``.
+    """
+    message, type_, param, code = _error_fields(body)
+    message = message[:MAX_MESSAGE]
+    request_id = headers.get("x-request-id")
+    vendor_code = code or type_ or status
+    text = f"upstream HTTP {status}: {message}"
+    kwargs: dict[str, Any] = {"vendor_code": vendor_code, "request_id": request_id}
+    if status == 429:
+        if "insufficient_quota" in (code, type_):
+            return ChannelUnusable(text, **kwargs)
+        return VendorRateLimited(text, retry_after=retry_after(headers), **kwargs)
+    if status in (401, 403):
+        return ChannelUnusable(text, **kwargs)
+    if status >= 500 or status in (408, 409):
+        return VendorUnavailable(text, **kwargs)
+    if operation == "poll":
+        if status in (404, 410):
+            return TaskFailed(f"the upstream no longer knows this video: {message}", code="vendor_task_missing", **kwargs)
+        return VendorUnavailable(text, **kwargs)
+    mapped = _PARAMS.get(param or "")
+    if mapped is None and param in extra_keys:
+        mapped = f"metadata.{param}"
+    if operation == "remix" and status == 404:
+        mapped = mapped or "video_id"
+    # 400/404/422 and other 4xx on create/remix: the request itself is wrong.
+    return VendorRejected(message, param=mapped, **kwargs)
+
+
+async def call(
+    ctx: CallContext,
+    method: str,
+    path: str,
+    *,
+    operation: str,
+    json_body: Any = None,
+    data: aiohttp.FormData | None = None,
+    extra_keys: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], Mapping[str, str]]:
+    """One JSON call to ``{base_url}{path}``; returns ``(object, headers)`` or raises the
+    classified :class:`VendorError`."""
+    url = base_url(ctx.channel) + path
+    headers = {**auth_headers(ctx.channel), "Accept": "application/json"}
+    if operation == "create":
+        # Harmless to OpenAI; a vidgate (or other) upstream uses it to drop duplicates.
+        headers["Idempotency-Key"] = ctx.task_id
+    try:
+        async with ctx.http.request(
+            method, url, headers=headers, json=json_body, data=data, timeout=ctx.timeout, allow_redirects=False
+        ) as resp:
+            raw = await resp.content.read(MAX_JSON_BYTES + 1)
+            status, resp_headers = resp.status, resp.headers
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+        raise VendorUnavailable(f"upstream {operation} call failed: {kind}") from None
+    try:
+        body: Any = json.loads(raw) if raw and len(raw) <= MAX_JSON_BYTES else None
+    except (ValueError, UnicodeDecodeError):
+        body = raw[:MAX_MESSAGE].decode("utf-8", "replace")
+    if not 200 <= status < 300:
+        raise classify(status, body, resp_headers, operation=operation, extra_keys=extra_keys)
+    if not isinstance(body, dict):
+        raise VendorUnavailable(
+            f"upstream {operation} answered HTTP {status} without a JSON object",
+            request_id=resp_headers.get("x-request-id"),
+        )
+    return body, resp_headers
+
+
+def video_id(body: Mapping[str, Any], headers: Mapping[str, str], operation: str) -> str:
+    """The ``id`` of a Video object, or ``VendorUnavailable`` for a malformed answer."""
+    vid = body.get("id")
+    if not isinstance(vid, str) or not vid or len(vid) > 256 or "/" in vid:
+        raise VendorUnavailable(
+            f"upstream {operation} answer has no usable video id", request_id=headers.get("x-request-id")
+        )
+    return vid

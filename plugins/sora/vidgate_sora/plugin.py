@@ -1,0 +1,189 @@
+"""The ``sora`` vendor: the OpenAI Videos API (``/videos``) on any compatible upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import aiohttp
+
+from vidgate import (
+    CallContext,
+    Channel,
+    MediaSource,
+    Model,
+    PollResult,
+    Problem,
+    Submission,
+    TaskError,
+    VendorJob,
+    VendorPlugin,
+    VideoRequest,
+)
+from vidgate.errors import TaskFailed, VendorRejected, VendorUnavailable
+
+from . import client, mapping
+
+MAX_THUMBNAIL_BYTES = 16 * 1024 * 1024
+
+# The Videos API status words; anything else is reported as unknown (task stays alive).
+_STATUSES = {"queued": "queued", "in_progress": "in_progress", "completed": "completed", "failed": "failed"}
+
+
+def _form_value(value: Any) -> str | None:
+    """How a metadata value travels as a multipart text field (None = leave it out)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _handle_id(handle: dict[str, Any]) -> str:
+    vid = handle.get("id")
+    if not isinstance(vid, str) or not vid:
+        raise TaskFailed("the stored handle has no upstream video id", code="vendor_task_missing")
+    return vid
+
+
+class Sora(VendorPlugin):
+    """OpenAI Videos API plugin (``sora-2``, ``sora-2-pro``).
+
+    Channel config: ``base_url`` including ``/v1`` (default ``https://api.openai.com/v1``),
+    ``credentials.api_key``, optional ``options.organization`` / ``options.project``.
+    """
+
+    name = "sora"
+    description = "OpenAI Videos API (Sora 2) on OpenAI or any OpenAI-compatible upstream."
+    models = mapping.MODELS
+    poll_interval = 10.0
+    deadline = 30 * 60.0
+    default_base_url = client.DEFAULT_BASE_URL
+    credentials = ("api_key",)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
+        """Seconds 4/8/12, the model's sizes, one PNG/JPEG/WebP reference, safe metadata."""
+        return mapping.validate(request, model)
+
+    def map_request(self, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
+        return mapping.map_request(request, model, channel.vendor_model(model))
+
+    # -- submit -----------------------------------------------------------------------
+
+    async def _reference(self, image: dict[str, Any], ctx: CallContext) -> tuple[bytes, str, str]:
+        """The reference image as ``(bytes, mime_type, filename)``."""
+        if "url" in image:
+            data, mime = await ctx.fetch_image(image["url"])
+            if mime not in mapping.IMAGE_TYPES:
+                raise VendorRejected(f"image: the reference image must be PNG, JPEG or WebP, not {mime}", param="image")
+            return data, mime, f"reference.{mapping.IMAGE_TYPES[mime]}"
+        # Up to 20 MiB of base64: decode off the event loop.
+        data = await asyncio.to_thread(base64.b64decode, image["data"])
+        return data, image["mime_type"], image["filename"]
+
+    async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
+        """``POST /videos``: multipart with an ``input_reference`` file part when there is
+        an image, JSON otherwise."""
+        p = job.payload
+        fields = {"prompt": p["prompt"], "model": p["model"], "seconds": p["seconds"], "size": p["size"]}
+        extra: dict[str, Any] = p.get("extra") or {}
+        # Fields first, so a metadata key can never shadow a validated field.
+        extra = {k: v for k, v in extra.items() if k not in fields and k != "input_reference"}
+        if (image := p.get("image")) is not None:
+            data, mime, filename = await self._reference(image, ctx)
+            form = aiohttp.FormData()
+            for key, value in {**fields, **extra}.items():
+                if (text := _form_value(value)) is not None:
+                    form.add_field(key, text)
+            form.add_field("input_reference", data, filename=filename, content_type=mime)
+            body, headers = await client.call(
+                ctx, "POST", "/videos", operation="create", data=form, extra_keys=tuple(extra)
+            )
+        else:
+            body, headers = await client.call(
+                ctx, "POST", "/videos", operation="create", json_body={**extra, **fields}, extra_keys=tuple(extra)
+            )
+        vid = client.video_id(body, headers, "create")
+        ctx.log.info("sora_submitted", vendor_task_id=vid, request_id=headers.get("x-request-id"))
+        return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=client.poll_after(headers))
+
+    async def remix(self, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
+        """``POST /videos/{upstream id}/remix`` with the new prompt; the upstream id comes
+        from the source task's handle, never the gateway's public id."""
+        source = _handle_id(handle)
+        body, headers = await client.call(
+            ctx, "POST", f"/videos/{source}/remix", operation="remix", json_body={"prompt": job.payload["prompt"]}
+        )
+        vid = client.video_id(body, headers, "remix")
+        ctx.log.info("sora_remixed", vendor_task_id=vid, source=source, request_id=headers.get("x-request-id"))
+        return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=client.poll_after(headers))
+
+    # -- poll -------------------------------------------------------------------------
+
+    async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        """``GET /videos/{id}``; the status words map one to one."""
+        vid = _handle_id(handle)
+        body, headers = await client.call(ctx, "GET", f"/videos/{vid}", operation="poll")
+        after = client.poll_after(headers)
+        word = body.get("status")
+        if not isinstance(word, str):
+            raise VendorUnavailable("upstream video object has no status", request_id=headers.get("x-request-id"))
+        status = _STATUSES.get(word)
+        if status is None:
+            return PollResult(status="unknown", vendor_status=word[:64], poll_after=after)
+        raw_progress = body.get("progress")
+        progress = None
+        if isinstance(raw_progress, (int, float)) and not isinstance(raw_progress, bool):
+            progress = max(0, min(100, int(raw_progress)))
+        if status == "completed":
+            return PollResult(status="completed", progress=100, result={"id": vid}, vendor_status=word)
+        if status == "failed":
+            err = body.get("error") if isinstance(body.get("error"), dict) else {}
+            code = err.get("code") if isinstance(err.get("code"), str) and err.get("code") else "vendor_failed"
+            message = err.get("message") if isinstance(err.get("message"), str) and err.get("message") else (
+                "The upstream reported that the video failed."
+            )
+            return PollResult(status="failed", error=TaskError(code[:64], message[:1000]), vendor_status=word)
+        return PollResult(status=status, progress=progress, vendor_status=word, poll_after=after)
+
+    # -- results ----------------------------------------------------------------------
+
+    async def fetch_result(
+        self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
+    ) -> MediaSource | None:
+        """``GET /videos/{id}/content`` (``?variant=thumbnail`` for the thumbnail; None
+        when the upstream has none, so the gateway makes its own)."""
+        vid = result.get("id") or _handle_id(handle)
+        url = f"{client.base_url(ctx.channel)}/videos/{vid}/content"
+        headers = {**client.auth_headers(ctx.channel), "Accept": "application/binary"}
+        if variant == "video":
+            return await ctx.download(url, headers=headers)
+        if variant != "thumbnail":
+            return None
+        return await self._thumbnail(url + "?variant=thumbnail", headers, ctx)
+
+    async def _thumbnail(self, url: str, headers: dict[str, str], ctx: CallContext) -> MediaSource | None:
+        # Not ctx.download: it cannot tell a 400 ("no such variant" on some upstreams) from
+        # a 5xx, and a thumbnail is small enough to read whole.
+        try:
+            async with ctx.http.get(url, headers=headers, timeout=ctx.timeout) as resp:
+                if resp.status in (400, 404, 410):
+                    return None
+                if resp.status != 200:
+                    raise VendorUnavailable(f"thumbnail download answered HTTP {resp.status}")
+                data = await resp.content.read(MAX_THUMBNAIL_BYTES + 1)
+                content_type = resp.headers.get("Content-Type", "image/webp").split(";")[0].strip() or "image/webp"
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise VendorUnavailable(f"thumbnail download failed: {type(exc).__name__}") from None
+        if not data or len(data) > MAX_THUMBNAIL_BYTES or not content_type.startswith("image/"):
+            return None
+        return MediaSource.from_bytes(data, content_type)
+
+
+plugin = Sora()
