@@ -1,0 +1,556 @@
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``.
+
+Written by hand (as small dicts) rather than generated, because the endpoints parse
+their bodies themselves: the document states what the handlers really accept and
+answer, and ``tests/test_videos_api.py`` checks it against them. Keep the two in step:
+a new endpoint, field or status code belongs here too.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..media import VARIANTS
+from ..request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SECONDS
+from .videos import MAX_LIST_LIMIT
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null (OpenAPI 3.1 / JSON Schema 2020-12 style)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# -- schemas -----------------------------------------------------------------------------
+
+_SECONDS = {
+    "description": "Clip length in seconds: an integer or a string of digits (OpenAI sends \"4\").",
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS},
+        {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
+    ],
+}
+
+_SIZE = {
+    "type": "string",
+    "description": "Pixels `WxH` (e.g. `1280x720`) or an aspect ratio `W:H` (e.g. `16:9`); "
+    "each side at most 8192 px.",
+    "pattern": r"^\s*([0-9]{1,5}\s*[xX×*]\s*[0-9]{1,5}|[0-9]{1,3}\s*:\s*[0-9]{1,3})\s*$",
+    "examples": ["1280x720", "16:9"],
+}
+
+_IMAGE_STRING = {
+    "type": "string",
+    "minLength": 1,
+    "description": "An http(s) URL, a base64 `data:` URL, or raw base64 of a PNG, JPEG, WebP or GIF "
+    "image (at most 20 MiB decoded).",
+}
+
+_IMAGE_OBJECT = {
+    "type": "object",
+    "description": "OpenAI's object form of `input_reference`. `file_id` is not supported (400).",
+    "properties": {
+        "image_url": _IMAGE_STRING,
+        "file_id": {"type": "string", "description": "Not supported by vidgate; refused with 400."},
+    },
+}
+
+_METADATA = {
+    "type": "object",
+    "description": "Vendor-specific options, validated by the vendor plugin (see each plugin's docs). "
+    "They can never change the billed model.",
+    "additionalProperties": True,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "VideoGenerationRequest": {
+        "type": "object",
+        "description": "The unified request. `seconds`/`duration` are synonyms; `image`, `images` and "
+        "`input_reference` all mean visual reference (first = first frame, second = last frame). "
+        "Unknown fields are ignored.",
+        "required": ["model"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "description": "A model from `GET /v1/models`."},
+            "prompt": {
+                "type": ["string", "null"],
+                "maxLength": MAX_PROMPT_CHARS,
+                "description": "Required (non-blank) unless an image is given.",
+            },
+            "seconds": nullable(_SECONDS),
+            "duration": nullable(_SECONDS),
+            "size": nullable(_SIZE),
+            "image": nullable({"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}),
+            "images": nullable({
+                "anyOf": [
+                    _IMAGE_STRING,
+                    {"type": "array", "maxItems": MAX_IMAGES, "items": {"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}},
+                ]
+            }),
+            "input_reference": nullable({"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}),
+            "metadata": nullable(_METADATA),
+        },
+    },
+    "VideoCreateMultipart": {
+        "type": "object",
+        "description": "What current openai SDKs send to `POST /v1/videos`: text fields, plus an optional "
+        "image file part. Numbers arrive as text.",
+        "required": ["model"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1},
+            "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+            "seconds": {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
+            "duration": {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
+            "size": _SIZE,
+            "input_reference": {
+                "description": "An image file part (PNG, JPEG, WebP or GIF, at most 20 MiB), or a text part "
+                "holding a URL / data URL / base64.",
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+            },
+            "input_reference[image_url]": {**_IMAGE_STRING, "description": "The object form, flattened."},
+            "image": {"type": "string", "contentMediaType": "application/octet-stream",
+                      "description": "An image file part or a text URL / data URL / base64."},
+            "images[]": {"type": "array", "maxItems": MAX_IMAGES,
+                         "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                         "description": "Further references (files or text), in order."},
+            "metadata": {"type": "string", "contentMediaType": JSON,
+                         "description": "The `metadata` object, as a JSON string."},
+        },
+    },
+    "RemixRequest": {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS,
+                       "description": "Must not be blank."},
+        },
+    },
+    "VideoError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {
+            "code": {"type": "string", "description": "Why the task failed, e.g. `content_policy`, `timeout`."},
+            "message": {"type": "string"},
+        },
+    },
+    "Video": {
+        "type": "object",
+        "description": "A task. A superset of OpenAI's Video object: its 13 fields plus `task_id` (same as "
+        "`id`) and `url` (where to download the finished video). Vendor ids and URLs never appear.",
+        "required": [
+            "id", "task_id", "object", "model", "status", "progress", "created_at", "completed_at",
+            "expires_at", "prompt", "seconds", "size", "error", "remixed_from_video_id", "url",
+        ],
+        "properties": {
+            "id": {"type": "string", "examples": ["video_3f2a…"]},
+            "task_id": {"type": "string", "description": "Same as `id`."},
+            "object": {"const": "video"},
+            "model": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100,
+                         "description": "Approximate percent; 100 only when completed."},
+            "created_at": {"type": "integer", "description": "Unix seconds."},
+            "completed_at": {"type": ["integer", "null"], "description": "Unix seconds; set when finished."},
+            "expires_at": {"type": ["integer", "null"],
+                           "description": "Unix seconds after which the stored media may be deleted."},
+            "prompt": {"type": ["string", "null"]},
+            "seconds": {"type": ["string", "null"], "description": "Clip length the vendor makes, as a string."},
+            "size": {"type": ["string", "null"], "description": "`WxH` or `W:H` the vendor makes."},
+            "error": nullable(ref("VideoError")),
+            "remixed_from_video_id": {"type": ["string", "null"]},
+            "url": {"type": ["string", "null"], "format": "uri",
+                    "description": "`/v1/videos/{id}/content` on this gateway, once completed."},
+        },
+    },
+    "VideoList": {
+        "type": "object",
+        "required": ["object", "data", "first_id", "last_id", "has_more"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": ref("Video")},
+            "first_id": {"type": ["string", "null"]},
+            "last_id": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
+            "has_more": {"type": "boolean"},
+        },
+    },
+    "VideoDeleted": {
+        "type": "object",
+        "required": ["id", "object", "deleted"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "video.deleted"},
+            "deleted": {"const": True},
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string", "description": "The vendor serving the model."},
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "store": {"type": "string"},
+        },
+    },
+    "PluginInfo": {
+        "type": "object",
+        "required": ["name", "distribution", "version", "vendors", "models", "status", "error"],
+        "properties": {
+            "name": {"type": "string"},
+            "distribution": {"type": ["string", "null"]},
+            "version": {"type": ["string", "null"]},
+            "vendors": {"type": "array", "items": {"type": "string"}},
+            "models": {"type": "array", "items": {"type": "string"}},
+            "status": {"type": "string"},
+            "error": {"type": ["string", "null"]},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "description": "The one error shape (OpenAI's), parsed by the openai SDKs.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {
+                        "type": "string",
+                        "examples": ["invalid_request_error", "authentication_error", "permission_error",
+                                     "rate_limit_error", "insufficient_quota", "server_error"],
+                    },
+                    "param": {"type": ["string", "null"],
+                              "description": "The offending field, e.g. `size` or `metadata.fps`."},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+}
+
+# -- responses ---------------------------------------------------------------------------
+
+_SHOULD_RETRY = {
+    "description": "`false` when a retry cannot fix the error (the openai SDK then does not retry), "
+    "`true` when it may.",
+    "schema": {"type": "string", "enum": ["true", "false"]},
+}
+_REQUEST_ID = {"description": "This request's id, also in the gateway's logs.", "schema": {"type": "string"}}
+
+_ERRORS = {
+    "400": "The request is invalid; `error.param` names the field.",
+    "401": "Missing, malformed, unknown, revoked or expired API key.",
+    "403": "The key may not use this model (or its group has no channel for it).",
+    "404": "No such task for this key (another key's task is also 404).",
+    "409": "The task is in the wrong state for this call, or an Idempotency-Key was reused with "
+    "another body.",
+    "413": "The request body is larger than the configured limit.",
+    "429": "Every channel is rate-limited (`rate_limit_exceeded`, with Retry-After) or the key's "
+    "quota is exhausted (`insufficient_quota`).",
+    "500": "An internal error; the request id is in `x-request-id`.",
+    "503": "No channel could take the task right now; nothing was charged.",
+}
+
+
+def _error_response(status: str) -> dict[str, Any]:
+    headers: dict[str, Any] = {"x-should-retry": _SHOULD_RETRY, "x-request-id": _REQUEST_ID}
+    if status == "429":
+        headers["Retry-After"] = {"description": "Seconds to wait (rate limits only).",
+                                  "schema": {"type": "string"}}
+    return {
+        "description": _ERRORS[status],
+        "headers": headers,
+        "content": {JSON: {"schema": ref("Error")}},
+    }
+
+
+RESPONSES = {f"Error{s}": _error_response(s) for s in _ERRORS}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    # 401 and 500 can come from any authenticated endpoint.
+    return {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in sorted({*statuses, 401, 500})}
+
+
+def ok(schema: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ref(schema)}}}
+    response["headers"] = {"x-request-id": _REQUEST_ID, **(headers or {})}
+    return response
+
+
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeating a create with the same key (and body) returns the same task and charges "
+    "once; the same key with another body is a 409.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_POLL_AFTER = {
+    "openai-poll-after-ms": {
+        "description": "While the task is unfinished: milliseconds to wait before polling again, from the "
+        "task's vendor (the openai SDK's poll helpers honour it).",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_CREATE_ERRORS = errors(400, 403, 409, 413, 429, 503)
+
+PATHS: dict[str, Any] = {
+    "/v1/video/generations": {
+        "post": {
+            "operationId": "createGeneration",
+            "tags": ["unified"],
+            "summary": "Create a video task (the unified request).",
+            "parameters": [_IDEMPOTENCY],
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("VideoGenerationRequest")}}},
+            "responses": {"200": ok("Video", "The new task, usually `queued`."), **_CREATE_ERRORS},
+        }
+    },
+    "/v1/video/generations/{task_id}": {
+        "get": {
+            "operationId": "getGeneration",
+            "tags": ["unified"],
+            "summary": "Get a task.",
+            "parameters": [_path_id("task_id")],
+            "responses": {"200": ok("Video", "The task.", _POLL_AFTER), **errors(404)},
+        }
+    },
+    "/v1/videos": {
+        "post": {
+            "operationId": "createVideo",
+            "tags": ["openai"],
+            "summary": "Create a video task (OpenAI Videos API); JSON or multipart.",
+            "parameters": [_IDEMPOTENCY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    MULTIPART: {"schema": ref("VideoCreateMultipart")},
+                    JSON: {"schema": ref("VideoGenerationRequest")},
+                },
+            },
+            "responses": {"200": ok("Video", "The new task, usually `queued`."), **_CREATE_ERRORS},
+        },
+        "get": {
+            "operationId": "listVideos",
+            "tags": ["openai"],
+            "summary": "List this key's tasks, newest first by default (cursor pagination).",
+            "parameters": [
+                {"name": "after", "in": "query", "required": False,
+                 "description": "The `last_id` of the previous page (one of this key's task ids).",
+                 "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 20}},
+                {"name": "order", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+            ],
+            "responses": {"200": ok("VideoList", "One page of tasks."), **errors(400)},
+        },
+    },
+    "/v1/videos/{video_id}": {
+        "get": {
+            "operationId": "getVideo",
+            "tags": ["openai"],
+            "summary": "Get a task.",
+            "parameters": [_path_id("video_id")],
+            "responses": {"200": ok("Video", "The task.", _POLL_AFTER), **errors(404)},
+        },
+        "delete": {
+            "operationId": "deleteVideo",
+            "tags": ["openai"],
+            "summary": "Delete a finished task and its stored media.",
+            "parameters": [_path_id("video_id")],
+            "responses": {"200": ok("VideoDeleted", "Deleted."), **errors(404, 409)},
+        },
+    },
+    "/v1/videos/{video_id}/content": {
+        "get": {
+            "operationId": "getVideoContent",
+            "tags": ["openai"],
+            "summary": "Download a completed task's video (MP4) or thumbnail (WebP). Supports Range.",
+            "parameters": [
+                _path_id("video_id"),
+                {"name": "variant", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": list(VARIANTS), "default": "video"}},
+                {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "A byte range, e.g. `bytes=0-1023`."},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The bytes.",
+                    "headers": {"x-request-id": _REQUEST_ID,
+                                "Accept-Ranges": {"schema": {"type": "string"}}},
+                    # video/mp4 and image/webp as a rule; a vendor's own thumbnail may be
+                    # another image type.
+                    "content": {
+                        "video/*": {"schema": {"type": "string", "contentMediaType": "video/mp4"}},
+                        "image/*": {"schema": {"type": "string", "contentMediaType": "image/webp"}},
+                        "application/octet-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                "206": {
+                    "description": "The requested byte range.",
+                    "headers": {"x-request-id": _REQUEST_ID,
+                                "Content-Range": {"schema": {"type": "string"}}},
+                    "content": {
+                        "video/*": {"schema": {"type": "string"}},
+                        "image/*": {"schema": {"type": "string"}},
+                        "application/octet-stream": {"schema": {"type": "string"}},
+                        "multipart/byteranges": {"schema": {"type": "string"}},
+                    },
+                },
+                "416": {"description": "The range is not satisfiable."},
+                **errors(400, 404, 409),
+            },
+        }
+    },
+    "/v1/videos/{video_id}/remix": {
+        "post": {
+            "operationId": "remixVideo",
+            "tags": ["openai"],
+            "summary": "Make a new task from a completed one with a new prompt (vendors that support it).",
+            "parameters": [_path_id("video_id"), _IDEMPOTENCY],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": ref("RemixRequest")}, MULTIPART: {"schema": ref("RemixRequest")}},
+            },
+            "responses": {
+                "200": ok("Video", "The new task; `remixed_from_video_id` names the source."),
+                **errors(400, 403, 404, 409, 413, 429, 503),
+            },
+        }
+    },
+    "/v1/models": {
+        "get": {
+            "operationId": "listModels",
+            "tags": ["misc"],
+            "summary": "The models this key may use.",
+            "responses": {"200": ok("ModelList", "The models."), **errors()},
+        }
+    },
+    "/-/plugins": {
+        "get": {
+            "operationId": "listPlugins",
+            "tags": ["misc"],
+            "summary": "The vendor plugins this gateway loaded, with their status.",
+            "responses": {
+                "200": {"description": "The plugins.", "headers": {"x-request-id": _REQUEST_ID},
+                        "content": {JSON: {"schema": {"type": "array", "items": ref("PluginInfo")}}}},
+                **errors(),
+            },
+        }
+    },
+    "/v1/callbacks/{channel}": {
+        "post": {
+            "operationId": "vendorCallback",
+            "tags": ["misc"],
+            "summary": "For vendors: a task changed. Unsigned, so it only makes the gateway poll that task now.",
+            "security": [],
+            "parameters": [_path_id("channel")],
+            "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
+            "responses": {
+                "200": {"description": "Noted.", "content": {JSON: {"schema": {
+                    "type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}}}}},
+                "404": {"description": "No such channel.", "content": {JSON: {"schema": {
+                    "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
+                **{k: v for k, v in errors(413).items() if k != "401"},
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "health",
+            "tags": ["misc"],
+            "summary": "Liveness and store reachability.",
+            "security": [],
+            "responses": {
+                "200": ok("Health", "Healthy."),
+                "503": {"description": "The store is unreachable.", "content": {JSON: {"schema": ref("Health")}}},
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "tags": ["misc"],
+            "summary": "This document.",
+            "security": [],
+            "responses": {"200": {"description": "The OpenAPI document.",
+                                  "content": {JSON: {"schema": {"type": "object"}}}}},
+        }
+    },
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "vidgate",
+        "version": __version__,
+        "summary": "One asynchronous video-generation API in front of many video vendors.",
+        "description": "Create a task, poll it, download the result. `/v1/video/generations` is the unified "
+        "API; `/v1/videos` is compatible with OpenAI's Videos API (point the openai SDK's `base_url` at "
+        "this gateway's `/v1`). Every error has the shape of `Error`.",
+        "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    },
+    "tags": [
+        {"name": "unified", "description": "vidgate's own endpoints."},
+        {"name": "openai", "description": "OpenAI Videos API compatible."},
+        {"name": "misc"},
+    ],
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A vidgate API key (`vg-…`)."}
+        },
+        "schemas": SCHEMAS,
+        "responses": RESPONSES,
+    },
+}
+
+
+def document(server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document; ``servers`` points at ``server_url`` when given."""
+    doc = copy.deepcopy(_DOCUMENT)
+    if server_url:
+        doc["servers"] = [{"url": server_url.rstrip("/") or "/"}]
+    return doc
+
+
+async def openapi(request: Request) -> Response:
+    public = request.app.state.gateway.config.server.public_url
+    return JSONResponse(document(public or str(request.base_url)))
+
+
+routes = [Route("/openapi.json", openapi, methods=["GET"])]
