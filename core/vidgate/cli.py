@@ -50,10 +50,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from .api import create_app
     from .gateway import Gateway
-    from .logs import configure
-
     config = _config(args)
-    configure(args.log_level)
     gateway = await Gateway.start(config)
     if _embedded(args):
         await _ensure_dev_token(gateway)
@@ -71,10 +68,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _worker(args: argparse.Namespace) -> int:
     from .gateway import Gateway
-    from .logs import configure
     from .worker import Worker
 
-    configure(args.log_level)
     gateway = await Gateway.start(_config(args))
     worker = Worker(gateway)
     try:
@@ -263,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .logs import configure
+
     args = build_parser().parse_args(argv)
+    configure(getattr(args, "log_level", "warning"))
     try:
         if args.command == "serve":
             return asyncio.run(_serve(args))
