@@ -100,6 +100,7 @@ class RecordedRequest:
     json: Any = None
     parts: list[RecordedPart] = attrs.field(factory=list)
     status: int | None = None  # what the fake answered
+    at: float = attrs.field(factory=time.monotonic)  # when it arrived (time.monotonic)
 
     @property
     def fields(self) -> dict[str, Any]:
