@@ -1,0 +1,113 @@
+"""Operator surfaces: config validation with precise errors, and the tokens/usage CLI."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from vidgate.config import load_config
+from vidgate.errors import ConfigError
+
+
+def run(*args, env=None, cwd=None, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "vidgate.cli", *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd,
+        check=check,
+    )
+
+
+def write(tmp_path, text):
+    path = tmp_path / "vidgate.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """
+    [store]
+    url = "sqlite:///{db}"
+
+    [[groups]]
+    name = "default"
+
+    [[groups]]
+    name = "vip"
+    ratio = 0.5
+
+    [[channels]]
+    name = "local-a"
+    vendor = "local"
+    groups = ["default", "vip"]
+    priority = 10
+    weight = 2
+    max_concurrent = 4
+
+    [channels.credentials]
+    api_key = "${{VIDGATE_TEST_SECRET}}"
+
+    [models.local-v1]
+    price_per_second = 0.05
+"""
+
+
+def test_env_interpolation_and_valid_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDGATE_TEST_SECRET", "s3cret")
+    config = load_config(write(tmp_path, GOOD.format(db=tmp_path / "x.db")))
+    assert config.channels[0].credentials["api_key"] == "s3cret"
+    assert "s3cret" not in repr(config.channels[0])  # credentials never in reprs or logs
+    assert config.group("vip").ratio == 0.5
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[server]\nport = 'eighty'\n", "server.port"),
+        ("[server]\nprot = 8000\n", "prot"),
+        ("[[channels]]\nname = 'a'\nvendor = 'local'\nweight = -1\n", "channels[0].weight"),
+        ("[[channels]]\nname = 'a'\nvendor = 'local'\n[[channels]]\nname = 'a'\nvendor = 'local'\n", "channels[1].name"),
+        ("[[channels]]\nname = 'a'\nvendor = 'local'\ngroups = ['nope']\n", "channels[0].groups"),
+        ("[[channels]]\nname = 'a'\nvendor = 'local'\n[channels.credentials]\nk = '${VIDGATE_UNSET_VAR_X}'\n",
+         "VIDGATE_UNSET_VAR_X"),
+        ("[models.m]\nprice_per_second = 1\nprice_per_request = 2\n", "models.m"),
+        ("not toml at all = = =\n", "not valid TOML"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and expected in message, message
+
+
+def test_check_config_command(tmp_path):
+    env = {**os.environ, "VIDGATE_TEST_SECRET": "x"}
+    good = write(tmp_path, GOOD.format(db=tmp_path / "x.db"))
+    out = run("check-config", str(good), env=env)
+    assert "ok" in out.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[channels]]\nname = 'k'\nvendor = 'nosuchvendor'\n")
+    out = run("check-config", str(bad), env=env, check=False)
+    assert out.returncode == 1 and "channels[0].vendor" in out.stderr and "nosuchvendor" in out.stderr
+
+
+def test_tokens_and_usage_commands(tmp_path):
+    env = {**os.environ, "VIDGATE_TEST_SECRET": "x"}
+    cfg = str(write(tmp_path, GOOD.format(db=tmp_path / "x.db")))
+    out = run("tokens", "create", "--config", cfg, "--name", "alice", "--group", "vip", "--quota", "12.5", env=env)
+    key = out.stdout.strip().splitlines()[-1]
+    assert key.startswith("vg-") and len(key) > 30
+    listing = run("tokens", "list", "--config", cfg, env=env).stdout
+    assert "alice" in listing and "group=vip" in listing and "quota=12.5000" in listing
+    assert key not in listing  # keys are shown once, stored hashed
+    db = (tmp_path / "x.db").read_bytes()
+    assert key.encode() not in db
+    run("tokens", "set-quota", "--config", cfg, "alice", "unlimited", env=env)
+    assert "quota=unlimited" in run("tokens", "list", "--config", cfg, env=env).stdout
+    run("tokens", "revoke", "--config", cfg, "alice", env=env)
+    assert "revoked" in run("tokens", "list", "--config", cfg, env=env).stdout
+    bad = run("tokens", "create", "--config", cfg, "--name", "bob", "--group", "nogroup", env=env, check=False)
+    assert bad.returncode == 2 and "nogroup" in bad.stderr
+    usage = run("usage", "--config", cfg, env=env).stdout
+    assert usage.splitlines()[0].split() == ["token", "model", "tasks", "charged", "refunded", "net"]
