@@ -168,10 +168,7 @@ async def test_upstream_failure_fails_the_task_and_refunds(tmp_path):
             "message": "Your request was blocked by our moderation system.",
         }
         ledger = await gw.gateway.store.ledger()
-        assert [(e.kind, e.amount) for e in ledger] == [("charge", to_micro(0.4)), ("refund", -to_micro(0.4))] or [
-            e.kind for e in ledger
-        ] == ["charge", "refund"]
-        assert sum(e.amount for e in ledger) == 0
+        assert [(e.kind, e.amount) for e in ledger] == [("charge", to_micro(0.4)), ("refund", -to_micro(0.4))]
         assert (await gw.gateway.store.token("t")).used == 0
 
 
