@@ -129,8 +129,11 @@ class FakeKling:
         self._malformed.extend([kind] * times)
 
     def set_status(self, family: str, task_id: str, status: str, message: str = "") -> dict[str, Any]:
-        """Move a task to ``status`` now (and send its callback); returns the task."""
+        """Move a task to ``status`` now (and send its callback); returns the task.
+
+        From then on the task is driven by hand: polls no longer walk it."""
         task = self.tasks[family][task_id]
+        task["_held"] = True
         self._set(task, status, message)
         return task
 
@@ -363,7 +366,7 @@ class FakeKling:
         if task is None:
             return self._reply(rec, 1203, "task not found")
         n = self._polls[task["task_id"]] = self._polls[task["task_id"]] + 1
-        if task["task_status"] in ("submitted", "processing"):
+        if task["task_status"] in ("submitted", "processing") and not task.get("_held"):
             if n >= self.polls_to_finish:
                 if task["_fail"]:
                     self._set(task, "failed", task["_fail"])
