@@ -22,6 +22,7 @@ from .videos import MAX_LIST_LIMIT
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
+FORM = "application/x-www-form-urlencoded"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -351,13 +352,15 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "createVideo",
             "tags": ["openai"],
-            "summary": "Create a video task (OpenAI Videos API); JSON or multipart.",
+            "summary": "Create a video task (OpenAI Videos API); multipart, JSON or urlencoded. A body with "
+            "any other content type is read as JSON.",
             "parameters": [_IDEMPOTENCY],
             "requestBody": {
                 "required": True,
                 "content": {
                     MULTIPART: {"schema": ref("VideoCreateMultipart")},
                     JSON: {"schema": ref("VideoGenerationRequest")},
+                    FORM: {"schema": ref("VideoCreateMultipart")},
                 },
             },
             "responses": {"200": ok("Video", "The new task, usually `queued`."), **_CREATE_ERRORS},
@@ -443,7 +446,11 @@ PATHS: dict[str, Any] = {
             "parameters": [_path_id("video_id"), _IDEMPOTENCY],
             "requestBody": {
                 "required": True,
-                "content": {JSON: {"schema": ref("RemixRequest")}, MULTIPART: {"schema": ref("RemixRequest")}},
+                "content": {
+                    JSON: {"schema": ref("RemixRequest")},
+                    MULTIPART: {"schema": ref("RemixRequest")},
+                    FORM: {"schema": ref("RemixRequest")},
+                },
             },
             "responses": {
                 "200": ok("Video", "The new task; `remixed_from_video_id` names the source."),

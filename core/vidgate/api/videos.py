@@ -42,8 +42,14 @@ _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() accepts "
 _MAX_TEXT_PART = MAX_IMAGE_BYTES * 4 // 3 + 1024
 
 
-def _is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").lower().lstrip().startswith("multipart/form-data")
+def _is_form(request: Request) -> bool:
+    """Multipart (the openai SDK, ``curl -F``) or urlencoded (``curl -d k=v``, HTML forms).
+
+    Anything else is read as JSON, whatever its declared type, so ``curl -d '{...}'``
+    without a content type works too.
+    """
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return kind in ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image], str]:
@@ -55,7 +61,7 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
     try:
         form = await Request(request.scope, replay).form(max_files=8, max_fields=64, max_part_size=_MAX_TEXT_PART)
     except Exception as exc:  # python-multipart raises several types for bad bodies
-        raise invalid(f"The multipart body could not be parsed: {exc}", None, "invalid_multipart") from None
+        raise invalid(f"The form body could not be parsed: {exc}", None, "invalid_multipart") from None
     fields: dict[str, Any] = {}
     images: list[str] = []
     uploads: list[Image] = []
@@ -99,7 +105,7 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
 
 async def create(request: Request) -> Response:
     caller = await token(request)
-    if _is_multipart(request):
+    if _is_form(request):
         fields, uploads, fingerprint = await _read_multipart(request)
         unified = parse_request(fields, uploads=uploads)
     else:
@@ -189,7 +195,7 @@ async def remix(request: Request) -> Response:
     caller = await token(request)
     gw = gateway(request)
     source = await gw.task_for(caller, request.path_params["video_id"])
-    if _is_multipart(request):
+    if _is_form(request):
         fields, _, fingerprint = await _read_multipart(request)
         body: Any = fields
     else:
