@@ -1,0 +1,302 @@
+"""vidgate-local: a vendor that renders real H.264 MP4 files on this machine.
+
+It needs no account and no network: each task becomes a render in a worker process (see
+:mod:`vidgate_local.render`), which draws the prompt onto an animated background, or
+animates the reference image, and reports real progress through files in
+``<workdir>/jobs``. Because the job's state lives in those files, a gateway killed in the
+middle of a render finds the job again after a restart and finishes it.
+
+Metadata keys: ``background`` (``#rrggbb`` colour behind the text) and ``fps`` (1-60,
+default 24). Other keys are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import multiprocessing
+import re
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import vidgate
+from vidgate import (
+    CallContext,
+    Channel,
+    MediaSource,
+    Model,
+    PollResult,
+    Problem,
+    RequestInvalid,
+    Size,
+    Submission,
+    TaskError,
+    TaskFailed,
+    VendorJob,
+    VideoRequest,
+)
+
+from .render import DEFAULT_BACKGROUND, DEFAULT_FPS, JobFiles, render_job, write_atomic
+
+__all__ = ["Local", "plugin"]
+
+MAX_SECONDS = 20
+MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE = 1920, 1080, 64
+DEFAULT_SIZE = (1280, 720)
+RATIO_SHORT_SIDE = 720  # a size given only as W:H gets this many pixels on its short side
+MAX_FPS = 60
+
+_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+# One pool per process, shared by every channel: renders are CPU-bound, so more workers
+# than this would only slow each other down.
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            # Forking a process that runs an event loop and threads can copy held locks;
+            # forkserver/spawn start workers from a clean interpreter.
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            _pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context(method))
+            # concurrent.futures makes interpreter exit wait for running work, which would
+            # hold a stopping gateway for as long as its longest render. A render restarts
+            # from its files, so kill them instead. This is the pre-exit hook that
+            # concurrent.futures itself uses; hooks registered later run first.
+            threading._register_atexit(functools.partial(_kill_workers, _pool))
+        return _pool
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    workers = list((pool._processes or {}).values())  # no public way before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+
+
+def _discard_executor() -> None:
+    """Forget a pool whose worker died, so the next render gets a fresh one."""
+    global _pool
+    with _pool_lock:
+        _pool = None
+
+
+def _dimensions(size: Size | None) -> tuple[int, int]:
+    """The pixel size asked for, before rounding to even numbers."""
+    if size is None:
+        return DEFAULT_SIZE
+    if size.width is not None and size.height is not None:
+        return size.width, size.height
+    ratio = size.ratio
+    if ratio >= 1:
+        width, height = RATIO_SHORT_SIDE * ratio, RATIO_SHORT_SIDE
+    else:
+        width, height = RATIO_SHORT_SIDE, RATIO_SHORT_SIDE / ratio
+    shrink = min(1.0, MAX_LONG_SIDE / max(width, height))
+    return int(width * shrink), int(height * shrink)
+
+
+def _job_files(workdir: Path, job_id: Any) -> JobFiles:
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise TaskFailed(f"local job {job_id!r} not found", code="not_found")
+    return JobFiles(workdir / "jobs", job_id)
+
+
+class Local(vidgate.VendorPlugin):
+    """The ``local`` vendor: renders videos on this machine in worker processes."""
+
+    name = "local"
+    description = "Renders real H.264 MP4 videos on this machine; no account needed."
+    models = [
+        Model(
+            "local-v1",
+            description="Draws the prompt onto an animated background, or animates the reference image.",
+            seconds=tuple(range(1, MAX_SECONDS + 1)),
+            default_seconds=4,
+        )
+    ]
+    poll_interval = 0.5
+    deadline = 600
+
+    def __init__(self) -> None:
+        # Renders started by this process, by spec path. Only ever touched with the lock
+        # held, from worker threads, because starting a process may block.
+        self._running: dict[Path, Future[None]] = {}
+        self._lock = threading.Lock()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
+        """Refuse what the renderer cannot make: long clips, huge or tiny frames, several
+        images, and ill-typed ``metadata.fps`` / ``metadata.background``."""
+        problems = []
+        if request.seconds is not None and not 1 <= request.seconds <= MAX_SECONDS:
+            problems.append(Problem("seconds", f"must be between 1 and {MAX_SECONDS} for {model.name}"))
+        if request.size is not None:
+            width, height = _dimensions(request.size)
+            if max(width, height) > MAX_LONG_SIDE or min(width, height) > MAX_SHORT_SIDE:
+                limit = f"{MAX_LONG_SIDE}x{MAX_SHORT_SIDE}"
+                problems.append(Problem("size", f"{request.size.text} is larger than {limit} in either orientation"))
+            elif min(width, height) < MIN_SIDE:
+                problems.append(
+                    Problem("size", f"{request.size.text} makes {width}x{height}, smaller than {MIN_SIDE} px on a side")
+                )
+        if len(request.images) > 1:
+            problems.append(Problem("images", f"{model.name} takes at most one reference image"))
+        fps = request.metadata.get("fps")
+        if fps is not None and (not isinstance(fps, int) or isinstance(fps, bool) or not 1 <= fps <= MAX_FPS):
+            problems.append(Problem("metadata.fps", f"must be a whole number of frames per second from 1 to {MAX_FPS}"))
+        background = request.metadata.get("background")
+        if background is not None and not (isinstance(background, str) and _COLOUR.match(background)):
+            problems.append(Problem("metadata.background", 'must be a colour like "#203040"'))
+        return problems
+
+    def map_request(self, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
+        """Resolve every default, so the job says exactly what will be rendered."""
+        if problems := self.validate(request, model, channel):
+            raise RequestInvalid(problems)
+        width, height = _dimensions(request.size)
+        width, height = width - width % 2, height - height % 2  # yuv420p needs even sides
+        seconds = request.seconds or model.default_seconds or 4
+        image = None
+        if (ref := request.image) is not None:
+            image = {"url": ref.url} if ref.data is None else {"b64": ref.base64(), "mime": ref.mime_type}
+        payload = {
+            "prompt": request.prompt,
+            "seconds": seconds,
+            "width": width,
+            "height": height,
+            "fps": request.metadata.get("fps") or DEFAULT_FPS,
+            "background": request.metadata.get("background") or DEFAULT_BACKGROUND,
+            "image": image,
+        }
+        return VendorJob(payload=payload, seconds=seconds, size=f"{width}x{height}")
+
+    # -- vendor calls -------------------------------------------------------------------
+
+    async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
+        """Store the job spec under the task id and start rendering it.
+
+        The task id is the job id, so submitting the same task again finds the same job
+        and never starts a second render of it.
+        """
+        files = _job_files(ctx.workdir, ctx.task_id)
+        if not await asyncio.to_thread(files.spec.exists):
+            spec = dict(job.payload)
+            if (image := spec.get("image")) and "url" in image:
+                # Fetch now, so the spec alone can restart the render after a crash.
+                data, mime = await ctx.fetch_image(image["url"])
+                spec["image"] = {"b64": base64.b64encode(data).decode("ascii"), "mime": mime}
+            await asyncio.to_thread(_write_spec, files, spec)
+        await asyncio.to_thread(self._ensure_rendering, files)
+        ctx.log.info("local render submitted", job=files.id)
+        return Submission(handle={"job": files.id}, vendor_task_id=files.id, poll_after=0.2)
+
+    async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        """Report the job's state from its files; restart a render lost with the process
+        that ran it."""
+        files = _job_files(ctx.workdir, handle.get("job"))
+        result, restarted = await asyncio.to_thread(self._poll_files, files)
+        if restarted:
+            ctx.log.warning("local render restarted", job=files.id)
+        return result
+
+    async def fetch_result(
+        self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
+    ) -> MediaSource | None:
+        """Stream the finished MP4; there is no vendor thumbnail."""
+        if variant != "video":
+            return None
+        files = _job_files(ctx.workdir, handle.get("job"))
+        if not await asyncio.to_thread(files.video.exists):
+            raise TaskFailed(f"the video of local job {files.id} is gone", code="not_found")
+        return MediaSource.from_file(files.video, "video/mp4")
+
+    async def recover(self, job: VendorJob, ctx: CallContext) -> Submission | None:
+        """A job exists exactly when its spec file does; make sure it is rendering."""
+        files = _job_files(ctx.workdir, ctx.task_id)
+        if not await asyncio.to_thread(files.spec.exists):
+            return None
+        await asyncio.to_thread(self._ensure_rendering, files)
+        return Submission(handle={"job": files.id}, vendor_task_id=files.id, poll_after=0.2)
+
+    # -- blocking helpers (run in threads) ------------------------------------------------
+
+    def _ensure_rendering(self, files: JobFiles) -> None:
+        with self._lock:
+            future = self._running.get(files.spec)
+            if future is not None and not future.done():
+                return
+            if files.video.exists() or files.error.exists():
+                return
+            self._start(files)
+
+    def _start(self, files: JobFiles) -> None:
+        # A progress file left by a render that died would make the new one look started.
+        files.progress.unlink(missing_ok=True)
+        try:
+            future = _executor().submit(render_job, str(files.spec))
+        except BrokenProcessPool:
+            _discard_executor()
+            future = _executor().submit(render_job, str(files.spec))
+        self._running[files.spec] = future
+
+    def _poll_files(self, files: JobFiles) -> tuple[PollResult, bool]:
+        """The job's state, and whether this call had to restart its render."""
+        with self._lock:
+            future = self._running.get(files.spec)
+            # Looked at before the files: a render that is done has written its outcome.
+            ended = future is None or future.done()
+            if files.video.exists():
+                self._running.pop(files.spec, None)
+                return PollResult(status="completed", progress=100, result={"job": files.id}), False
+            if files.error.exists():
+                self._running.pop(files.spec, None)
+                return _failed(files.error.read_text(errors="replace")), False
+            if not files.spec.exists():
+                raise TaskFailed(f"local job {files.id} not found", code="not_found")
+            if not ended:
+                progress = _read_progress(files)
+                if progress is None:
+                    return PollResult(status="queued", progress=0), False
+                return PollResult(status="in_progress", progress=progress), False
+            crash = future.exception() if future is not None else None
+            if crash is not None and files.progress.exists():
+                # render_job never raises, so the process rendering this job died (killed,
+                # out of memory). Jobs that had not started yet are restarted below; the
+                # next _start replaces the broken pool.
+                message = f"the render process died: {crash or type(crash).__name__}"
+                write_atomic(files.error, message.encode())
+                self._running.pop(files.spec, None)
+                return _failed(message), False
+            # Spec but no outcome and no render: the process meant to render it is gone.
+            self._start(files)
+            return PollResult(status="in_progress", progress=0), True
+
+
+def _write_spec(files: JobFiles, spec: dict[str, Any]) -> None:
+    files.dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(files.spec, json.dumps(spec).encode())
+
+
+def _read_progress(files: JobFiles) -> int | None:
+    try:
+        return int(files.progress.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _failed(message: str) -> PollResult:
+    return PollResult(status="failed", error=TaskError("render_failed", message.strip()[:500]))
+
+
+plugin = Local()
