@@ -214,9 +214,9 @@ class FakeVeo:
         """Accept JWTs from ``client_email`` signed by ``public_key``."""
         self.accounts[client_email] = public_key
 
-    def calls(self, suffix: str, method: str | None = None) -> list[Recorded]:
-        """Recorded requests whose path ends with ``suffix``."""
-        return [r for r in self.requests if r.path.endswith(suffix) and (method is None or r.method == method)]
+    def calls(self, fragment: str, method: str | None = None) -> list[Recorded]:
+        """Recorded requests whose path contains ``fragment`` (and with ``method``)."""
+        return [r for r in self.requests if fragment in r.path and (method is None or r.method == method)]
 
     # -- dispatch ------------------------------------------------------------------------
 
