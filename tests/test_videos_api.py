@@ -63,6 +63,8 @@ async def test_openapi_document_is_valid_and_covers_every_route(tmp_path):
         assert status == 200
         validate_spec(doc)
         assert doc["servers"] == [{"url": gw.url}]
+        model = doc["components"]["schemas"]["VideoCreateMultipart"]["properties"]["model"]
+        assert model["enum"] == ["scripted-1", "scripted-2"]
         from vidgate.api import create_app
 
         app = create_app(gw.gateway, run_worker=False)
@@ -272,6 +274,12 @@ async def test_content_variants_ranges_and_states(tmp_path):
         async with gw.http.get(url, headers={**auth, "Range": "bytes=0-9"}) as resp:
             assert resp.status == 206 and await resp.read() == VIDEO[:10]
             assert resp.headers["Content-Range"] == f"bytes 0-9/{len(VIDEO)}"
+        async with gw.http.get(url, headers={**auth, "Range": "bytes=2-1,zz"}) as resp:
+            assert resp.status == 200 and await resp.read() == VIDEO  # unparsable: ignored
+        async with gw.http.get(url, headers={**auth, "Range": f"bytes={len(VIDEO)}-"}) as resp:
+            error = await resp.json()
+            assert resp.status == 416 and error["error"]["code"] == "range_not_satisfiable"
+            assert resp.headers["Content-Range"] == f"bytes */{len(VIDEO)}"
         async with gw.http.head(url, headers=auth) as resp:
             assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(VIDEO)
             assert resp.headers["Content-Type"] == "video/mp4"

@@ -433,7 +433,13 @@ PATHS: dict[str, Any] = {
                         "multipart/byteranges": {"schema": {"type": "string"}},
                     },
                 },
-                "416": {"description": "The range is not satisfiable."},
+                "416": {
+                    "description": "The Range starts beyond the end of the file (a Range that does not parse is "
+                    "ignored and the whole file sent).",
+                    "headers": {"x-should-retry": _SHOULD_RETRY, "x-request-id": _REQUEST_ID,
+                                "Content-Range": {"schema": {"type": "string"}}},
+                    "content": {JSON: {"schema": ref("Error")}},
+                },
                 **errors(400, 404, 409),
             },
         }
@@ -547,17 +553,23 @@ _DOCUMENT: dict[str, Any] = {
 }
 
 
-def document(server_url: str | None = None) -> dict[str, Any]:
-    """The OpenAPI document; ``servers`` points at ``server_url`` when given."""
+def document(server_url: str | None = None, models: list[str] | None = None) -> dict[str, Any]:
+    """The OpenAPI document; ``servers`` points at ``server_url`` and ``model`` is limited
+    to ``models`` (the models this gateway serves) when given."""
     doc = copy.deepcopy(_DOCUMENT)
     if server_url:
         doc["servers"] = [{"url": server_url.rstrip("/") or "/"}]
+    if models:
+        schemas = doc["components"]["schemas"]
+        for name in ("VideoGenerationRequest", "VideoCreateMultipart"):
+            schemas[name]["properties"]["model"]["enum"] = sorted(models)
     return doc
 
 
 async def openapi(request: Request) -> Response:
-    public = request.app.state.gateway.config.server.public_url
-    return JSONResponse(document(public or str(request.base_url)))
+    gw = request.app.state.gateway
+    served = [name for name in gw.plugins.models if gw.dispatcher.serving(name)]
+    return JSONResponse(document(gw.config.server.public_url or str(request.base_url), served))
 
 
 routes = [Route("/openapi.json", openapi, methods=["GET"])]

@@ -6,21 +6,25 @@ and maps both into the same unified request as ``/v1/video/generations``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import re
 from typing import Any
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
 from ..media import VARIANTS
 from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, parse_request
 from ..wire import request_from_json
+from .errors import error_response
 from .common import (
     gateway,
     idempotency_key,
@@ -179,16 +183,48 @@ async def content(request: Request) -> Response:
         )
     info = (task.media or {}).get(variant)
     path = gw.media.path(task.id, variant)
-    if info is None or not await gw.media.exists(task.id, variant):
+    try:
+        # Stat here, not in FileResponse: a file deleted meanwhile (retention, a
+        # concurrent DELETE) is then a 404 instead of FileResponse's RuntimeError.
+        stat = await asyncio.to_thread(os.stat, path) if info is not None else None
+    except FileNotFoundError:
+        stat = None
+    if info is None or stat is None:
         raise not_found(f"Video '{task.id}' has no stored {variant}.", "variant")
     ext = "mp4" if variant == "video" else "webp"
-    return FileResponse(
+    return _MediaResponse(
         path,
+        stat_result=stat,
         media_type=info.get("content_type", "application/octet-stream"),
         filename=f"{task.id}.{ext}",
         content_disposition_type="inline",
         headers={"Cache-Control": "private, max-age=3600"},
     )
+
+
+class _MediaResponse(FileResponse):
+    """FileResponse (HEAD, Range, If-Range) whose Range errors keep the one error shape.
+
+    A Range header that does not parse is ignored (RFC 9110 allows it) and the whole
+    file is sent; an unsatisfiable one is a 416 in the error shape.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http_range = Headers(scope=scope).get("range")
+        if http_range is not None and self.stat_result is not None:
+            size = self.stat_result.st_size
+            try:
+                self._parse_range_header(http_range, size)
+            except MalformedRangeHeader:
+                scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]}
+            except RangeNotSatisfiable:
+                error = APIError(
+                    f"The Range is outside the file ({size} bytes).", 416, "invalid_request_error", "Range",
+                    "range_not_satisfiable", retryable=False, headers={"Content-Range": f"bytes */{size}"},
+                )
+                await error_response(error)(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 async def remix(request: Request) -> Response:
