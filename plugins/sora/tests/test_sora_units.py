@@ -141,3 +141,34 @@ def test_mapping_sizes_seconds_and_metadata():
             job(model, **kw)
         assert info.value.param == param
     assert job(metadata={"user": "u", "opts": {"a": 1}}).payload["extra"] == {"user": "u", "opts": {"a": 1}}
+
+
+async def test_the_official_openai_sdk_round_trips_against_the_fake():
+    """The fake accepts what the real SDK sends (always multipart on create) and the SDK
+    parses what the fake answers."""
+    openai = pytest.importorskip("openai")
+    import warnings
+
+    fake = FakeVideosAPI()
+    async with serve_app(fake.app) as up:
+        sdk = openai.AsyncOpenAI(base_url=up.url + "/v1", api_key="sk-test", max_retries=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            video = await sdk.videos.create_and_poll(
+                prompt="a fox", model="sora-2", seconds="8", size="1280x720",
+                input_reference=("ref.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "image/png"),
+            )
+            assert video.status == "completed" and video.seconds == "8"
+            content = await sdk.videos.download_content(video.id)
+            assert await content.aread() == sample_mp4()
+            remix = await sdk.videos.remix(video.id, prompt="again")
+            assert remix.remixed_from_video_id == video.id
+            page = await sdk.videos.list(limit=5)
+            assert {v.id for v in page.data} == {video.id, remix.id}
+            with pytest.raises(openai.BadRequestError) as info:
+                await sdk.videos.create(prompt="p", model="sora-2", size="1792x1024")
+            assert info.value.param == "size"
+            await sdk.close()
+    create = fake.creates()[0]
+    assert create.is_multipart and create.fields["seconds"] == "8"
+    assert create.files["input_reference"].filename == "ref.png"
