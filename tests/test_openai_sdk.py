@@ -143,12 +143,15 @@ async def test_openai_sdk_videos(tmp_path, kind):
                 size="640x360",
                 input_reference=("ref.png", png(), "image/png"),
                 poll_interval_ms=100,
+                # Multipart flattens this to metadata[fps]=8: vendor options still arrive typed.
+                extra_body={"metadata": {"fps": 8}},
             )
             assert ref.status == "completed", ref.error
             target = tmp_path / f"{kind}-ref.mp4"
             await sdk.write_content(ref.id, target)
             await asyncio.to_thread(check_mp4, target, 640, 360, 1)
             with av.open(str(target)) as container:
+                assert container.streams.video[0].average_rate == 8
                 first = next(container.decode(video=0)).to_ndarray(format="rgb24")
             # The reference image (solid red) is what the renderer animates.
             r, g, b = (int(c) for c in first[180, 320])

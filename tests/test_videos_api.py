@@ -394,3 +394,19 @@ async def test_remix(tmp_path):
         assert "scripted-2" in error["error"]["message"]
         status, error = await gw.post("/v1/videos/video_nope/remix", key, json={"prompt": "x"})
         assert status == 404
+
+
+async def test_multipart_metadata_forms(tmp_path):
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+        key = await gw.token()
+        fields = {"model": "scripted-1", "prompt": "x", "metadata[fps]": "12", "metadata[style][name]": "noir",
+                  "metadata[tags][]": "a", "metadata[flag]": "true"}
+        status, task = await gw.post("/v1/videos", key, data=form(**fields))
+        assert status == 200, task
+        request = await stored_request(gw, task["id"])
+        assert request["metadata"] == {"fps": 12, "style": {"name": "noir"}, "tags": ["a"], "flag": True}
+        status, task = await gw.post("/v1/videos", key, data=form(model="scripted-1", prompt="x", metadata='{"a": [1]}'))
+        assert status == 200 and (await stored_request(gw, task["id"]))["metadata"] == {"a": [1]}
+        for bad in ("[1, 2]", "not json", "[" * 100_000 + "]" * 100_000, '{"a":' * 100 + "1" + "}" * 100):
+            status, error = await gw.post("/v1/videos", key, data=form(model="scripted-1", prompt="x", metadata=bad))
+            assert status == 400 and error["error"]["param"] == "metadata", (bad[:20], error)

@@ -26,6 +26,8 @@ from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, pa
 from ..wire import request_from_json
 from .errors import error_response
 from .common import (
+    MAX_JSON_DEPTH,
+    _depth,
     gateway,
     idempotency_key,
     read_body,
@@ -44,6 +46,43 @@ _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() accepts "
 # same 20 MiB image as JSON does (base64 grows it by 4/3). The whole body is still
 # bounded by server.max_body_bytes.
 _MAX_TEXT_PART = MAX_IMAGE_BYTES * 4 // 3 + 1024
+
+
+_METADATA_KEY = re.compile(r"metadata((?:\[[^\[\]]{0,64}\]){1,4})")
+
+
+def _set_metadata(fields: dict[str, Any], path: str, value: str, problems: list[Problem]) -> None:
+    """Set ``metadata[a][b]=value`` (form encoders' flattening) into ``fields["metadata"]``.
+
+    Form values are text; a value that parses as JSON (``12``, ``true``, ``[1]``) takes
+    that type, anything else stays a string, so ``metadata[fps]=12`` means ``{"fps": 12}``.
+    ``[]`` appends to a list.
+    """
+    keys = re.findall(r"\[([^\[\]]*)\]", path)
+    try:
+        parsed: Any = json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
+        parsed = value
+    target = fields.setdefault("metadata", {})
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if not isinstance(target, dict) or key == "" and i == 0:
+            problems.append(Problem("metadata", f"cannot combine metadata{path} with the other metadata fields"))
+            return
+        if last:
+            if key == "":
+                problems.append(Problem("metadata", f"metadata{path}: list items need a key"))
+                return
+            target[key] = parsed
+        elif keys[i + 1] == "" and i + 1 == len(keys) - 1:
+            items = target.setdefault(key, [])
+            if not isinstance(items, list):
+                problems.append(Problem(f"metadata.{key}", "is given both as a value and as a list"))
+                return
+            items.append(parsed)
+            return
+        else:
+            target = target.setdefault(key, {})
 
 
 def _is_form(request: Request) -> bool:
@@ -97,8 +136,14 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
         elif name == "metadata":
             try:
                 fields["metadata"] = json.loads(value)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 problems.append(Problem("metadata", "must be a JSON object (sent as a JSON string in multipart)"))
+            else:
+                if _depth(fields["metadata"]) > MAX_JSON_DEPTH:
+                    problems.append(Problem("metadata", "is nested too deeply"))
+        elif m := _METADATA_KEY.fullmatch(name):
+            # What the openai SDK makes of extra_body={"metadata": {...}} in multipart.
+            _set_metadata(fields, m[1], value, problems)
     await form.close()
     if images:
         fields["images"] = images
