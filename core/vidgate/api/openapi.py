@@ -129,6 +129,13 @@ SCHEMAS: dict[str, Any] = {
             "metadata": {"type": "string", "contentMediaType": JSON,
                          "description": "The `metadata` object, as a JSON string."},
         },
+        "patternProperties": {
+            r"^metadata(\[[^\[\]]*\])+$": {
+                "type": "string",
+                "description": "One metadata key, flattened the way form encoders (and the openai SDK's "
+                "`extra_body`) do: `metadata[fps]=12`. A value that parses as JSON takes that type.",
+            }
+        },
     },
     "RemixRequest": {
         "type": "object",
