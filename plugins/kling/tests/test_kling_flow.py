@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -384,3 +385,44 @@ async def test_recover_finds_task_by_external_task_id(tmp_path):
         # Another family's space does not leak.
         t2v = kling_plugin.map_request(parse_request({"model": "kling-v1-6", "prompt": "x"}), model, ch)
         assert await kling_plugin.recover(t2v, ctx) is None
+
+
+@pytest.mark.parametrize("kling_got_it", [True, False])
+async def test_worker_recovers_a_lost_submit(tmp_path, kling_got_it):
+    """A crash between Kling's answer and storing it leaves the task in phase
+    'submitting'; the worker looks it up by external_task_id instead of duplicating it."""
+    fake = FakeKling(access_key=AK, secret_key=SK, polls_to_finish=1)
+    async with serve_app(fake.app) as served:
+        fake.base_url = served.url
+        ch = channel("a", served.url, options={"poll_interval": 60})
+        async with run_gateway(config(ch), tmp_path) as gw:
+            key = await gw.token()
+            status, task = await submit(gw, key, prompt="x")
+            assert status == 200, task
+            (kling_id,) = fake.tasks["text2video"]
+            if not kling_got_it:
+                fake.tasks["text2video"].clear()
+            # Simulate the lost answer: back to 'submitting' with no handle, lease expired.
+            await gw.gateway.store.update_task(
+                task["id"], phase="submitting", handle=None, vendor_task_id=None,
+                lease_owner=None, lease_until=None, next_poll_at=time.time(),
+            )
+            gw.gateway.wakeup.set()
+            for _ in range(200):
+                attempts = [(a.outcome, a.detail) for a in await gw.gateway.store.attempts(task["id"])]
+                if attempts[-1][0] == "recovered":
+                    break
+                await asyncio.sleep(0.05)
+            lookups = [r for r in fake.requests if r.path == f"/v1/videos/text2video/{task['id']}"]
+            assert len(lookups) == 1
+            if kling_got_it:
+                assert len(fake.creates()) == 1  # no duplicate at Kling
+                assert attempts[-1] == ("recovered", kling_id)
+                assert lookups[0].code == 0
+                done = await gw.wait(task["id"], key, timeout=15)  # polled soon after recovery
+                assert done["status"] == "completed", done
+            else:
+                assert lookups[0].code == 1203
+                assert len(fake.creates()) == 2  # submitted again
+                assert fake.creates()[1].json["external_task_id"] == task["id"]
+                assert attempts[-1][0] == "recovered" and attempts[-1][1] != kling_id

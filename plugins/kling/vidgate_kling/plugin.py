@@ -29,6 +29,7 @@ DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 FAMILIES = (mapping.TEXT2VIDEO, mapping.IMAGE2VIDEO)
 
 _STD = (5, 10)
+RECOVERED_POLL_AFTER = 1.0
 
 #: Kling's models (DOC capability map). Public name = Kling's ``model_name``.
 MODELS = (
@@ -155,7 +156,9 @@ class Kling(VendorPlugin):
         data = _data(envelope)
         task_id = _task_id(data)
         ctx.log.info("kling_recovered", kling_task_id=task_id, family=family)
-        return Submission(handle={"task_id": task_id, "family": family}, vendor_task_id=task_id)
+        # The task has been running at least a lease already: look at it soon.
+        return Submission(handle={"task_id": task_id, "family": family}, vendor_task_id=task_id,
+                          poll_after=RECOVERED_POLL_AFTER)
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         """Kling POSTs the bare task object; accept an enveloped one too."""
