@@ -316,3 +316,28 @@ async def test_missing_upstream_thumbnail_falls_back_to_the_gateways_own(tmp_pat
         assert status == 200 and thumb != SAMPLE_WEBP and len(thumb) > 0
     thumbs = [r for r in fake.requests if r.query.get("variant") == "thumbnail"]
     assert [r.status for r in thumbs] == [404]
+
+
+async def test_image_url_is_fetched_by_the_gateway_and_uploaded(tmp_path):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    image = png(6, 6)
+    images = Starlette(routes=[Route("/cat.png", lambda request: Response(image, media_type="image/png"))])
+    fake = FakeVideosAPI()
+    async with served(fake) as up, serve_app(images) as host:
+        cfg = config(channel(up))
+        cfg["network"] = {"max_retry_after_seconds": 1, "allow_image_networks": ["127.0.0.0/8"]}
+        async with run_gateway(cfg, tmp_path) as gw:
+            key = await gw.token()
+            body = {"model": "sora-2", "prompt": "p", "input_reference": {"image_url": host.url + "/cat.png"}}
+            status, task = await gw.post("/v1/videos", key, json=body)
+            assert status == 200, task
+            # GIF is not an image type the Videos API takes: refused before any call.
+            gif = base64.b64encode(b"GIF89a" + b"\x00" * 20).decode()
+            status, err = await gw.post("/v1/videos", key, json={"model": "sora-2", "prompt": "p", "image": gif})
+            assert status == 400 and err["error"]["param"] == "image", err
+    [create] = fake.creates()
+    part = create.files["input_reference"]
+    assert part.data == image and part.content_type == "image/png" and part.filename == "reference.png"

@@ -167,7 +167,7 @@ async def call(
         async with ctx.http.request(
             method, url, headers=headers, json=json_body, data=data, timeout=ctx.timeout, allow_redirects=False
         ) as resp:
-            raw = await resp.content.read(MAX_JSON_BYTES + 1)
+            raw = await read_capped(resp, MAX_JSON_BYTES + 1)
             status, resp_headers = resp.status, resp.headers
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
@@ -184,6 +184,16 @@ async def call(
             request_id=resp_headers.get("x-request-id"),
         )
     return body, resp_headers
+
+
+async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, or its first ``cap`` bytes (``StreamReader.read(n)`` may stop early)."""
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        data += chunk
+        if len(data) >= cap:
+            break
+    return bytes(data[:cap])
 
 
 def video_id(body: Mapping[str, Any], headers: Mapping[str, str], operation: str) -> str:

@@ -177,7 +177,7 @@ class Sora(VendorPlugin):
                     return None
                 if resp.status != 200:
                     raise VendorUnavailable(f"thumbnail download answered HTTP {resp.status}")
-                data = await resp.content.read(MAX_THUMBNAIL_BYTES + 1)
+                data = await client.read_capped(resp, MAX_THUMBNAIL_BYTES + 1)
                 content_type = resp.headers.get("Content-Type", "image/webp").split(";")[0].strip() or "image/webp"
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise VendorUnavailable(f"thumbnail download failed: {type(exc).__name__}") from None
