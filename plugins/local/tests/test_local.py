@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -424,6 +426,55 @@ async def test_killed_render_processes_fail_only_the_jobs_they_were_rendering(
     # The job that had not started is started again, on a fresh pool.
     answers = await poll_until_done(pm, waiting.handle, waiting_ctx)
     assert answers[-1].status == "completed"
+
+
+KILLED_GATEWAY = """
+import asyncio, json, multiprocessing, os, pathlib, signal, sys
+import aiohttp, structlog
+import vidgate_local
+from vidgate import CallContext, Channel
+from vidgate.request import parse_request
+
+async def main():
+    plugin, channel = vidgate_local.plugin, Channel(name="local", vendor="local")
+    request = parse_request({"model": "local-v1", "prompt": "a fox", "seconds": 20, "size": "1280x720"})
+    job = plugin.map_request(request, next(iter(plugin.models)), channel)
+    async with aiohttp.ClientSession() as http:
+        ctx = CallContext(channel=channel, http=http, task_id="video_orphan", log=structlog.get_logger(),
+                          workdir=pathlib.Path(sys.argv[1]), timeout=aiohttp.ClientTimeout(total=10))
+        submission = await plugin.submit(job, ctx)
+        while (await plugin.poll(submission.handle, ctx)).status == "queued":
+            await asyncio.sleep(0.05)
+        print(json.dumps([child.pid for child in multiprocessing.active_children()]), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+async def test_render_processes_end_with_a_killed_gateway(tmp_path: Path) -> None:
+    script = tmp_path / "gateway.py"
+    script.write_text(KILLED_GATEWAY)
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    output, _ = await asyncio.wait_for(gateway.communicate(), 30)
+    assert gateway.returncode == -signal.SIGKILL
+    workers = json.loads(output.decode().strip().splitlines()[-1])
+    assert workers, "the render should have been running"
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not any(alive(pid) for pid in workers), "orphaned render workers must exit"
 
 
 # --- through a whole gateway -----------------------------------------------------------

@@ -41,7 +41,7 @@ from vidgate import (
     VideoRequest,
 )
 
-from .render import DEFAULT_BACKGROUND, DEFAULT_FPS, JobFiles, render_job, write_atomic
+from .render import DEFAULT_BACKGROUND, DEFAULT_FPS, JobFiles, exit_with_parent, render_job, write_atomic
 
 __all__ = ["Local", "plugin"]
 
@@ -67,7 +67,9 @@ def _executor() -> ProcessPoolExecutor:
             # Forking a process that runs an event loop and threads can copy held locks;
             # forkserver/spawn start workers from a clean interpreter.
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            _pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context(method))
+            _pool = ProcessPoolExecutor(
+                max_workers=2, mp_context=multiprocessing.get_context(method), initializer=exit_with_parent
+            )
             # concurrent.futures makes interpreter exit wait for running work, which would
             # hold a stopping gateway for as long as its longest render. A render restarts
             # from its files, so kill them instead. This is the pre-exit hook that

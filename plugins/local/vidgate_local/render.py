@@ -26,9 +26,12 @@ import base64
 import binascii
 import functools
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import tempfile
 import textwrap
+import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -93,6 +96,24 @@ class JobFiles:
     def part(self) -> Path:
         """The file this process writes the video to until it is complete."""
         return self.dir / f"{self.id}.{os.getpid()}.part.mp4"
+
+
+def exit_with_parent() -> None:
+    """Pool initializer: end this worker as soon as the process that started it dies.
+
+    A pool worker would otherwise wait forever for work from a gateway that was killed
+    (keeping the forkserver alive too), and finish a render that the restarted gateway
+    renders again anyway.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
