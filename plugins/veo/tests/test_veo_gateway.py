@@ -350,3 +350,18 @@ async def test_vertex_bad_signature_is_channel_unusable(tmp_path):
             status, answer = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p"})
     assert status == 503, answer
     assert len(fake.calls("/token")) == 1 and creates(fake) == []
+
+
+async def test_big_vertex_inline_result_decodes_in_chunks(tmp_path):
+    import os
+
+    video = b"\x00\x00\x00\x18ftypisom" + os.urandom(2_500_000)  # > 3 base64 slices
+    fake = FakeVeo(video=video)
+    async with fake.serve():
+        async with run_gateway(config(channel(fake, "vertex")), tmp_path) as gw:
+            key = await gw.token()
+            _, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p"})
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+            assert await _content(gw, task["id"], key) == video
+            stored = await gw.gateway.store.get_task(task["id"])
+    assert "bytesBase64Encoded" not in str(stored.result) and stored.result["inline"] is True

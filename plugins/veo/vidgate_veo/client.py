@@ -18,6 +18,7 @@ import asyncio
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -197,6 +198,9 @@ class VeoClient:
         url = f"{self.base}/{self.version}/{resource}" if sep and resource.startswith("projects/") else self._model_path(model)
         return await self._call("POST", f"{url}:fetchPredictOperation", {"operationName": name}, creating=False)
 
-    def download_headers(self) -> dict[str, str]:
-        """Headers for fetching a Gemini file URI (the key, as the SDK sends it)."""
-        return {"x-goog-api-key": self.api_key} if self.surface == "gemini" else {}
+    def download_headers(self, uri: str) -> dict[str, str]:
+        """Headers for fetching a Gemini file URI: the key, as the SDK sends it, but only
+        to the host the channel talks to (a URI naming another host never gets it)."""
+        if self.surface != "gemini" or urlsplit(uri)[:2] != urlsplit(self.base)[:2]:
+            return {}
+        return {"x-goog-api-key": self.api_key}

@@ -85,7 +85,7 @@ class VeoPlugin(VendorPlugin):
             return None  # Veo has no thumbnails; the gateway makes its own
         client = VeoClient(ctx)
         if "uri" in result:
-            return await ctx.download(result["uri"], headers=client.download_headers())
+            return await ctx.download(result["uri"], headers=client.download_headers(result["uri"]))
         # Inline bytes were not stored with the task (they can be tens of MB): fetch the
         # operation again and decode its base64 in chunks.
         op = await client.operation(handle["operation"], handle["model"])
