@@ -23,12 +23,12 @@ from vidgate_kling.fake import VIDEO, FakeKling
 AK, SK = "ak-test-123", "sk-test-secret"
 
 
-def tiny_png() -> bytes:
+def tiny_png(w: int = 320, h: int = 480) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 4 for _ in range(4))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
@@ -143,6 +143,7 @@ async def test_image2video_base64_png(tmp_path):
         data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
         status, task = await submit(gw, key, prompt="animate", image=data_url, size="16:9")
         assert status == 200, task
+        assert task["size"] == "720x1280"  # follows the portrait image, not the requested 16:9
         done = await gw.wait(task["id"], key)
         assert done["status"] == "completed", done
         status, body = await gw.get(f"/v1/videos/{task['id']}/content", key, raw=True)
@@ -289,6 +290,11 @@ async def test_metadata_checks(tmp_path, metadata, param):
         ({"prompt": "x" * 2501}, "prompt"),
         ({"model": "kling-v3", "seconds": 16}, "seconds"),
         ({"model": "kling-v1-5"}, "image"),
+        ({"image": base64.b64encode(tiny_png(100, 400)).decode()}, "image"),
+        ({"images": [base64.b64encode(PNG).decode(), base64.b64encode(tiny_png(900, 300)).decode()]}, "images[1]"),
+        ({"images": ["https://e.example/a.png"] * 3}, "images"),
+        ({"images": ["https://e.example/a.png", "https://e.example/b.png"], "metadata": {"image_tail": "https://e.example/c.png"}},
+         "metadata.image_tail"),
     ],
 )
 async def test_request_checks(tmp_path, body, param):

@@ -8,13 +8,16 @@ the :class:`~vidgate.VendorJob` reports it, with the size Kling will make for th
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
-from vidgate import Channel, Model, Problem, VendorJob, VideoRequest
+from vidgate import Channel, Model, Problem, Size, VendorJob, VideoRequest
 
 MAX_PROMPT = 2500
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Kling's documented image limit
+MIN_IMAGE_SIDE = 300  # Kling: min side 300 px, aspect between 1:2.5 and 2.5:1
+MAX_IMAGE_ASPECT = 2.5
 IMAGE_TYPES = ("image/png", "image/jpeg")  # Kling: jpg/jpeg/png only
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 DEFAULT_ASPECT_RATIO = "16:9"  # Kling's documented default (not 1:1)
@@ -63,6 +66,29 @@ _REFUSED = {
 }
 
 
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG or JPEG from its header, or None if not found."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", data[16:24])
+        return int(w), int(h)
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+            # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry the frame size.
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return int(w), int(h)
+            i += 2 + length
+    return None
+
+
 def allowed_seconds(model: Model) -> tuple[int, ...]:
     return model.seconds or (5, 10)
 
@@ -81,6 +107,12 @@ def _image_problems(request: VideoRequest) -> list[Problem]:
             problems.append(Problem(param, "Kling accepts images up to 10 MB", "too_large"))
         if image.mime_type not in IMAGE_TYPES:
             problems.append(Problem(param, f"Kling accepts PNG or JPEG images, not {image.mime_type}"))
+        elif (dims := image_dimensions(image.data)) is not None:
+            w, h = dims
+            if min(w, h) < MIN_IMAGE_SIDE:
+                problems.append(Problem(param, f"Kling needs images of at least {MIN_IMAGE_SIDE} px per side, got {w}x{h}"))
+            elif max(w, h) > MAX_IMAGE_ASPECT * min(w, h):
+                problems.append(Problem(param, f"Kling needs an aspect ratio between 1:2.5 and 2.5:1, got {w}x{h}"))
     return problems
 
 
@@ -133,6 +165,11 @@ def map_request(request: VideoRequest, model: Model, channel: Channel) -> Vendor
     ratio = request.size.nearest_ratio(ASPECT_RATIOS) if request.size is not None else DEFAULT_ASPECT_RATIO
     if request.images or "image_tail" in request.metadata:
         family = IMAGE2VIDEO
+        # The output follows the first frame's shape; report that when we can see it.
+        first = request.images[0] if request.images else None
+        dims = image_dimensions(first.data) if first is not None and first.data is not None else None
+        if dims is not None:
+            ratio = Size(dims[0], dims[1], dims[0], dims[1]).nearest_ratio(ASPECT_RATIOS)
         if request.images:
             body["image"] = _image_field(request.images[0])
         if len(request.images) > 1:
