@@ -341,3 +341,17 @@ async def test_image_url_is_fetched_by_the_gateway_and_uploaded(tmp_path):
     [create] = fake.creates()
     part = create.files["input_reference"]
     assert part.data == image and part.content_type == "image/png" and part.filename == "reference.png"
+
+
+async def test_transient_poll_errors_never_fail_the_task(tmp_path):
+    fake = FakeVideosAPI()
+    async with served(fake) as up:
+        cfg = {**config(channel(up)), "worker": {"max_backoff_seconds": 0.1}}
+        async with run_gateway(cfg, tmp_path) as gw:
+            key = await gw.token()
+            fake.retrieve_error(2, 500)  # queued now: they only hit retrieves, never the create
+            fake.retrieve_error(1, 429)
+            _, task = await gw.post("/v1/video/generations", key, json={"model": "sora-2", "prompt": "p"})
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+    retrieves = [r.status for r in fake.requests if r.method == "GET" and r.path.count("/") == 3]
+    assert retrieves[:3] == [500, 500, 429] and retrieves[-1] == 200

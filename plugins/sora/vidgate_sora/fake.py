@@ -171,6 +171,7 @@ class FakeVideosAPI:
         self._fate: dict[str, dict[str, Any]] = {}
         self._create_errors: deque[_Scripted] = deque()
         self._next_fate: deque[dict[str, Any]] = deque()
+        self._retrieve_errors: deque[_Scripted] = deque()
         self.quota_exhausted = False
         self._ids = itertools.count(1)
         self.app = self._build_app()
@@ -194,6 +195,16 @@ class FakeVideosAPI:
         """The next ``times`` creates answer 500."""
         for _ in range(times):
             self._create_errors.append(_Scripted(500, "server_error", None, "The server had an error."))
+
+    def retrieve_error(self, times: int = 1, status: int = 500) -> None:
+        """The next ``times`` retrieves (``GET /v1/videos/{id}``) answer ``status``
+        (500 server error, or 429 rate limit)."""
+        for _ in range(times):
+            if status == 429:
+                scripted = _Scripted(429, "requests", "rate_limit_exceeded", "Rate limit reached.", {"retry-after": "0"})
+            else:
+                scripted = _Scripted(status, "server_error", None, "The server had an error.")
+            self._retrieve_errors.append(scripted)
 
     def exhaust_quota(self, exhausted: bool = True) -> None:
         """Every create answers 429 ``insufficient_quota`` until switched off."""
@@ -444,6 +455,10 @@ class FakeVideosAPI:
         rec, refused = await self._guard(request)
         if refused is not None:
             return refused
+        if self._retrieve_errors:
+            err = self._retrieve_errors.popleft()
+            rec.status = err.status
+            return self._error(err.status, err.message, type_=err.type, code=err.code, headers=err.headers)
         video = self._lookup(request.path_params["video_id"])
         if video is None:
             rec.status = 404
