@@ -349,26 +349,50 @@ async def test_bad_secret_takes_channel_out(tmp_path):
 
 
 async def test_callback_triggers_immediate_poll(tmp_path):
+    """Kling POSTs the bare task object to callback_url; relayed to the gateway's
+    callback endpoint it makes the task poll at once despite a 60 s poll interval."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    received: list[tuple[str, bytes]] = []
+
+    async def receiver(request):
+        received.append((request.url.path, await request.body()))
+        return JSONResponse({"ok": True})
+
+    # The gateway's URL is only known after start, so Kling's callbacks land on this
+    # stand-in public URL and the test relays them.
+    relay = Starlette(routes=[Route("/{path:path}", receiver, methods=["POST"])])
     fake = FakeKling(access_key=AK, secret_key=SK, polls_to_finish=1)
-    async with serve_app(fake.app) as served:
+    async with serve_app(fake.app) as served, serve_app(relay) as public:
         fake.base_url = served.url
         ch = channel("a", served.url, options={"poll_interval": 60})
-        cfg = config(ch, server={"public_url": "http://127.0.0.1:9/gw"})
-        async with run_gateway(cfg, tmp_path) as gw:
+        async with run_gateway(config(ch, server={"public_url": public.url + "/gw"}), tmp_path) as gw:
             key = await gw.token()
             status, task = await submit(gw, key, prompt="x")
             assert status == 200, task
             (create,) = fake.creates()
-            assert create.json["callback_url"] == "http://127.0.0.1:9/gw/v1/callbacks/a"
-            kling_id = next(iter(fake.tasks["text2video"]))
-            obj = fake.set_status("text2video", kling_id, "succeed")
+            assert create.json["callback_url"] == f"{public.url}/gw/v1/callbacks/a"
+            (kling_id,) = fake.tasks["text2video"]
+            fake.set_status("text2video", kling_id, "succeed")
+            for _ in range(100):
+                if received:
+                    break
+                await asyncio.sleep(0.02)
+            ((path, body),) = received
+            assert path == "/gw/v1/callbacks/a"
+            obj = json.loads(body)
+            assert obj["task_id"] == kling_id and obj["task_status"] == "succeed" and "code" not in obj
+            assert obj["task_info"] == {"external_task_id": task["id"]}
             started = time.monotonic()
-            bare = {k: v for k, v in obj.items() if not k.startswith("_")}
-            status, _ = await gw.post("/v1/callbacks/a", json=bare)
+            status, _ = await gw.post("/v1/callbacks/a", data=body, headers={"Content-Type": "application/json"})
             assert status == 200
             done = await gw.wait(task["id"], key, timeout=10)
             assert done["status"] == "completed"
             assert time.monotonic() - started < 10  # far sooner than the 60 s poll interval
+            polls = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/videos/text2video/")]
+            assert len(polls) == 1  # the callback caused the only poll
 
 
 async def test_recover_finds_task_by_external_task_id(tmp_path):
