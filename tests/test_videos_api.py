@@ -410,3 +410,36 @@ async def test_multipart_metadata_forms(tmp_path):
         for bad in ("[1, 2]", "not json", "[" * 100_000 + "]" * 100_000, '{"a":' * 100 + "1" + "}" * 100):
             status, error = await gw.post("/v1/videos", key, data=form(model="scripted-1", prompt="x", metadata=bad))
             assert status == 400 and error["error"]["param"] == "metadata", (bad[:20], error)
+
+
+# -- known core bugs (strict xfail: each turns into a failure once fixed, so drop the mark) --
+
+
+@pytest.mark.xfail(reason="core gateway.delete removes the row, so a deleted task id is no longer a cursor", strict=True)
+async def test_deleting_while_paginating_keeps_the_cursor(tmp_path):
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+        key = await gw.token()
+        for i in range(4):
+            _, task = await gw.post("/v1/videos", key, json={"model": "scripted-1", "prompt": f"clip {i}"})
+            await gw.wait(task["id"], key)
+        _, page = await gw.get("/v1/videos?limit=2", key)
+        for video in page["data"]:  # the usual "delete everything" loop
+            await gw.request("DELETE", f"/v1/videos/{video['id']}", key)
+        status, rest = await gw.get(f"/v1/videos?limit=2&after={page['last_id']}", key)
+        assert status == 200 and len(rest["data"]) == 2
+
+
+@pytest.mark.xfail(reason="core request._as_seconds: int('²') raises after str.isdigit() accepted it", strict=True)
+async def test_non_ascii_digit_seconds_is_a_400(tmp_path):
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+        key = await gw.token()
+        status, error = await gw.post("/v1/videos", key, json={"model": "scripted-1", "prompt": "x", "seconds": "²"})
+        assert status == 400 and error["error"]["param"] == "seconds"
+
+
+@pytest.mark.xfail(reason="core api/errors.http_error drops HTTPException.headers (Allow on 405)", strict=True)
+async def test_405_names_the_allowed_methods(tmp_path):
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+        async with gw.http.put(gw.url + "/v1/videos/video_x") as resp:
+            assert resp.status == 405
+            assert set(resp.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "DELETE"}
