@@ -412,6 +412,20 @@ async def test_multipart_metadata_forms(tmp_path):
             assert status == 400 and error["error"]["param"] == "metadata", (bad[:20], error)
 
 
+async def test_idempotent_multipart_create(tmp_path):
+    vendor = Scripted()
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token()
+        headers = {"Idempotency-Key": "k-1"}
+        fields = {"model": "scripted-1", "prompt": "a fox", "input_reference": ("r.png", PNG, "image/png")}
+        _, first = await gw.post("/v1/videos", key, data=form(**fields), headers=headers)
+        _, again = await gw.post("/v1/videos", key, data=form(**fields), headers=headers)
+        assert first["id"] == again["id"] and len(vendor.submitted) == 1
+        other = {**fields, "input_reference": ("r.png", PNG + b"\x00", "image/png")}
+        status, error = await gw.post("/v1/videos", key, data=form(**other), headers=headers)
+        assert status == 409 and error["error"]["code"] == "idempotency_key_reused"
+
+
 # -- known core bugs (strict xfail: each turns into a failure once fixed, so drop the mark) --
 
 

@@ -335,6 +335,17 @@ def _path_id(name: str) -> dict[str, Any]:
 
 _CREATE_ERRORS = errors(400, 403, 409, 413, 429, 503)
 
+
+def _links(id_pointer: str = "$response.body#/id") -> dict[str, Any]:
+    """OpenAPI links from a response holding a task to the calls on that task."""
+    ops = {"GetVideo": "getVideo", "DeleteVideo": "deleteVideo", "GetVideoContent": "getVideoContent",
+           "RemixVideo": "remixVideo"}
+    return {name: {"operationId": op, "parameters": {"video_id": id_pointer}} for name, op in ops.items()}
+
+
+def _created(description: str) -> dict[str, Any]:
+    return {**ok("Video", description), "links": _links()}
+
 PATHS: dict[str, Any] = {
     "/v1/video/generations": {
         "post": {
@@ -343,7 +354,7 @@ PATHS: dict[str, Any] = {
             "summary": "Create a video task (the unified request).",
             "parameters": [_IDEMPOTENCY],
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("VideoGenerationRequest")}}},
-            "responses": {"200": ok("Video", "The new task, usually `queued`."), **_CREATE_ERRORS},
+            "responses": {"200": _created("The new task, usually `queued`."), **_CREATE_ERRORS},
         }
     },
     "/v1/video/generations/{task_id}": {
@@ -370,7 +381,7 @@ PATHS: dict[str, Any] = {
                     FORM: {"schema": ref("VideoCreateMultipart")},
                 },
             },
-            "responses": {"200": ok("Video", "The new task, usually `queued`."), **_CREATE_ERRORS},
+            "responses": {"200": _created("The new task, usually `queued`."), **_CREATE_ERRORS},
         },
         "get": {
             "operationId": "listVideos",
@@ -466,7 +477,7 @@ PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "200": ok("Video", "The new task; `remixed_from_video_id` names the source."),
+                "200": _created("The new task; `remixed_from_video_id` names the source."),
                 **errors(400, 403, 404, 409, 413, 429, 503),
             },
         }
