@@ -2,28 +2,17 @@
 
 import asyncio
 import base64
-import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import aiohttp
 import av
 import numpy as np
 import pytest
+from processes import GatewayProcess
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def png(width: int, height: int, pixels: np.ndarray) -> bytes:
@@ -37,60 +26,9 @@ def png(width: int, height: int, pixels: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
-class Server:
-    """`vidgate serve` in a fresh directory, as the README's first command runs it."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.output: list[str] = []
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "VIDGATE_CONFIG"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vidgate.cli", "serve", "--port", str(self.port)],
-            cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if "serving on" in line:
-                break
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"server did not start: {''.join(self.output)}")
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    @property
-    def dev_token(self) -> str:
-        lines = [line.strip() for line in self.output]
-        index = next(i for i, line in enumerate(lines) if "created a development token" in line)
-        return lines[index + 1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    s = Server(tmp_path)
+    s = GatewayProcess(tmp_path)
     s.start()
     yield s
     s.stop()

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from . import billing
+from . import billing, failpoints
 from .auth import hash_key, key_hint, new_key
 from .config import Config
 from .dispatch import Dispatcher
@@ -414,11 +414,15 @@ class Gateway:
         retries = self.config.network.submit_retries
         for attempt in range(retries + 1):
             self.dispatcher.note_sent(channel)
+            failpoints.hit("submit.before_vendor")
             try:
                 if remix_source is not None:
                     assert remix_source.handle is not None
-                    return await self.plugins.remix(channel.vendor, remix_source.handle, job, ctx)
-                return await self.plugins.submit(channel.vendor, job, ctx)
+                    submission = await self.plugins.remix(channel.vendor, remix_source.handle, job, ctx)
+                else:
+                    submission = await self.plugins.submit(channel.vendor, job, ctx)
+                failpoints.hit("submit.after_vendor")
+                return submission
             except VendorRateLimited as exc:
                 if attempt == retries:
                     raise

@@ -242,15 +242,16 @@ class CallContext:
     timeout: aiohttp.ClientTimeout
     callback_url: str | None = None
     state: dict[str, Any] = attrs.field(factory=dict)
-    _fetch_image: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None
+    _fetch_image: Callable[..., Awaitable[tuple[bytes, str]]] | None = None
     _download: Callable[..., Awaitable[MediaSource]] | None = None
 
-    async def fetch_image(self, url: str) -> tuple[bytes, str]:
+    async def fetch_image(self, url: str, param: str = "image") -> tuple[bytes, str]:
         """Fetch a client-supplied image URL safely: size cap, timeout, and no private,
         loopback or link-local addresses (redirects included) unless the operator allowed
-        them. Returns ``(bytes, mime_type)``; raises ``VendorRejected`` naming the image."""
+        them. Returns ``(bytes, mime_type)``; raises ``VendorRejected`` naming ``param``
+        (the client's field, e.g. ``"images[1]"``)."""
         assert self._fetch_image is not None
-        return await self._fetch_image(url)
+        return await self._fetch_image(url, param)
 
     async def download(self, url: str, headers: Mapping[str, str] | None = None) -> MediaSource:
         """Stream a vendor result URL (following redirects) with a connect and per-read

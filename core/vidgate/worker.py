@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from . import failpoints
 from .errors import TaskFailed, VendorError, VendorRateLimited
 from .gateway import Gateway
 from .store import TaskRecord
@@ -164,6 +165,7 @@ class Worker:
         except VendorError as exc:
             await self._backoff(task, exc.message, exc)
             return
+        failpoints.hit("poll.after_vendor")
         if not isinstance(result, PollResult):
             await self._backoff(task, f"plugin returned {type(result).__name__} from poll")
             return
@@ -229,6 +231,7 @@ class Worker:
             task.fetch_failures = failures
             await self._backoff(task, exc.message, exc, fetch_failures=failures)
             return
+        failpoints.hit("fetch.after_download")
         stored: dict[str, Any] = {"video": {"size": video.size, "content_type": video.content_type}}
         thumb = await self._thumbnail(task, channel, ctx)
         if thumb is not None:

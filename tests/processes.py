@@ -1,0 +1,90 @@
+"""A real `vidgate serve` process for tests that must crash or restart the gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GatewayProcess:
+    """`vidgate serve` in ``workdir`` (embedded default unless ``config`` is a path)."""
+
+    def __init__(self, workdir: Path, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self, **env: str) -> None:
+        environment = {k: v for k, v in os.environ.items() if k not in ("VIDGATE_CONFIG", "VIDGATE_FAILPOINTS")}
+        environment.update(self.extra_env)
+        environment.update(env)
+        command = [sys.executable, "-m", "vidgate.cli", "serve", "--port", str(self.port)]
+        if self.config is not None:
+            command += ["--config", str(self.config)]
+        # Logs go to a file in the work dir: they are what explains a failed test.
+        self.log = open(self.workdir / "gateway.log", "a")  # noqa: SIM115 (closed with the process)
+        self.proc = subprocess.Popen(
+            command, cwd=self.workdir, env=environment, stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "serving on" in line:
+                break
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not start: {''.join(self.output)}")
+
+    def wait_dead(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    @property
+    def dev_token(self) -> str:
+        lines = [line.strip() for line in self.output]
+        index = next(i for i, line in enumerate(lines) if "created a development token" in line)
+        return lines[index + 1]
+
+
+def create_token(config: Path, name: str = "client", quota: float | None = None) -> str:
+    command = [sys.executable, "-m", "vidgate.cli", "tokens", "create", "--config", str(config), "--name", name]
+    if quota is not None:
+        command += ["--quota", str(quota)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.strip().splitlines()[-1]

@@ -1,0 +1,113 @@
+"""kill -9 at every point of a submit and a poll: every accepted task ends terminal, none is
+duplicated at the vendor, and no charge is taken twice or kept for a failed task.
+
+The gateway runs as a real process against the fake Kling server (which can look a task up
+by the gateway's id, sent as Kling's external_task_id). A failpoint makes the process
+SIGKILL itself at the named point; the client retries its submit with the same
+Idempotency-Key, as a client whose connection dropped should.
+"""
+
+import asyncio
+import textwrap
+
+import aiohttp
+import pytest
+from processes import GatewayProcess, create_token
+from vidgate_kling.fake import FakeKling
+
+from vidgate.billing import to_micro
+from vidgate.store import Store
+from vidgate.testing import serve_app
+
+pytestmark = pytest.mark.slow
+BODY = {"model": "kling-v1", "prompt": "a crash test", "seconds": 5}
+
+
+def write_config(tmp_path, fake_url):
+    path = tmp_path / "vidgate.toml"
+    path.write_text(textwrap.dedent(f"""
+        [server]
+        data_dir = "{tmp_path / 'data'}"
+        [store]
+        url = "sqlite:///{tmp_path / 'data' / 'vidgate.db'}"
+        [media]
+        path = "{tmp_path / 'data' / 'media'}"
+        [worker]
+        lease_seconds = 1.5
+        tick_seconds = 0.1
+        [plugins]
+        enabled = ["kling"]
+        [[channels]]
+        name = "kling"
+        vendor = "kling"
+        base_url = "{fake_url}"
+        [channels.credentials]
+        access_key = "fake-ak"
+        secret_key = "fake-sk"
+        [channels.options]
+        poll_interval = 0.1
+        [models.kling-v1]
+        price_per_request = 1.0
+    """))
+    return path
+
+
+async def submit(http, url, key, idempotency_key):
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
+    async with http.post(url + "/v1/video/generations", json=BODY, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def wait_terminal(http, url, key, task_id, timeout=40):
+    for _ in range(int(timeout / 0.1)):
+        async with http.get(url + f"/v1/videos/{task_id}", headers={"Authorization": f"Bearer {key}"}) as r:
+            task = await r.json()
+        if task["status"] in ("completed", "failed"):
+            return task
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not terminal: {task}")
+
+
+@pytest.mark.parametrize(
+    "failpoint", ["submit.before_vendor", "submit.after_vendor", "poll.after_vendor", "fetch.after_download"]
+)
+async def test_kill_9_at_each_point(tmp_path, failpoint):
+    fake = FakeKling(polls_to_finish=2, send_callbacks=False)
+    async with serve_app(fake.app) as served:
+        fake.base_url = served.url
+        config = write_config(tmp_path, served.url)
+        key = create_token(config, quota=10)
+        gateway = GatewayProcess(tmp_path, config)
+        await asyncio.to_thread(gateway.start, VIDGATE_FAILPOINTS=failpoint)
+        try:
+            async with aiohttp.ClientSession() as http:
+                task_id = None
+                try:
+                    status, task = await submit(http, gateway.url, key, "client-retry-1")
+                    assert status == 200, task
+                    task_id = task["id"]
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass  # the gateway died mid-submit; the client will retry
+                assert await asyncio.to_thread(gateway.wait_dead) != 0  # the failpoint fired
+
+                await asyncio.to_thread(gateway.start)  # no failpoints now
+                status, task = await submit(http, gateway.url, key, "client-retry-1")
+                assert status == 200, task
+                assert task_id in (None, task["id"])  # the retry found the same task
+                done = await wait_terminal(http, gateway.url, key, task["id"])
+                assert done["status"] == "completed", done
+                status, listing = None, None
+                async with http.get(gateway.url + "/v1/videos", headers={"Authorization": f"Bearer {key}"}) as r:
+                    listing = await r.json()
+                assert [t["id"] for t in listing["data"]] == [task["id"]]  # no duplicate task
+        finally:
+            await asyncio.to_thread(gateway.stop)
+    # exactly one task reached Kling
+    assert len(fake.creates()) == 1, [r.path for r in fake.creates()]
+    store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
+    try:
+        ledger = await store.ledger()
+        assert [e.kind for e in ledger] == ["charge"]
+        assert (await store.token("client")).used == to_micro(1.0)
+    finally:
+        await store.close()
