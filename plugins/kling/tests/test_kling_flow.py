@@ -75,7 +75,7 @@ def assert_valid_jwt(headers: dict[str, str]) -> dict[str, Any]:
     claims = json.loads(b64url_decode(p))
     now = time.time()
     assert claims["iss"] == AK and claims["nbf"] <= now < claims["exp"]
-    assert 1790 <= claims["exp"] - claims["nbf"] <= 1810
+    assert 1805 <= claims["exp"] - claims["nbf"] <= 1860  # exp = now+1800, nbf = now-5 (now-60 on renewal)
     return claims
 
 

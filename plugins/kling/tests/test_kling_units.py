@@ -196,3 +196,26 @@ def test_image_dimensions_png_and_jpeg():
     png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (500).to_bytes(4, "big") + (300).to_bytes(4, "big")
     assert image_dimensions(png) == (500, 300)
     assert image_dimensions(b"GIF89a....") is None
+
+
+async def test_not_yet_valid_token_is_renewed_with_more_skew():
+    # Kling's clock 30 s behind ours: nbf = now-5 is in its future (1003); the renewal
+    # back-dates nbf by 60 s and goes through.
+    fake = FakeKling(access_key=AK, secret_key=SK)
+    import vidgate_kling.fake as fake_module
+
+    real_time = fake_module.time.time
+    fake_module.time = type("T", (), {"time": staticmethod(lambda: real_time() - 30)})
+    try:
+        async with context(fake.app) as ctx:
+            sub = await plugin.submit(job(), ctx)
+            assert sub.vendor_task_id
+            assert [r.code for r in fake.creates()] == [1003, 0]
+            # The renewed token is cached and used for the next call.
+            await plugin.poll(sub.handle, ctx)
+            assert fake.requests[-1].code == 0
+            assert fake.requests[-1].headers["authorization"] == fake.requests[1].headers["authorization"]
+    finally:
+        import time as time_module
+
+        fake_module.time = time_module

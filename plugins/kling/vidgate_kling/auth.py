@@ -21,6 +21,8 @@ from typing import Any
 LIFETIME = 1800
 #: ``nbf`` is back-dated this much so a server clock slightly behind ours accepts it.
 NBF_SKEW = 5
+#: On a renewal after 1003 ("not yet valid": Kling's clock is behind ours) back-date more.
+RENEW_NBF_SKEW = 60
 #: Renew a cached token when it has less than this many seconds left.
 RENEW_MARGIN = 300
 
@@ -48,11 +50,13 @@ def encode_jwt(payload: dict[str, Any], secret: str, header: dict[str, Any] | No
     return signing_input + "." + _b64url(signature)
 
 
-def mint_token(access_key: str, secret_key: str, now: float | None = None) -> tuple[str, int]:
+def mint_token(
+    access_key: str, secret_key: str, now: float | None = None, nbf_skew: int = NBF_SKEW
+) -> tuple[str, int]:
     """A fresh Kling JWT and its ``exp`` (Unix seconds)."""
     now_s = int(time.time() if now is None else now)
     exp = now_s + LIFETIME
-    token = encode_jwt({"iss": access_key, "exp": exp, "nbf": now_s - NBF_SKEW}, secret_key)
+    token = encode_jwt({"iss": access_key, "exp": exp, "nbf": now_s - nbf_skew}, secret_key)
     return token, exp
 
 
@@ -71,6 +75,6 @@ def cached_token(state: MutableMapping[str, Any], access_key: str, secret_key: s
         and entry.get("exp", 0) - now > RENEW_MARGIN
     ):
         return str(entry["token"])
-    token, exp = mint_token(access_key, secret_key, now)
+    token, exp = mint_token(access_key, secret_key, now, RENEW_NBF_SKEW if renew else NBF_SKEW)
     state[_STATE_KEY] = {"token": token, "exp": exp, "access_key": access_key}
     return token
