@@ -426,10 +426,9 @@ async def test_idempotent_multipart_create(tmp_path):
         assert status == 409 and error["error"]["code"] == "idempotency_key_reused"
 
 
-# -- known core bugs (strict xfail: each turns into a failure once fixed, so drop the mark) --
+# -- core bugs found by these tests, fixed in the core --
 
 
-@pytest.mark.xfail(reason="core gateway.delete removes the row, so a deleted task id is no longer a cursor", strict=True)
 async def test_deleting_while_paginating_keeps_the_cursor(tmp_path):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token()
@@ -443,7 +442,6 @@ async def test_deleting_while_paginating_keeps_the_cursor(tmp_path):
         assert status == 200 and len(rest["data"]) == 2
 
 
-@pytest.mark.xfail(reason="core request._as_seconds: int('²') raises after str.isdigit() accepted it", strict=True)
 async def test_non_ascii_digit_seconds_is_a_400(tmp_path):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token()
@@ -451,7 +449,6 @@ async def test_non_ascii_digit_seconds_is_a_400(tmp_path):
         assert status == 400 and error["error"]["param"] == "seconds"
 
 
-@pytest.mark.xfail(reason="core api/errors.http_error drops HTTPException.headers (Allow on 405)", strict=True)
 async def test_405_names_the_allowed_methods(tmp_path):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         async with gw.http.put(gw.url + "/v1/videos/video_x") as resp:

@@ -191,6 +191,16 @@ class Gateway:
             return float(override)
         return self.plugins.vendors[channel.vendor].poll_interval
 
+    def next_poll_delay(self, channel: Channel, hint: float | None) -> float:
+        """The vendor's hint when it gives one, never longer than an operator's
+        ``poll_interval`` option; otherwise the channel's poll interval."""
+        interval = self.poll_interval(channel)
+        if hint is None:
+            return interval
+        if "poll_interval" in channel.options:
+            return min(max(hint, 0.0), interval)
+        return max(hint, 0.0)
+
     def deadline(self, channel: Channel) -> float:
         override = channel.options.get("deadline")
         if isinstance(override, (int, float)) and override > 0:
@@ -371,7 +381,7 @@ class Gateway:
                 continue
             self.dispatcher.succeeded(channel.name)
             await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
-            delay = submission.poll_after if submission.poll_after is not None else self.poll_interval(channel)
+            delay = self.next_poll_delay(channel, submission.poll_after)
             now = time.time()
             await self.store.update_task(
                 task.id,
@@ -466,7 +476,9 @@ class Gateway:
                 409, "invalid_request_error", None, "video_not_finished", retryable=False,
             )
         await self.media.delete(task.id)
-        await self.store.delete_task(task.id)
+        # The row stays, hidden and stripped of media, so the ledger keeps its task and a
+        # client paginating with this id as ``after`` does not lose its place.
+        await self.store.update_task(task.id, only_if_active=False, hidden=True, media=None, idempotency_key=None)
         return task
 
     def remix_capable(self, task: TaskRecord) -> bool:

@@ -164,7 +164,7 @@ def _as_seconds(value: Any, param: str, problems: list[Problem]) -> int | None:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value.strip()):
         number = int(value.strip())
     else:
         problems.append(Problem(param, f"must be a whole number of seconds, got {value!r:.40}"))

@@ -144,7 +144,7 @@ class Worker:
             await self._backoff(task, exc.message, exc)
             return
         await self.gw.store.add_attempt(task.id, channel.name, "recovered", submission.vendor_task_id)
-        delay = submission.poll_after if submission.poll_after is not None else self.gw.poll_interval(channel)
+        delay = self.gw.next_poll_delay(channel, submission.poll_after)
         await self._release(
             task,
             phase="polling",
@@ -172,8 +172,7 @@ class Worker:
         await self._apply(task, channel, ctx, result)
 
     async def _apply(self, task: TaskRecord, channel: Channel, ctx: CallContext, result: PollResult) -> None:
-        interval = result.poll_after if result.poll_after is not None else self.gw.poll_interval(channel)
-        next_poll = time.time() + interval
+        next_poll = time.time() + self.gw.next_poll_delay(channel, result.poll_after)
         if result.status not in PUBLIC_STATUSES:
             log.warning("unknown_vendor_status", vendor_status=result.vendor_status or result.status)
             await self._release(task, next_poll_at=next_poll, vendor_status=result.vendor_status, poll_failures=0)

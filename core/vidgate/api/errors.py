@@ -34,7 +34,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     code = _HTTP_TYPES.get(exc.status_code, "http_error")
     message = "Unknown endpoint." if exc.status_code == 404 else str(exc.detail)
     return error_response(
-        APIError(message, exc.status_code, "invalid_request_error", None, code, retryable=False)
+        APIError(message, exc.status_code, "invalid_request_error", None, code, retryable=False,
+                 headers=dict(exc.headers or {}))
     )
 
 

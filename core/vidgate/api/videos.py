@@ -187,7 +187,8 @@ async def list_videos(request: Request) -> Response:
     after = None
     if after_id := params.get("after"):
         after = await gw.store.get_task(after_id) if len(after_id) < 200 else None
-        if after is None or after.token_id != caller.id or after.hidden:
+        # A deleted task (hidden) still marks its place, so deleting while paginating works.
+        if after is None or after.token_id != caller.id:
             raise invalid("after must be the id of one of your videos.", "after")
     tasks = await gw.store.list_tasks(caller.id, after=after, limit=limit + 1, order=order)
     has_more = len(tasks) > limit
@@ -307,11 +308,18 @@ async def remix(request: Request) -> Response:
     return task_response(request, task)
 
 
+async def collection(request: Request) -> Response:
+    return await (create if request.method == "POST" else list_videos)(request)
+
+
+async def item(request: Request) -> Response:
+    return await (delete if request.method == "DELETE" else retrieve)(request)
+
+
+# One route per path, so a 405 lists every method the path allows.
 routes = [
-    Route("/v1/videos", create, methods=["POST"]),
-    Route("/v1/videos", list_videos, methods=["GET"]),
-    Route("/v1/videos/{video_id}", retrieve, methods=["GET"]),
-    Route("/v1/videos/{video_id}", delete, methods=["DELETE"]),
+    Route("/v1/videos", collection, methods=["GET", "POST"]),
+    Route("/v1/videos/{video_id}", item, methods=["GET", "DELETE"]),
     Route("/v1/videos/{video_id}/content", content, methods=["GET", "HEAD"]),
     Route("/v1/videos/{video_id}/remix", remix, methods=["POST"]),
 ]

@@ -344,9 +344,6 @@ class Store:
         args.append(limit)
         return [_task_from_row(r) for r in await self.db.fetchall(sql, *args)]
 
-    async def delete_task(self, task_id: str) -> bool:
-        return await self.db.execute("DELETE FROM tasks WHERE id = ?", task_id) > 0
-
     async def count_active(self, channel: str) -> int:
         row = await self.db.fetchone(
             "SELECT COUNT(*) AS n FROM tasks WHERE channel = ? AND status IN ('queued', 'in_progress')", channel
