@@ -17,6 +17,7 @@ from vidgate import (
     TaskError,
     VendorJob,
     VendorPlugin,
+    VendorUnavailable,
     VideoRequest,
 )
 
@@ -44,7 +45,7 @@ class Scripted(VendorPlugin):
         self.fail_with: TaskError | None = None
         self._ids = itertools.count(1)
         self.known: dict[str, str] = {}  # our task id -> vendor id (for recover)
-        self.recover_supported = True
+        self.lose_answers = 0  # creates that succeed at the vendor but answer with a timeout
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems = []
@@ -70,6 +71,9 @@ class Scripted(VendorPlugin):
         vid = f"s-{next(self._ids)}"
         self.submitted.append((ctx.channel.name, job.payload))
         self.known[ctx.task_id] = vid
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise VendorUnavailable("read timeout")
         return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=0.01)
 
     async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:

@@ -133,3 +133,17 @@ async def test_groups_route_to_their_channels(tmp_path):
         await gw.post("/v1/video/generations", vip, json=SUBMIT)
         await gw.post("/v1/video/generations", plain, json=SUBMIT)
     assert [ch for ch, _ in vendor.submitted] == ["premium", "public"]
+
+
+async def test_timed_out_submit_that_the_vendor_did_create_is_not_sent_twice(tmp_path):
+    vendor = Scripted()
+    vendor.lose_answers = 1
+    config = scripted_config(channels(("first", {"priority": 10}), ("second", {"priority": 0})))
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token()
+        status, task = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        assert status == 200
+        assert (await gw.wait(task["id"], key))["status"] == "completed"
+        outcomes = [(a.channel, a.outcome) for a in await gw.gateway.store.attempts(task["id"])]
+        assert outcomes == [("first", "unavailable"), ("first", "found"), ("first", "submitted")]
+    assert [ch for ch, _ in vendor.submitted] == ["first"]  # no second task at any vendor

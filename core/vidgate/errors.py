@@ -117,8 +117,8 @@ class VendorError(VidgateError):
                                (used from ``poll`` and ``fetch_result``)
     ========================  ==================================================
 
-    ``vendor_code`` is the vendor's own error code, kept for operators' logs; it never
-    reaches a client. ``message`` must not contain credentials.
+    ``vendor_code`` is the vendor's own error code and ``http_status`` the HTTP status it
+    came with, kept for operators' logs; they never reach a client. ``message`` must not contain credentials.
     """
 
     def __init__(
@@ -129,6 +129,7 @@ class VendorError(VidgateError):
         param: str | None = None,
         retry_after: float | None = None,
         request_id: str | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -136,6 +137,7 @@ class VendorError(VidgateError):
         self.param = param
         self.retry_after = retry_after
         self.request_id = request_id
+        self.http_status = http_status
 
 
 class VendorRejected(VendorError):

@@ -372,7 +372,12 @@ class Gateway:
                 last_error = exc
                 self.dispatcher.failed(channel.name, exc.message)
                 await self.store.add_attempt(task.id, channel.name, "unavailable", self._detail(exc))
-                continue
+                # A timeout may hide a task the vendor did create: look for it by our id
+                # before sending the task anywhere else, or it would run (and bill) twice.
+                found = await self._lookup_after_unclear_submit(task, channel, job)
+                if found is None:
+                    continue
+                submission = found
             except Exception as exc:  # a plugin bug must not become a 500 or lose the task
                 log.exception("plugin_submit_crashed", channel=channel.name)
                 self.dispatcher.failed(channel.name, f"plugin error: {type(exc).__name__}")
@@ -412,6 +417,21 @@ class Gateway:
             "No channel could take the task right now; you were not charged. Retry later.",
             503, "server_error", None, "no_channel_available", retryable=True,
         )
+
+    async def _lookup_after_unclear_submit(self, task: TaskRecord, channel: Channel, job: VendorJob) -> Any:
+        ctx = self.context(task.id, channel)
+        lookup = self.plugins.can_recover(channel.vendor, job, ctx)
+        if lookup is None:
+            return None
+        try:
+            found = await lookup
+        except Exception as exc:  # the lookup is best effort; the submit already failed
+            ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
+            return None
+        if found is not None:
+            ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)
+            await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
+        return found
 
     async def _token_group(self, task: TaskRecord) -> str:
         token = await self.store.token(task.token_id)
