@@ -98,6 +98,7 @@ class Gateway:
         return cls(config, plugins, store, http)
 
     async def close(self) -> None:
+        await self.plugins.shutdown()
         await self.http.close()
         await self.store.close()
 

@@ -146,3 +146,13 @@ def vidgate_parse_callback(vendor: str, body: bytes, headers: Mapping[str, str])
     Callbacks are unauthenticated hints: the gateway only polls that task at once; it
     never takes a callback body as the result.
     """
+
+
+@hookspec
+def vidgate_shutdown() -> Awaitable[None] | None:
+    """The gateway is stopping: release what the plugin holds (worker processes, caches).
+
+    Return ``None`` or an awaitable; every plugin's answer is awaited, each bounded by a
+    few seconds. Work a plugin abandons here must be resumable from its stored state: the
+    next start polls every unfinished task again.
+    """

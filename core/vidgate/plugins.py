@@ -8,6 +8,7 @@ Two plugins claiming one vendor name is a start-up error naming both.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import inspect
 from collections.abc import Awaitable, Iterable, Mapping
@@ -209,6 +210,14 @@ class Plugins:
         return await self._await(
             "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx)
         )
+
+    async def shutdown(self) -> None:
+        for answer in self.pm.hook.vidgate_shutdown():
+            if inspect.isawaitable(answer):
+                try:
+                    await asyncio.wait_for(answer, timeout=10)
+                except Exception as exc:  # one plugin's failure must not stop the others
+                    log.warning("plugin_shutdown_failed", error=f"{type(exc).__name__}: {exc}")
 
     def parse_callback(self, vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
         return self.pm.hook.vidgate_parse_callback(vendor=vendor, body=body, headers=headers)

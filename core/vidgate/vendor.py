@@ -321,6 +321,9 @@ class VendorPlugin:
         """Return the vendor task id a vendor callback is about, or None if unparseable."""
         return None
 
+    async def shutdown(self) -> None:
+        """Release what this plugin holds when the gateway stops (default: nothing)."""
+
     # -- hook implementations (do not override) ---------------------------------------
 
     def _mine(self, vendor: str) -> bool:
@@ -387,3 +390,7 @@ class VendorPlugin:
     @hookimpl
     def vidgate_parse_callback(self, vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
         return self.parse_callback(body, headers) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_shutdown(self) -> Awaitable[None] | None:
+        return self.shutdown() if self._implements("shutdown") else None

@@ -289,7 +289,7 @@ async def test_image_url_is_fetched_at_submit(pm: pluggy.PluginManager, make_ctx
     picture = test_picture(200, 150)
     fetched: list[str] = []
 
-    async def fetch_image(url: str) -> tuple[bytes, str]:
+    async def fetch_image(url: str, param: str = "image") -> tuple[bytes, str]:
         fetched.append(url)
         return png(picture), "image/png"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import json
 import multiprocessing
 import re
@@ -70,15 +69,20 @@ def _executor() -> ProcessPoolExecutor:
             _pool = ProcessPoolExecutor(
                 max_workers=2, mp_context=multiprocessing.get_context(method), initializer=exit_with_parent
             )
-            # concurrent.futures makes interpreter exit wait for running work, which would
-            # hold a stopping gateway for as long as its longest render. A render restarts
-            # from its files, so kill them instead. This is the pre-exit hook that
-            # concurrent.futures itself uses; hooks registered later run first.
-            threading._register_atexit(functools.partial(_kill_workers, _pool))
         return _pool
 
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
+def _kill_workers() -> None:
+    """Stop the pool without waiting for running renders.
+
+    concurrent.futures would make interpreter exit wait for running work, holding a
+    stopping gateway for as long as its longest render. A render restarts from its files,
+    so the workers are killed instead."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is None:
+        return
     workers = list((pool._processes or {}).values())  # no public way before Python 3.14
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in workers:
@@ -230,6 +234,12 @@ class Local(vidgate.VendorPlugin):
             return None
         await asyncio.to_thread(self._ensure_rendering, files)
         return Submission(handle={"job": files.id}, vendor_task_id=files.id, poll_after=0.2)
+
+    async def shutdown(self) -> None:
+        """Kill running renders; each restarts from its spec on the next poll."""
+        await asyncio.to_thread(_kill_workers)
+        with self._lock:
+            self._running.clear()
 
     # -- blocking helpers (run in threads) ------------------------------------------------
 
