@@ -111,3 +111,25 @@ def test_tokens_and_usage_commands(tmp_path):
     assert bad.returncode == 2 and "nogroup" in bad.stderr
     usage = run("usage", "--config", cfg, env=env).stdout
     assert usage.splitlines()[0].split() == ["token", "model", "tasks", "charged", "refunded", "net"]
+
+
+def test_task_command_shows_attempts(tmp_path):
+    import asyncio
+
+    from scripted_vendor import Scripted, scripted_config
+
+    from vidgate.testing import run_gateway
+
+    async def make_task():
+        async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+            key = await gw.token("operator-view")
+            _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+            await gw.wait(task["id"], key)
+            return task["id"]
+
+    task_id = asyncio.run(make_task())
+    config = tmp_path / "view.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "data" / "vidgate.db"}"\n')
+    out = run("task", "--config", str(config), task_id).stdout
+    assert "operator-view" in out and "scripted / main" in out and "completed" in out
+    assert "main             submitted" in out and "s-1" in out  # the vendor id, for operators only

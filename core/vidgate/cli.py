@@ -174,6 +174,37 @@ async def _tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _task(args: argparse.Namespace) -> int:
+    """Everything an operator may see about one task, attempts included."""
+    store = await _store(_config(args))
+    try:
+        task = await store.get_task(args.task_id)
+        if task is None:
+            print(f"error: no task {args.task_id!r}", file=sys.stderr)
+            return 1
+        token = await store.token(task.token_id)
+        attempts = await store.attempts(task.id)
+    finally:
+        await store.close()
+    when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
+    rows = [
+        ("task", task.id), ("token", f"{token.name if token else '?'} ({task.token_id})"), ("model", task.model),
+        ("vendor / channel", f"{task.vendor} / {task.channel}"), ("vendor task id", task.vendor_task_id or "-"),
+        ("status", f"{task.status} ({task.phase}{', hidden' if task.hidden else ''}) {task.progress}%"),
+        ("vendor status", task.vendor_status or "-"), ("made", f"{task.seconds}s {task.size} {task.resolution or ''}"),
+        ("charge", f"{from_micro(task.charge):.4f}{' refunded' if task.refunded else ''}"),
+        ("error", f"{task.error_code}: {task.error_message}" if task.error_code else "-"),
+        ("created / completed", f"{when(task.created_at)} / {when(task.completed_at)} UTC"),
+        ("deadline", f"{when(task.deadline_at)} UTC"), ("poll failures", str(task.poll_failures)),
+    ]
+    for name, value in rows:
+        print(f"{name:<20} {value}")
+    print("attempts:")
+    for a in attempts:
+        print(f"  {when(a.at)}  {a.channel:<16} {a.outcome:<14} {a.detail}")
+    return 0
+
+
 async def _usage(args: argparse.Namespace) -> int:
     store = await _store(_config(args))
     try:
@@ -249,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("token", help="token id or name")
     q.add_argument("quota", help="a number, or 'unlimited'")
     with_config(sub.add_parser("usage", help="charges and refunds per token and model"))
+    p = with_config(sub.add_parser("task", help="show one task as operators see it, with its attempts"))
+    p.add_argument("task_id")
     p = sub.add_parser("check-config", help="validate a config file without starting")
     p.add_argument("path")
     from .client import add_submit_parser
@@ -273,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_tokens(args))
         if args.command == "usage":
             return asyncio.run(_usage(args))
+        if args.command == "task":
+            return asyncio.run(_task(args))
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "submit":
