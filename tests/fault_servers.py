@@ -14,6 +14,7 @@ report how many faults they injected.
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import socket
 from collections import deque
@@ -27,7 +28,8 @@ import attrs
 class Fault:
     """One scripted fault. ``kind``: ``slow`` (delay ``seconds`` then answer normally),
     ``hang`` (never answer; waits until the client gives up), ``status`` (answer
-    ``status`` with a JSON error and ``headers``), ``malformed`` (200 with a broken JSON
+    ``status`` with a JSON error and ``headers``), ``echo_auth`` (answer ``status`` with
+    an error message quoting the request's Authorization header), ``malformed`` (200 with a broken JSON
     body), ``cut`` (promise the inner body's length, send half of it, drop the
     connection)."""
 
@@ -86,6 +88,14 @@ class FaultyUpstream:
             body = b'{"error": {"message": "injected fault", "type": "server_error", "param": null, "code": null}}'
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             headers += [(k.encode(), v.encode()) for k, v in fault.headers.items()]
+            await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif fault.kind == "echo_auth":
+            # A careless vendor that quotes the caller's credentials back in its error.
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            body = json.dumps({"error": {"message": f"Invalid request for key {auth}", "type": "invalid_request_error",
+                                          "param": None, "code": "invalid_key"}}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": fault.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         elif fault.kind == "malformed":
