@@ -31,3 +31,20 @@ async def test_content_before_completion_is_409(tmp_path):
         _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         status, answer = await gw.get(f"/v1/videos/{task['id']}/content", key)
         assert status == 409 and answer["error"]["code"] == "video_not_ready"
+
+
+async def test_expired_media_is_deleted_and_answers_410(tmp_path):
+    from vidgate.worker import Worker
+
+    config = scripted_config(media={"retention_hours": 0.0})
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+        key = await gw.token()
+        _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+        done = await gw.wait(task["id"], key)
+        assert done["expires_at"] <= done["completed_at"] + 1
+        assert await Worker(gw.gateway).sweep_expired_media() == 1
+        assert not (tmp_path / "data" / "media" / task["id"]).exists()
+        status, answer = await gw.get(f"/v1/videos/{task['id']}/content", key)
+        assert status == 410 and answer["error"]["code"] == "video_expired"
+        status, still = await gw.get(f"/v1/videos/{task['id']}", key)
+        assert status == 200 and still["status"] == "completed"

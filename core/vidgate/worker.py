@@ -32,6 +32,8 @@ from .vendor import PUBLIC_STATUSES, CallContext, Channel, MediaSource, PollResu
 from .wire import job_from_json
 
 log = structlog.get_logger("vidgate.worker")
+# How often expired media is looked for; cheap (an indexed query), so once a minute.
+SWEEP_SECONDS = 60.0
 
 
 class Worker:
@@ -44,9 +46,13 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker_started", owner=self.gw.owner)
+        next_sweep = 0.0
         while not stop.is_set():
             try:
                 busy = await self.tick()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_SECONDS
+                    await self.sweep_expired_media()
             except Exception:
                 log.exception("worker_tick_failed")
                 busy = False
@@ -75,6 +81,15 @@ class Worker:
             self._running.add(job)
             job.add_done_callback(self._running.discard)
         return len(tasks) == free
+
+    async def sweep_expired_media(self) -> int:
+        """Delete stored videos past their ``expires_at``; the task itself stays."""
+        expired = await self.gw.store.expired_media(time.time())
+        for task_id in expired:
+            await self.gw.media.delete(task_id)
+            await self.gw.store.update_task(task_id, only_if_active=False, media=None)
+            log.info("media_expired", task_id=task_id)
+        return len(expired)
 
     async def run_until_idle(self, timeout: float = 30.0) -> None:
         """Process due tasks until none is due (for tests and ``vidgate worker --once``)."""

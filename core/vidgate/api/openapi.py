@@ -278,6 +278,7 @@ _ERRORS = {
     "404": "No such task for this key (another key's task is also 404).",
     "409": "The task is in the wrong state for this call, or an Idempotency-Key was reused with "
     "another body.",
+    "410": "The video expired (`expires_at` passed) and its stored media was deleted.",
     "413": "The request body is larger than the configured limit.",
     "429": "Every channel is rate-limited (`rate_limit_exceeded`, with Retry-After) or the key's "
     "quota is exhausted (`insufficient_quota`).",
@@ -458,7 +459,7 @@ PATHS: dict[str, Any] = {
                                 "Content-Range": {"schema": {"type": "string"}}},
                     "content": {JSON: {"schema": ref("Error")}},
                 },
-                **errors(400, 404, 409),
+                **errors(400, 404, 409, 410),
             },
         }
     },

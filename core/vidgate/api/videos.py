@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from typing import Any
 
 from starlette.datastructures import Headers, UploadFile
@@ -226,6 +227,11 @@ async def content(request: Request) -> Response:
         raise APIError(
             f"Video '{task.id}' is {task.status}; its content is available once it is completed.",
             409, "invalid_request_error", None, code, retryable=False,
+        )
+    if task.media is None and task.expires_at is not None and task.expires_at < time.time():
+        raise APIError(
+            f"Video '{task.id}' expired at {int(task.expires_at)}; its stored media was deleted.",
+            410, "invalid_request_error", None, "video_expired", retryable=False,
         )
     info = (task.media or {}).get(variant)
     path = gw.media.path(task.id, variant)

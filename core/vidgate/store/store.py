@@ -385,6 +385,15 @@ class Store:
             " GROUP BY t.name, l.model ORDER BY t.name, l.model"
         )
 
+    async def expired_media(self, now: float, limit: int = 100) -> list[str]:
+        """Ids of completed tasks whose media passed ``expires_at`` and is still stored."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM tasks WHERE status = 'completed' AND expires_at < ? AND media IS NOT NULL LIMIT ?",
+            now,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def tasks_in_phase(self, phases: Iterable[str]) -> list[TaskRecord]:
         phases = list(phases)
         rows = await self.db.fetchall(
