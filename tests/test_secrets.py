@@ -194,13 +194,6 @@ async def test_no_secret_in_responses_logs_or_store_on_success_and_failure(tmp_p
         assert any(r.headers.get("authorization") == f"Bearer {SORA_KEY}" for r in sora.requests)
 
 
-@pytest.mark.xfail(
-    reason="core/vidgate/gateway.py Gateway._dispatch / vidgate.errors.VendorError: a vendor error "
-    "message that quotes the channel's credential is passed to the client (400 vendor_rejected), "
-    "stored in attempts and logged unredacted; the core never scrubs channel credential values "
-    "from vendor messages",
-    strict=True,
-)
 async def test_vendor_error_that_quotes_the_credential_is_scrubbed(tmp_path):
     async with vendors() as (sora, faulty, sora_served, kling, kling_served):
         with captured_logs() as log_buf:

@@ -421,13 +421,12 @@ class Gateway:
 
     async def _lookup_after_unclear_submit(self, task: TaskRecord, channel: Channel, job: VendorJob) -> Any:
         ctx = self.context(task.id, channel)
-        lookup = self.plugins.can_recover(channel.vendor, job, ctx)
-        if lookup is None:
-            return None
         try:
-            found = await lookup
+            found = await self.plugins.recover(channel.vendor, job, ctx)
         except Exception as exc:  # the lookup is best effort; the submit already failed
             ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
+            return None
+        if found is NotImplemented:
             return None
         if found is not None:
             ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)

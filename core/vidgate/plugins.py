@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import inspect
 from collections.abc import Awaitable, Iterable, Mapping
+from types import NotImplementedType
 from typing import Any, TypeVar
 
 import attrs
@@ -19,7 +21,7 @@ import pluggy
 import structlog
 
 from . import hookspecs
-from .errors import PluginLoadError, Problem, RequestInvalid
+from .errors import PluginLoadError, Problem, RequestInvalid, VendorError
 from .markers import PROJECT
 from .request import VideoRequest
 from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
@@ -180,18 +182,28 @@ class Plugins:
             raise PluginLoadError(f"vidgate_map_request for {vendor!r} returned {type(job).__name__}, not VendorJob")
         return job
 
-    async def _await(self, hook: str, vendor: str, awaitable: Awaitable[T] | None) -> T:
+    async def _await(self, hook: str, vendor: str, awaitable: Awaitable[T] | None, ctx: CallContext) -> T:
         if awaitable is None:
             raise PluginLoadError(f"no plugin implements {hook} for vendor {vendor!r}")
         if not inspect.isawaitable(awaitable):
             raise PluginLoadError(f"{hook} for vendor {vendor!r} returned {type(awaitable).__name__}, not an awaitable")
-        return await awaitable
+        try:
+            return await awaitable
+        except VendorError as exc:
+            # Vendors sometimes echo the key they were sent; whatever a plugin forwards,
+            # no credential of the channel may reach a client, a log line or the store.
+            scrub_credentials(exc, ctx.channel)
+            raise
 
     async def submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission:
-        return await self._await("vidgate_submit", vendor, self.pm.hook.vidgate_submit(vendor=vendor, job=job, ctx=ctx))
+        return await self._await(
+            "vidgate_submit", vendor, self.pm.hook.vidgate_submit(vendor=vendor, job=job, ctx=ctx), ctx
+        )
 
     async def poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> PollResult:
-        return await self._await("vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx))
+        return await self._await(
+            "vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx), ctx
+        )
 
     async def fetch_result(
         self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
@@ -200,15 +212,20 @@ class Plugins:
             "vidgate_fetch_result",
             vendor,
             self.pm.hook.vidgate_fetch_result(vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx),
+            ctx,
         )
 
-    def can_recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission | None] | None:
-        """The vendor's recovery call, or None when it cannot look tasks up by our id."""
-        return self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
+    async def recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission | None | NotImplementedType:
+        """Find a task whose submit answer was lost; ``NotImplemented`` when the vendor
+        cannot look tasks up by our id."""
+        lookup = self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
+        if lookup is None:
+            return NotImplemented
+        return await self._await("vidgate_recover", vendor, lookup, ctx)
 
     async def remix(self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
         return await self._await(
-            "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx)
+            "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx), ctx
         )
 
     async def shutdown(self) -> None:
@@ -223,6 +240,28 @@ class Plugins:
         return self.pm.hook.vidgate_parse_callback(vendor=vendor, body=body, headers=headers)
 
 
-def raise_problems(problems: list[Problem]) -> None:
-    if problems:
-        raise RequestInvalid(problems)
+def _secret_strings(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _secret_strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _secret_strings(v)]
+    if isinstance(value, str):
+        found = [value]
+        if value.lstrip().startswith("{"):  # a JSON document such as a service account
+            try:
+                found += _secret_strings(json.loads(value))
+            except ValueError:
+                pass
+        # Multi-line secrets (PEM keys) may be quoted a line at a time.
+        found += [line.strip() for line in value.splitlines() if len(line.strip()) >= 16]
+        return found
+    return []
+
+
+def scrub_credentials(exc: VendorError, channel: Channel) -> None:
+    """Replace every credential value of ``channel`` in the error's message by a marker."""
+    secrets = sorted({s for s in _secret_strings(channel.credentials) if len(s) >= 6}, key=len, reverse=True)
+    for secret in secrets:
+        if secret in exc.message:
+            exc.message = exc.message.replace(secret, "[redacted]")
+    exc.args = (exc.message,)

@@ -139,16 +139,15 @@ class Worker:
     async def _recover(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
         assert task.job is not None
         job = job_from_json(task.job)
-        lookup = self.gw.plugins.can_recover(channel.vendor, job, ctx)
-        if lookup is None:
-            await self._fail(
-                task,
-                "submit_interrupted",
-                "The gateway restarted before the vendor confirmed this task; it was refunded. Please submit again.",
-            )
-            return
         try:
-            submission = await lookup
+            submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
+            if submission is NotImplemented:
+                await self._fail(
+                    task,
+                    "submit_interrupted",
+                    "The gateway restarted before the vendor confirmed this task; it was refunded. Please submit again.",
+                )
+                return
             if submission is None:
                 log.info("task_resubmitting", channel=channel.name)
                 submission = await self.gw.plugins.submit(channel.vendor, job, ctx)

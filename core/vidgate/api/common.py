@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..errors import APIError, invalid
-from ..gateway import Gateway
+from ..gateway import Gateway, request_fingerprint
+from ..request import Image, VideoRequest, parse_request
 from ..store import TaskRecord, TokenRecord
 from ..wire import video_object
 
@@ -58,12 +60,23 @@ def _depth(value: Any, level: int = 0) -> int:
 async def read_json(request: Request) -> Any:
     body = await read_body(request)
     try:
-        data = json.loads(body)
+        # Bodies with inline images run to tens of MB: decode them off the event loop.
+        data = json.loads(body) if len(body) < 65536 else await asyncio.to_thread(json.loads, body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise invalid("The request body is not valid JSON.", None, "invalid_json") from None
     if _depth(data) > MAX_JSON_DEPTH:
         raise invalid("The request body is nested too deeply.", None, "invalid_json")
     return data
+
+
+async def unified_request(body: Any, uploads: list[Image] | None = None) -> tuple[VideoRequest, str]:
+    """Apply the unified rules and fingerprint the body (for Idempotency-Key), in a thread:
+    both decode or hash whole inline images."""
+
+    def work() -> tuple[VideoRequest, str]:
+        return parse_request(body, uploads=uploads or ()), request_fingerprint(body)
+
+    return await asyncio.to_thread(work)
 
 
 def content_url(request: Request, task: TaskRecord) -> str:

@@ -6,17 +6,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..gateway import request_fingerprint
-from ..request import parse_request
-from .common import gateway, idempotency_key, read_json, task_response, token
+from .common import gateway, idempotency_key, read_json, task_response, token, unified_request
 
 
 async def create(request: Request) -> Response:
     caller = await token(request)
-    body = await read_json(request)
-    unified = parse_request(body)
+    unified, fingerprint = await unified_request(await read_json(request))
     task = await gateway(request).submit(
-        caller, unified, idempotency_key=idempotency_key(request), fingerprint=request_fingerprint(body)
+        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
     )
     return task_response(request, task)
 

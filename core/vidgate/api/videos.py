@@ -23,10 +23,11 @@ from starlette.types import Receive, Scope, Send
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
 from ..media import VARIANTS
-from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, parse_request
+from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes
 from ..wire import request_from_json
 from .errors import error_response
 from .common import (
+    unified_request,
     MAX_JSON_DEPTH,
     _depth,
     gateway,
@@ -114,7 +115,8 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             data = await value.read()
-            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+            file_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+            digest.update(name.encode() + b"\0" + file_digest)
             if name not in _UPLOAD_FIELDS:
                 continue  # unknown file parts are ignored, like unknown JSON fields
             img = image_from_bytes(
@@ -157,11 +159,9 @@ async def create(request: Request) -> Response:
     caller = await token(request)
     if _is_form(request):
         fields, uploads, fingerprint = await _read_multipart(request)
-        unified = parse_request(fields, uploads=uploads)
+        unified, _ = await unified_request(fields, uploads)
     else:
-        body = await read_json(request)
-        unified = parse_request(body)
-        fingerprint = request_fingerprint(body)
+        unified, fingerprint = await unified_request(await read_json(request))
     task = await gateway(request).submit(
         caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
     )
