@@ -21,7 +21,7 @@ import pluggy
 import structlog
 
 from . import hookspecs
-from .errors import PluginLoadError, Problem, RequestInvalid, VendorError
+from .errors import PluginLoadError, Problem, VendorError
 from .markers import PROJECT
 from .request import VideoRequest
 from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob

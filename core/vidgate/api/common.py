@@ -47,6 +47,17 @@ async def read_body(request: Request) -> bytes:
     return bytes(chunks)
 
 
+def loads_strict(raw: bytes | str) -> Any:
+    """``json.loads`` that also refuses lone surrogates (``"\\ud800"``): valid JSON, but
+    not text that any store, log or vendor can take. Raises ValueError."""
+    try:
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
+    return data
+
+
 def _depth(value: Any, level: int = 0) -> int:
     if level > MAX_JSON_DEPTH:
         return level
@@ -61,9 +72,9 @@ async def read_json(request: Request) -> Any:
     body = await read_body(request)
     try:
         # Bodies with inline images run to tens of MB: decode them off the event loop.
-        data = json.loads(body) if len(body) < 65536 else await asyncio.to_thread(json.loads, body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise invalid("The request body is not valid JSON.", None, "invalid_json") from None
+        data = loads_strict(body) if len(body) < 65536 else await asyncio.to_thread(loads_strict, body)
+    except ValueError:
+        raise invalid("The request body is not valid JSON (UTF-8, no lone surrogates).", None, "invalid_json") from None
     if _depth(data) > MAX_JSON_DEPTH:
         raise invalid("The request body is nested too deeply.", None, "invalid_json")
     return data

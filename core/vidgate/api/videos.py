@@ -14,7 +14,7 @@ import re
 import time
 from typing import Any
 
-from starlette.datastructures import Headers, UploadFile
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.routing import Route
@@ -26,10 +26,12 @@ from ..media import VARIANTS
 from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes
 from ..wire import request_from_json
 from .errors import error_response
+from .forms import parse_multipart, parse_urlencoded, text
 from .common import (
     unified_request,
     MAX_JSON_DEPTH,
     _depth,
+    loads_strict,
     gateway,
     idempotency_key,
     read_body,
@@ -99,32 +101,36 @@ def _is_form(request: Request) -> bool:
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image], str]:
     body = await read_body(request)
-
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        form = await Request(request.scope, replay).form(max_files=8, max_fields=64, max_part_size=_MAX_TEXT_PART)
-    except Exception as exc:  # python-multipart raises several types for bad bodies
-        raise invalid(f"The form body could not be parsed: {exc}", None, "invalid_multipart") from None
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        parts = await asyncio.to_thread(parse_multipart, content_type, body)
+    else:
+        parts = parse_urlencoded(body)
     fields: dict[str, Any] = {}
     images: list[str] = []
     uploads: list[Image] = []
     problems: list[Problem] = []
     digest = hashlib.sha256()
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            data = await value.read()
+    for part in parts:
+        name = part.name
+        if part.filename is not None:
+            data = part.data
             file_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
             digest.update(name.encode() + b"\0" + file_digest)
             if name not in _UPLOAD_FIELDS:
                 continue  # unknown file parts are ignored, like unknown JSON fields
             img = image_from_bytes(
                 data, "input_reference" if name == "input_reference" else "image", problems,
-                declared_type=value.content_type, filename=value.filename,
+                declared_type=part.content_type, filename=part.filename,
             )
             if img is not None:
                 uploads.append(img)
+            continue
+        if len(part.data) > _MAX_TEXT_PART:
+            problems.append(Problem(name, "is too large for a text field", "too_large"))
+            continue
+        value = text(part, problems)
+        if value is None:
             continue
         digest.update(f"{name}\0{value}\0".encode())
         if name in _TEXT_FIELDS:
@@ -138,8 +144,8 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
             images.append(value)
         elif name == "metadata":
             try:
-                fields["metadata"] = json.loads(value)
-            except (json.JSONDecodeError, RecursionError):
+                fields["metadata"] = loads_strict(value)
+            except ValueError:
                 problems.append(Problem("metadata", "must be a JSON object (sent as a JSON string in multipart)"))
             else:
                 if _depth(fields["metadata"]) > MAX_JSON_DEPTH:
@@ -147,7 +153,6 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
         elif m := _METADATA_KEY.fullmatch(name):
             # What the openai SDK makes of extra_body={"metadata": {...}} in multipart.
             _set_metadata(fields, m[1], value, problems)
-    await form.close()
     if images:
         fields["images"] = images
     if problems:
