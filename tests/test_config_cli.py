@@ -133,3 +133,37 @@ def test_task_command_shows_attempts(tmp_path):
     out = run("task", "--config", str(config), task_id).stdout
     assert "operator-view" in out and "scripted / main" in out and "completed" in out
     assert "main             submitted" in out and "s-1" in out  # the vendor id, for operators only
+
+
+def test_check_config_asks_the_plugin_about_each_channel(tmp_path):
+    path = tmp_path / "veo.toml"
+    path.write_text(textwrap.dedent("""
+        [[channels]]
+        name = "gemini"
+        vendor = "veo"
+        [[channels]]
+        name = "vertex"
+        vendor = "veo"
+        [channels.options]
+        surface = "vertex"
+        [[channels]]
+        name = "kling"
+        vendor = "kling"
+        [channels.credentials]
+        access_key = "ak"
+    """))
+    out = run("check-config", str(path), check=False)
+    assert out.returncode == 1
+    assert "channels[0].credentials.api_key is required" in out.stderr
+    assert "channels[1].credentials.service_account" in out.stderr
+    assert "channels[2].credentials.secret_key: required by vendor 'kling'" in out.stderr
+
+
+async def test_gateway_refuses_to_start_with_an_unusable_channel(tmp_path):
+    from vidgate.testing import run_gateway
+
+    config = {"channels": [{"name": "gemini", "vendor": "veo"}]}
+    with pytest.raises(ConfigError) as info:
+        async with run_gateway(config, tmp_path):
+            pass
+    assert "channels[0].credentials.api_key" in str(info.value)

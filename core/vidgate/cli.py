@@ -218,6 +218,7 @@ async def _usage(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from .dispatch import to_channel
     from .plugins import Plugins
 
     config = load_config(args.path)
@@ -228,9 +229,8 @@ def _check_config(args: argparse.Namespace) -> int:
         if vendor is None:
             problems.append(f"{config.source}: channels[{i}].vendor: no enabled plugin provides vendor {ch.vendor!r}")
             continue
-        for key in vendor.credentials:
-            if key not in ch.credentials:
-                problems.append(f"{config.source}: channels[{i}].credentials.{key}: required by vendor {ch.vendor!r}")
+        for message in plugins.validate_channel(to_channel(ch, plugins)):
+            problems.append(f"{config.source}: channels[{i}].{message}")
         known = set(plugins.vendor_models(ch.vendor))
         for m in ch.models:
             if m not in known and m not in ch.model_map:

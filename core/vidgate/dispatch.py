@@ -23,6 +23,7 @@ import attrs
 import structlog
 
 from .config import ChannelConfig, Config
+from .errors import ConfigError
 from .plugins import Plugins
 from .vendor import Channel
 
@@ -67,7 +68,13 @@ class Dispatcher:
             if cfg.vendor not in plugins.vendors:
                 log.error("channel_disabled", channel=cfg.name, vendor=cfg.vendor, reason="no enabled plugin provides this vendor")
                 continue
-            self.channels[cfg.name] = to_channel(cfg, plugins)
+            channel = to_channel(cfg, plugins)
+            if problems := plugins.validate_channel(channel):
+                index = config.channels.index(cfg)
+                raise ConfigError(
+                    "; ".join(f"{config.source}: channels[{index}].{problem}" for problem in problems)
+                )
+            self.channels[cfg.name] = channel
             self.cooldowns[cfg.name] = cfg.cooldown_seconds
         self.breakers: dict[str, Breaker] = collections.defaultdict(Breaker)
         self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)

@@ -71,13 +71,15 @@ def request_fingerprint(body: Any) -> str:
 class Gateway:
     """Everything one gateway process holds: config, plugins, store, media, HTTP."""
 
-    def __init__(self, config: Config, plugins: Plugins, store: Store, http: HTTP) -> None:
+    def __init__(
+        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None
+    ) -> None:
         self.config = config
         self.plugins = plugins
         self.store = store
         self.http = http
         self.media = MediaStore(Path(config.media.path))
-        self.dispatcher = Dispatcher(config, plugins)
+        self.dispatcher = dispatcher or Dispatcher(config, plugins)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.workdir = config.data_dir / "vendors"
         self.channel_state: dict[str, dict[str, Any]] = {}
@@ -87,6 +89,7 @@ class Gateway:
     @classmethod
     async def start(cls, config: Config, *, extra_plugins: dict[str, object] | None = None) -> Gateway:
         plugins = Plugins.load(enabled=config.plugins.enabled, extra=extra_plugins)
+        dispatcher = Dispatcher(config, plugins)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
         net = config.network
         http = HTTP(
@@ -95,7 +98,7 @@ class Gateway:
             image_timeout=net.image_fetch_timeout_seconds,
             allowed_networks=parse_networks(net.allow_image_networks),
         )
-        return cls(config, plugins, store, http)
+        return cls(config, plugins, store, http, dispatcher)
 
     async def close(self) -> None:
         await self.plugins.shutdown()

@@ -48,6 +48,17 @@ def vidgate_register_vendors(register: Callable[[Vendor], None]) -> None:
 
 
 @hookspec
+def vidgate_validate_channel(vendor: str, channel: Channel) -> list[str] | None:
+    """Check a configured channel of ``vendor`` (credentials, options) before any call.
+
+    :return: messages naming the key relative to the channel (for example
+        ``"credentials.api_key: required"``), an empty list when the channel is usable,
+        or ``None`` for other vendors. Called by ``vidgate check-config`` and at start-up,
+        where a channel with problems stops the gateway with the config file and key named.
+    """
+
+
+@hookspec
 def vidgate_validate_request(
     vendor: str, request: VideoRequest, model: Model, channel: Channel
 ) -> list[Problem] | None:

@@ -166,6 +166,10 @@ class Plugins:
 
     # -- typed hook calls ---------------------------------------------------------------
 
+    def validate_channel(self, channel: Channel) -> list[str]:
+        return [m for answer in self.pm.hook.vidgate_validate_channel(vendor=channel.vendor, channel=channel)
+                for m in answer]
+
     def validate(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems: list[Problem] = []
         for answer in self.pm.hook.vidgate_validate_request(

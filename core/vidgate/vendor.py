@@ -284,6 +284,11 @@ class VendorPlugin:
 
     # -- override these ---------------------------------------------------------------
 
+    def validate_channel(self, channel: Channel) -> list[str]:
+        """Problems with a channel's settings; by default, missing :attr:`credentials` keys."""
+        return [f"credentials.{key}: required by vendor {self.name!r}" for key in self.credentials
+                if not channel.credentials.get(key)]
+
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         """Return the problems this vendor has with ``request`` (empty if none)."""
         return []
@@ -346,6 +351,10 @@ class VendorPlugin:
     @hookimpl
     def vidgate_register_vendors(self, register: Callable[[Vendor], None]) -> None:
         register(self.vendor_info())
+
+    @hookimpl
+    def vidgate_validate_channel(self, vendor: str, channel: Channel) -> list[str] | None:
+        return self.validate_channel(channel) if self._mine(vendor) else None
 
     @hookimpl
     def vidgate_validate_request(

@@ -21,8 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 
-from vidgate import CallContext
+from vidgate import CallContext, Channel
 from vidgate.errors import (
     ChannelUnusable,
     TaskFailed,
@@ -40,12 +41,44 @@ DEFAULT_LOCATION = "us-central1"
 _BIG_BODY = 1 << 20  # parse bodies above this size off the event loop (inline videos)
 
 
-def surface_of(ctx: CallContext) -> str:
+def surface_of(channel: Channel) -> str:
     """The channel's surface (option ``surface``), ``gemini`` unless set."""
-    surface = str(ctx.channel.options.get("surface") or "gemini").lower()
+    surface = str(channel.options.get("surface") or "gemini").lower()
     if surface not in SURFACES:
-        raise ChannelUnusable(f"channel option surface must be 'gemini' or 'vertex', not {surface!r}")
+        raise ChannelUnusable(f"options.surface must be 'gemini' or 'vertex', not {surface!r}")
     return surface
+
+
+@attrs.frozen
+class Settings:
+    """A channel's Veo settings, checked: what a call needs besides the HTTP session."""
+
+    surface: str
+    base: str
+    version: str
+    api_key: str | None = attrs.field(default=None, repr=False)
+    account: ServiceAccount | None = None
+    project: str | None = None
+    location: str | None = None
+
+    @classmethod
+    def of(cls, channel: Channel) -> Settings:
+        """Read and check the channel's settings; ``ChannelUnusable`` names the bad key."""
+        surface = surface_of(channel)
+        creds, opts = channel.credentials, channel.options
+        if surface == "gemini":
+            api_key = creds.get("api_key")
+            if not isinstance(api_key, str) or not api_key:
+                raise ChannelUnusable("credentials.api_key is required for the Gemini API surface")
+            return cls(surface, (channel.base_url or GEMINI_BASE).rstrip("/"),
+                       str(opts.get("api_version") or "v1beta"), api_key=api_key)
+        account = ServiceAccount.parse(creds.get("service_account"))
+        project = creds.get("project") or opts.get("project") or account.project_id
+        if not isinstance(project, str) or not project:
+            raise ChannelUnusable("credentials.project is required for the Vertex AI surface")
+        location = str(creds.get("location") or opts.get("location") or DEFAULT_LOCATION)
+        return cls(surface, (channel.base_url or vertex_base(location)).rstrip("/"),
+                   str(opts.get("api_version") or "v1"), account=account, project=project, location=location)
 
 
 def vertex_base(location: str) -> str:
@@ -127,24 +160,10 @@ class VeoClient:
 
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
-        self.surface = surface_of(ctx)
-        creds = ctx.channel.credentials
-        opts = ctx.channel.options
-        if self.surface == "gemini":
-            self.api_key = creds.get("api_key")
-            if not isinstance(self.api_key, str) or not self.api_key:
-                raise ChannelUnusable("credentials.api_key is required for the Gemini API surface")
-            self.base = (ctx.channel.base_url or GEMINI_BASE).rstrip("/")
-            self.version = str(opts.get("api_version") or "v1beta")
-        else:
-            self.account = ServiceAccount.parse(creds.get("service_account"))
-            project = creds.get("project") or opts.get("project") or self.account.project_id
-            if not isinstance(project, str) or not project:
-                raise ChannelUnusable("credentials.project is required for the Vertex AI surface")
-            self.project = project
-            self.location = str(creds.get("location") or opts.get("location") or DEFAULT_LOCATION)
-            self.base = (ctx.channel.base_url or vertex_base(self.location)).rstrip("/")
-            self.version = str(opts.get("api_version") or "v1")
+        settings = Settings.of(ctx.channel)
+        self.surface, self.base, self.version = settings.surface, settings.base, settings.version
+        self.api_key, self.account = settings.api_key, settings.account
+        self.project, self.location = settings.project, settings.location
 
     # -- plumbing --
 

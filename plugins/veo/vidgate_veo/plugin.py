@@ -21,10 +21,10 @@ from vidgate import (
     VendorPlugin,
     VideoRequest,
 )
-from vidgate.errors import RequestInvalid, TaskFailed, VendorUnavailable
+from vidgate.errors import ChannelUnusable, RequestInvalid, TaskFailed, VendorUnavailable
 
 from . import mapping
-from .client import VeoClient
+from .client import Settings, VeoClient
 from .models import MODELS
 
 B64_CHUNK = 4 * 256 * 1024  # base64 characters per decoded chunk (768 KiB of video)
@@ -39,6 +39,15 @@ class VeoPlugin(VendorPlugin):
     deadline = 15 * 60.0  # documented worst case is ~6 min at peak
     default_base_url = None  # depends on the surface; resolved by the client
     description = "Google Veo video generation (Gemini API or Vertex AI)"
+
+    def validate_channel(self, channel: Channel) -> list[str]:
+        """The credentials each surface needs: ``api_key`` (Gemini API), or
+        ``service_account`` and ``project`` (Vertex AI)."""
+        try:
+            Settings.of(channel)
+        except ChannelUnusable as exc:
+            return [exc.message]
+        return []
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems, _ = mapping.plan(request, model, channel)
@@ -59,7 +68,7 @@ class VeoPlugin(VendorPlugin):
             if isinstance(ref, dict) and "$fetch" in ref:
                 # The gateway fetches client URLs itself (SSRF-guarded) and inlines them:
                 # the Gemini API takes no image URLs, and nothing may be silently dropped.
-                data, mime = await ctx.fetch_image(ref["$fetch"])
+                data, mime = await ctx.fetch_image(ref["$fetch"], "image" if field == "image" else "images[1]")
                 encoded = await asyncio.to_thread(lambda d=data: base64.b64encode(d).decode("ascii"))
                 instance[field] = {"bytesBase64Encoded": encoded, "mimeType": mime}
         body = {"instances": [instance], "parameters": copy.deepcopy(payload["parameters"])}
