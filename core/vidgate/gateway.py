@@ -302,7 +302,7 @@ class Gateway:
 
         structlog.contextvars.bind_contextvars(task_id=task.id)
         async with self.holding_lease(task.id):
-            return await self._dispatch(task, request, channels, job, remix_source)
+            return await self._dispatch(task, request, channels, job, remix_source, token.group)
 
     def _replay(self, existing: TaskRecord, fingerprint: str | None) -> TaskRecord:
         if existing.request_hash != fingerprint:
@@ -319,6 +319,7 @@ class Gateway:
         channels: list[Channel],
         first_job: VendorJob,
         remix_source: TaskRecord | None,
+        group: str,
     ) -> TaskRecord:
         rate_limited = 0
         tried = 0
@@ -332,7 +333,7 @@ class Gateway:
                 except RequestInvalid as exc:
                     await self.store.add_attempt(task.id, channel.name, "skipped", f"cannot map: {exc.message}")
                     continue
-                if billing.price(self.config, task.model, job, (await self._token_group(task))) != task.charge:
+                if billing.price(self.config, task.model, job, group) != task.charge:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "would bill differently")
                     continue
             if not self.dispatcher.breaker_allows(channel.name):
@@ -435,10 +436,6 @@ class Gateway:
             ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)
             await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
         return found
-
-    async def _token_group(self, task: TaskRecord) -> str:
-        token = await self.store.token(task.token_id)
-        return token.group if token else "default"
 
     async def _submit_with_retries(
         self, task: TaskRecord, channel: Channel, job: VendorJob, remix_source: TaskRecord | None
