@@ -6,7 +6,6 @@ Builds a fresh virtual environment (pip's cache keeps this to tens of seconds)."
 import json
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
