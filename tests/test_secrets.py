@@ -341,13 +341,6 @@ async def test_redirect_from_an_allowed_host_to_a_private_one_is_refused(tmp_pat
                 assert len(sora.creates()) == 1
 
 
-@pytest.mark.xfail(
-    reason="core/vidgate/plugins.py Plugins._await / scrub_credentials: only VendorError exceptions are "
-    "scrubbed; a PollResult(status='failed', error=TaskError(message=...)) returned by poll is stored "
-    "(tasks.error_message) and served unscrubbed. Fix: in Plugins.poll (or worker._apply) scrub "
-    "result.error.message with the channel's credential strings, as for exceptions",
-    strict=True,
-)
 async def test_vendor_failure_message_that_quotes_the_credential_is_scrubbed(tmp_path):
     """The same at poll time: a failed task's error message (from the vendor's video
     object) never carries the channel's key to the client, the store or the logs."""

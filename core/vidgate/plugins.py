@@ -205,9 +205,14 @@ class Plugins:
         )
 
     async def poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> PollResult:
-        return await self._await(
+        result = await self._await(
             "vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx), ctx
         )
+        if isinstance(result, PollResult) and result.error is not None:
+            clean = scrub_text(result.error.message, ctx.channel)
+            if clean != result.error.message:
+                result = attrs.evolve(result, error=attrs.evolve(result.error, message=clean))
+        return result
 
     async def fetch_result(
         self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
@@ -262,10 +267,16 @@ def _secret_strings(value: Any) -> list[str]:
     return []
 
 
-def scrub_credentials(exc: VendorError, channel: Channel) -> None:
-    """Replace every credential value of ``channel`` in the error's message by a marker."""
+def scrub_text(text: str, channel: Channel) -> str:
+    """``text`` with every credential value of ``channel`` replaced by a marker."""
     secrets = sorted({s for s in _secret_strings(channel.credentials) if len(s) >= 6}, key=len, reverse=True)
     for secret in secrets:
-        if secret in exc.message:
-            exc.message = exc.message.replace(secret, "[redacted]")
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def scrub_credentials(exc: VendorError, channel: Channel) -> None:
+    """Scrub the error's message in place (see :func:`scrub_text`)."""
+    exc.message = scrub_text(exc.message, channel)
     exc.args = (exc.message,)
