@@ -62,6 +62,9 @@ class NetworkConfig:
     outbound_timeout_seconds: float = 60.0
     connect_timeout_seconds: float = 10.0
     image_fetch_timeout_seconds: float = 20.0
+    # Result downloads have no total deadline (videos are large); a read that stalls this
+    # long ends the attempt, which the worker retries.
+    download_idle_timeout_seconds: float = 60.0
     # CIDR ranges client image URLs may resolve to although they are private, loopback or
     # link-local (for tests and private deployments). Empty means public addresses only.
     allow_image_networks: tuple[str, ...] = ()

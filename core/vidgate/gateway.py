@@ -96,6 +96,7 @@ class Gateway:
             total_timeout=net.outbound_timeout_seconds,
             connect_timeout=net.connect_timeout_seconds,
             image_timeout=net.image_fetch_timeout_seconds,
+            download_idle_timeout=net.download_idle_timeout_seconds,
             allowed_networks=parse_networks(net.allow_image_networks),
         )
         return cls(config, plugins, store, http, dispatcher)

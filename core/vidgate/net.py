@@ -67,10 +67,13 @@ class HTTP:
         total_timeout: float = 60.0,
         connect_timeout: float = 10.0,
         image_timeout: float = 20.0,
+        download_idle_timeout: float = 60.0,
         allowed_networks: Sequence[IPNetwork] = (),
     ) -> None:
         self.timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout)
-        self.download_timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=60)
+        self.download_timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=download_idle_timeout
+        )
         self.image_timeout = aiohttp.ClientTimeout(total=image_timeout, connect=min(connect_timeout, image_timeout))
         self.allowed_networks = tuple(allowed_networks)
         self.session = aiohttp.ClientSession(
