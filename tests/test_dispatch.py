@@ -147,3 +147,28 @@ async def test_timed_out_submit_that_the_vendor_did_create_is_not_sent_twice(tmp
         outcomes = [(a.channel, a.outcome) for a in await gw.gateway.store.attempts(task["id"])]
         assert outcomes == [("first", "unavailable"), ("first", "found"), ("first", "submitted")]
     assert [ch for ch, _ in vendor.submitted] == ["first"]  # no second task at any vendor
+
+
+async def test_metrics_count_tasks_attempts_and_open_channels(tmp_path):
+    vendor = Scripted()
+    vendor.submit_errors["first"] = collections.deque([ChannelUnusable("no balance")])
+    config = scripted_config(
+        channels(("first", {"priority": 10}), ("second", {"priority": 0})), server={"metrics": True}
+    )
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token()
+        _, task = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        await gw.wait(task["id"], key)
+        status, text = await gw.get("/metrics", raw=True)
+    text = text.decode()
+    assert status == 200
+    assert 'vidgate_tasks{model="scripted-1",channel="second",status="completed"} 1' in text
+    assert 'vidgate_vendor_attempts_total{channel="first",outcome="channel_error"} 1' in text
+    assert 'vidgate_channel_open{channel="first"} 1' in text
+    assert 'vidgate_channel_open{channel="second"} 0' in text
+
+
+async def test_metrics_are_off_by_default(tmp_path):
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
+        status, _ = await gw.get("/metrics")
+    assert status == 404

@@ -31,6 +31,8 @@ class ServerConfig:
     public_url: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     data_dir: str = DEFAULT_DATA_DIR
+    # Serve Prometheus metrics at /metrics (no auth: expose it only on a private network).
+    metrics: bool = False
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 
 from ..errors import APIError
 from ..gateway import Gateway
-from . import generations, misc, openapi, videos
+from . import generations, metrics, misc, openapi, videos
 from .errors import api_error, http_error, unexpected_error
 from .middleware import RequestContext
 
@@ -41,7 +41,7 @@ def create_app(gateway: Gateway, *, run_worker: bool = True, close_gateway: bool
                 await gateway.close()
 
     app = Starlette(
-        routes=[*generations.routes, *videos.routes, *misc.routes, *openapi.routes],
+        routes=[*generations.routes, *videos.routes, *misc.routes, *metrics.routes, *openapi.routes],
         middleware=[Middleware(RequestContext)],
         exception_handlers={APIError: api_error, HTTPException: http_error, Exception: unexpected_error},
         lifespan=lifespan,

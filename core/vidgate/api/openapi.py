@@ -532,6 +532,19 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "tags": ["misc"],
+            "summary": "Prometheus metrics (only when `[server] metrics = true`; otherwise 404).",
+            "security": [],
+            "responses": {
+                "200": {"description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "404": {"description": "Metrics are disabled.", "content": {JSON: {"schema": ref("Error")}}},
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "operationId": "openapi",

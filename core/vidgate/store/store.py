@@ -385,6 +385,18 @@ class Store:
             " GROUP BY t.name, l.model ORDER BY t.name, l.model"
         )
 
+    async def task_counts(self) -> list[dict[str, Any]]:
+        """Visible tasks per model, channel and status (for metrics)."""
+        return await self.db.fetchall(
+            "SELECT model, channel, status, COUNT(*) AS n FROM tasks WHERE hidden = ?"
+            " GROUP BY model, channel, status",
+            False,
+        )
+
+    async def attempt_counts(self) -> list[dict[str, Any]]:
+        """Vendor call outcomes per channel since the store was created (for metrics)."""
+        return await self.db.fetchall("SELECT channel, outcome, COUNT(*) AS n FROM attempts GROUP BY channel, outcome")
+
     async def expired_media(self, now: float, limit: int = 100) -> list[str]:
         """Ids of completed tasks whose media passed ``expires_at`` and is still stored."""
         rows = await self.db.fetchall(
