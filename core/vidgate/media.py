@@ -60,8 +60,5 @@ class MediaStore:
         await asyncio.to_thread(os.replace, tmp, final)
         return StoredMedia(variant, size, content_type)
 
-    async def exists(self, task_id: str, variant: str) -> bool:
-        return await asyncio.to_thread(self.path(task_id, variant).is_file)
-
     async def delete(self, task_id: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self._dir(task_id), True)

@@ -11,7 +11,6 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -160,9 +159,3 @@ class HTTP:
                 raise VendorUnavailable(f"result download was cut at {received} of {expected} bytes")
 
         return MediaSource(chunks(), content_type)
-
-
-def error_text(body: Any, limit: int = 300) -> str:
-    """A short printable form of a vendor body, for logs (never for clients)."""
-    text = body if isinstance(body, str) else repr(body)
-    return text[:limit]

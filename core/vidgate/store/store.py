@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from .db import Database, connect
@@ -322,12 +321,6 @@ class Store:
         )
         return n > 0
 
-    async def next_due_at(self) -> float | None:
-        row = await self.db.fetchone(
-            "SELECT MIN(next_poll_at) AS t FROM tasks WHERE status IN ('queued', 'in_progress')"
-        )
-        return row["t"] if row else None
-
     async def list_tasks(
         self, token_id: str, *, after: TaskRecord | None, limit: int, order: str
     ) -> list[TaskRecord]:
@@ -405,12 +398,3 @@ class Store:
             limit,
         )
         return [r["id"] for r in rows]
-
-    async def tasks_in_phase(self, phases: Iterable[str]) -> list[TaskRecord]:
-        phases = list(phases)
-        rows = await self.db.fetchall(
-            f"SELECT * FROM tasks WHERE phase IN ({', '.join('?' for _ in phases)})"
-            " AND status NOT IN ('completed', 'failed')",
-            *phases,
-        )
-        return [_task_from_row(r) for r in rows]
