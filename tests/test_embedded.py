@@ -125,3 +125,25 @@ async def test_kill_9_while_rendering_then_restart(server):
         done = await poll_until_done(http, server.url, headers, task["id"], [], timeout=180)
     assert done["status"] == "completed", done
     assert done["seconds"] == "8"
+
+
+def test_cli_submit_waits_and_downloads(server):
+    import subprocess
+    import sys
+
+    out = server.workdir / "cli.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "vidgate.cli", "submit", "a lighthouse at dusk", "-m", "local-v1", "--seconds", "1",
+         "--size", "320x180", "--wait", "-o", str(out), "--url", server.url, "--key", server.dev_token],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("video_")  # the task id, for scripts
+    assert "completed: 1s 320x180" in done.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    bad = subprocess.run(
+        [sys.executable, "-m", "vidgate.cli", "submit", "x", "-m", "nope", "--url", server.url, "--key", server.dev_token],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 1 and "does not exist" in bad.stderr
