@@ -332,3 +332,24 @@ def test_every_outbound_call_has_a_bounded_timeout():
             await http.close()
 
     asyncio.run(check())
+
+
+async def test_a_finished_video_is_still_fetched_after_the_deadline(tmp_path):
+    """The deadline ends vendors that never finish, not downloads of finished videos."""
+    import time as _time
+
+    from scripted_vendor import Scripted, scripted_config
+
+    from vidgate.worker import Worker
+
+    vendor = Scripted()
+    vendor.polls_to_finish = 1
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": vendor}, run_worker=False) as gw:
+        key = await gw.token()
+        _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+        store = gw.gateway.store
+        await store.update_task(task["id"], phase="fetching", result={"id": "s-1"}, deadline_at=_time.time() - 1,
+                                next_poll_at=0)
+        await Worker(gw.gateway).run_until_idle(timeout=10)
+        done = (await gw.get(f"/v1/videos/{task['id']}", key))[1]
+        assert done["status"] == "completed", done

@@ -115,7 +115,9 @@ class Worker:
 
     async def _process(self, task: TaskRecord) -> None:
         now = time.time()
-        if task.deadline_at is not None and now > task.deadline_at:
+        # The deadline bounds the vendor's work. Once the vendor has finished, copying the
+        # result is bounded by fetch_attempts instead: a finished video is not thrown away.
+        if task.deadline_at is not None and now > task.deadline_at and task.phase != "fetching":
             await self._fail(task, "deadline_exceeded", "The vendor did not finish the task in time.")
             return
         channel = self.gw.dispatcher.channels.get(task.channel)
