@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -37,7 +39,31 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RunningGateway", "ServedApp", "run_gateway", "serve_app"]
+__all__ = ["RunningGateway", "ServedApp", "run_gateway", "serve_app", "tiny_mp4"]
+
+
+@functools.cache
+def tiny_mp4(width: int = 64, height: int = 64, frames: int = 8) -> bytes:
+    """A small, valid H.264 MP4 (grey frames growing lighter), made once per size.
+
+    For fake vendors: the gateway decodes results (to make thumbnails), so fakes should
+    serve a real video rather than arbitrary bytes.
+    """
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(i * 30) % 256]) * plane.buffer_size)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
 
 
 @attrs.define

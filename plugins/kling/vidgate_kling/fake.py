@@ -314,13 +314,19 @@ class FakeKling:
 
     # -- endpoints -------------------------------------------------------------------
 
-    async def _create(self, request: Request) -> Response:
-        rec = await self._record(request)
-        family = request.path_params["family"]
+    def _refuse(self, request: Request, rec: Recorded, family: str) -> Response | None:
+        """What every business endpoint checks first: a known family, then the JWT."""
         if family not in FAMILIES:
             return self._reply(rec, 1202, "invalid request path")
         if err := self._auth_error(request):
             return self._reply(rec, *err)
+        return None
+
+    async def _create(self, request: Request) -> Response:
+        rec = await self._record(request)
+        family = request.path_params["family"]
+        if refusal := self._refuse(request, rec, family):
+            return refusal
         if self._create_errors:
             code = self._create_errors.popleft()
             return self._reply(rec, code, MESSAGES.get(code, f"error {code}"))
@@ -351,10 +357,8 @@ class FakeKling:
     async def _query(self, request: Request) -> Response:
         rec = await self._record(request)
         family = request.path_params["family"]
-        if family not in FAMILIES:
-            return self._reply(rec, 1202, "invalid request path")
-        if err := self._auth_error(request):
-            return self._reply(rec, *err)
+        if refusal := self._refuse(request, rec, family):
+            return refusal
         if self._malformed:
             kind = self._malformed.popleft()
             rec.code = -1
@@ -379,10 +383,8 @@ class FakeKling:
     async def _list(self, request: Request) -> Response:
         rec = await self._record(request)
         family = request.path_params["family"]
-        if family not in FAMILIES:
-            return self._reply(rec, 1202, "invalid request path")
-        if err := self._auth_error(request):
-            return self._reply(rec, *err)
+        if refusal := self._refuse(request, rec, family):
+            return refusal
         try:
             page = int(request.query_params.get("pageNum", "1"))
             size = int(request.query_params.get("pageSize", "30"))

@@ -22,8 +22,6 @@ Use it in a test::
 
 from __future__ import annotations
 
-import functools
-import io
 import itertools
 import json
 import secrets
@@ -38,6 +36,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+
+from vidgate.testing import tiny_mp4
 
 __all__ = ["FakeVideosAPI", "RecordedPart", "RecordedRequest", "sample_mp4", "SAMPLE_WEBP"]
 
@@ -55,26 +55,9 @@ SAMPLE_WEBP = bytes.fromhex("524946461a000000574542505650384c0d0000002f000000100
 SAMPLE_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 
 
-@functools.cache
 def sample_mp4() -> bytes:
-    """A small valid H.264 MP4 (8 frames, 64x64), made once with PyAV; a fixed byte
-    string starting with an ``ftyp`` box if PyAV is missing."""
-    try:
-        import av
-        import numpy as np
-    except ImportError:  # pragma: no cover - PyAV ships with vidgate
-        return b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for i in range(8):
-            frame = np.full((64, 64, 3), (i * 30) % 256, dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
+    """The fake's video: a small valid H.264 MP4 (64x64, 8 frames)."""
+    return tiny_mp4(64, 64)
 
 
 @attrs.define

@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import functools
 import hashlib
 import hmac
 import json
@@ -59,6 +58,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from vidgate.testing import tiny_mp4
+
 from .models import FAMILIES
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -76,33 +77,9 @@ KNOWN_PARAMETERS = {
 _ALNUM = string.ascii_lowercase + string.digits
 
 
-def _fallback_mp4() -> bytes:
-    # An ftyp box and an empty mdat: enough for "is it an MP4" checks.
-    return b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x08mdat"
-
-
-@functools.cache
 def sample_video() -> bytes:
-    """A small real H.264 MP4 (made once with PyAV), or a minimal MP4 stub without PyAV."""
-    try:
-        import io
-
-        import av
-        import numpy as np
-
-        buf = io.BytesIO()
-        with av.open(buf, "w", format="mp4") as out:
-            stream = out.add_stream("libx264", rate=8)
-            stream.width, stream.height, stream.pix_fmt = 64, 36, "yuv420p"
-            for i in range(8):
-                frame = np.full((36, 64, 3), (i * 30) % 255, dtype=np.uint8)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        return buf.getvalue()
-    except Exception:  # pragma: no cover - PyAV is a vidgate dependency
-        return _fallback_mp4()
+    """The fake's video: a small valid H.264 MP4 (64x36, 8 frames)."""
+    return tiny_mp4(64, 36)
 
 
 def _rand_id(n: int = 12) -> str:
