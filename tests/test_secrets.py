@@ -181,7 +181,7 @@ async def test_no_secret_in_responses_logs_or_store_on_success_and_failure(tmp_p
                 statuses = [s.split(" ")[2] for s in call.seen]
                 assert "200" in statuses and "401" in statuses
                 db_path = str(tmp_path / "data" / "vidgate.db")
-                token_row = await gw.gateway.store.token("alice")
+                [token_row] = await gw.gateway.store.tokens_named("alice")
         logged = log_buf.getvalue()
         assert "task_completed" in logged and "task_failed" in logged  # the capture works
         assert_clean("an HTTP response", "\n".join(call.seen), [key])

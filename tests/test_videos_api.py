@@ -50,8 +50,7 @@ def form(**fields: Any) -> aiohttp.MultipartWriter:
 
 
 async def stored_request(gw, task_id: str) -> dict[str, Any]:
-    task = await gw.gateway.store.get_task(task_id)
-    return task.request
+    return await gw.gateway.store.task_request(task_id)
 
 
 # -- the OpenAPI document -----------------------------------------------------------------

@@ -133,6 +133,7 @@ async def _store(config: Config) -> Any:
 
 async def _tokens(args: argparse.Namespace) -> int:
     from .auth import hash_key, key_hint, new_key
+    from .store import DuplicateTokenName
 
     config = _config(args)
     store = await _store(config)
@@ -144,10 +145,14 @@ async def _tokens(args: argparse.Namespace) -> int:
             key = new_key()
             expires = time.time() + args.expires_in_days * 86400 if args.expires_in_days else None
             models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-            token = await store.create_token(
-                name=args.name, key_hash=hash_key(key), key_hint=key_hint(key), group=args.group,
-                quota=None if args.quota is None else to_micro(args.quota), models=models, expires_at=expires,
-            )
+            try:
+                token = await store.create_token(
+                    name=args.name, key_hash=hash_key(key), key_hint=key_hint(key), group=args.group,
+                    quota=None if args.quota is None else to_micro(args.quota), models=models, expires_at=expires,
+                )
+            except DuplicateTokenName:
+                print(f"error: a token named {args.name!r} already exists; choose another --name", file=sys.stderr)
+                return 1
             print(f"created token {token.id} ({token.name}, group {token.group}); the key is shown only now:")
             print(key)
         elif args.tokens_command == "list":
@@ -159,11 +164,22 @@ async def _tokens(args: argparse.Namespace) -> int:
         elif args.tokens_command in ("revoke", "set-quota"):
             token = await store.token(args.token)
             if token is None:
+                named = await store.tokens_named(args.token)
+                if len(named) > 1:
+                    # Only databases from before names were unique: never guess which one.
+                    ids = ", ".join(f"{t.id}{' (revoked)' if t.revoked_at else ''}" for t in named)
+                    print(f"error: {len(named)} tokens are named {args.token!r}: {ids}; give the id instead",
+                          file=sys.stderr)
+                    return 1
+                token = named[0] if named else None
+            if token is None:
                 print(f"error: no token {args.token!r}", file=sys.stderr)
                 return 1
             if args.tokens_command == "revoke":
-                await store.revoke_token(token.id)
-                print(f"revoked {token.id} ({token.name})")
+                if await store.revoke_token(token.id):
+                    print(f"revoked {token.id} ({token.name})")
+                else:
+                    print(f"{token.id} ({token.name}) was already revoked")
             else:
                 quota = None if args.quota.lower() == "unlimited" else to_micro(float(args.quota))
                 await store.set_quota(token.id, quota)

@@ -30,6 +30,8 @@ class ServerConfig:
     # The URL clients and vendors reach this gateway at; needed for vendor callbacks.
     public_url: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
+    # ``metadata`` (compact JSON) is bounded on its own: it is stored and read with every task.
+    max_metadata_bytes: int = 64 * 1024
     data_dir: str = DEFAULT_DATA_DIR
     # Serve Prometheus metrics at /metrics (no auth: expose it only on a private network).
     metrics: bool = False

@@ -49,7 +49,8 @@ from .errors import (
 )
 from .media import MediaStore
 from .net import HTTP, parse_networks
-from .plugins import Plugins
+from .logs import SCRUB_KEY, ScrubSecrets
+from .plugins import Plugins, channel_secrets
 from .request import VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
 from .vendor import CallContext, Channel, Model, VendorJob
@@ -181,7 +182,10 @@ class Gateway:
             channel=channel,
             http=self.http.session,
             task_id=task_id,
-            log=log.bind(task_id=task_id, vendor=channel.vendor, channel=channel.name),
+            # Whatever a plugin logs through ctx.log, even outside a call, has the
+            # channel's credential values scrubbed (see logs.ScrubSecrets).
+            log=log.bind(task_id=task_id, vendor=channel.vendor, channel=channel.name,
+                         **{SCRUB_KEY: ScrubSecrets(channel_secrets(channel))}),
             workdir=workdir,
             timeout=self.http.timeout,
             callback_url=callback_url,
@@ -274,12 +278,10 @@ class Gateway:
             phase="submitting",
             created_at=now,
             updated_at=now,
-            request=request_to_json(request),
             prompt=request.prompt,
             seconds=job.seconds,
             size=job.size,
             resolution=job.resolution,
-            job=job_to_json(job),
             charge=charge,
             remixed_from=remix_source.id if remix_source else None,
             idempotency_key=idempotency_key,
@@ -290,7 +292,7 @@ class Gateway:
             lease_until=now + self.config.worker.lease_seconds,
         )
         try:
-            await self.store.create_task(task)
+            await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
         except InsufficientQuota:
             raise APIError(
                 "You exceeded your current quota: this task costs more than the key's remaining balance.",

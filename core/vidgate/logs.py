@@ -1,13 +1,76 @@
 """structlog set-up: JSON lines (or readable lines on a terminal), context from
-contextvars (request id, task id), and secrets redacted by key name."""
+contextvars (request id, task id), secrets redacted by key name, and a channel's
+credential values scrubbed from every value logged during a vendor call."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
+
+#: The credential values to scrub, set by the core around every plugin call (so loggers a
+#: plugin makes itself are covered too); None outside vendor calls, where scrubbing costs nothing.
+_SCRUB: ContextVar[tuple[str, ...] | None] = ContextVar("vidgate_scrub", default=None)
+
+#: Bound on ``CallContext.log`` (see :class:`ScrubSecrets`); removed before rendering.
+SCRUB_KEY = "_vidgate_scrub"
+
+
+class ScrubSecrets:
+    """Credential values to scrub from every event of the logger it is bound to. Its
+    repr never shows them, should it ever reach a renderer that does not know it."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = tuple(values)
+
+    def __repr__(self) -> str:
+        return "<scrubbed>"
+
+
+@contextlib.contextmanager
+def scrubbing(values: Iterable[str]) -> Iterator[None]:
+    """Scrub ``values`` from every log event emitted in this context (tasks started
+    inside it inherit it)."""
+    token = _SCRUB.set(tuple(values))
+    try:
+        yield
+    finally:
+        _SCRUB.reset(token)
+
+
+def _clean(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "[redacted]")
+        return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {_clean(k, secrets): _clean(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(v, secrets) for v in value]
+    # Exceptions, URLs, attrs objects...: rendered with repr, so scrub that.
+    text = repr(value)
+    cleaned = _clean(text, secrets)
+    return value if cleaned == text else cleaned
+
+
+def _scrub_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    bound = event.pop(SCRUB_KEY, None)
+    secrets = _SCRUB.get()
+    if isinstance(bound, ScrubSecrets):
+        secrets = (*(secrets or ()), *bound.values)
+    if not secrets:
+        return event
+    return {key: _clean(value, secrets) for key, value in event.items()}
 
 _SECRET_WORDS = ("authorization", "api_key", "apikey", "secret", "password", "token_key", "credentials", "jwt")
 
@@ -31,6 +94,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
             structlog.processors.format_exc_info,
+            _scrub_secrets,  # after format_exc_info: tracebacks quote exception messages
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),

@@ -22,6 +22,7 @@ import structlog
 
 from . import hookspecs
 from .errors import PluginLoadError, Problem, VendorError
+from .logs import scrubbing
 from .markers import PROJECT
 from .request import VideoRequest
 from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
@@ -172,14 +173,16 @@ class Plugins:
 
     def validate(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems: list[Problem] = []
-        for answer in self.pm.hook.vidgate_validate_request(
-            vendor=vendor, request=request, model=model, channel=channel
-        ):
-            problems.extend(answer)
+        with scrubbing(channel_secrets(channel)):
+            for answer in self.pm.hook.vidgate_validate_request(
+                vendor=vendor, request=request, model=model, channel=channel
+            ):
+                problems.extend(answer)
         return problems
 
     def map_request(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
-        job = self.pm.hook.vidgate_map_request(vendor=vendor, request=request, model=model, channel=channel)
+        with scrubbing(channel_secrets(channel)):
+            job = self.pm.hook.vidgate_map_request(vendor=vendor, request=request, model=model, channel=channel)
         if job is None:
             raise PluginLoadError(f"no plugin maps requests for vendor {vendor!r}")
         if not isinstance(job, VendorJob):
@@ -200,14 +203,16 @@ class Plugins:
             raise
 
     async def submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission:
-        return await self._await(
-            "vidgate_submit", vendor, self.pm.hook.vidgate_submit(vendor=vendor, job=job, ctx=ctx), ctx
-        )
+        with scrubbing(channel_secrets(ctx.channel)):
+            return await self._await(
+                "vidgate_submit", vendor, self.pm.hook.vidgate_submit(vendor=vendor, job=job, ctx=ctx), ctx
+            )
 
     async def poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> PollResult:
-        result = await self._await(
-            "vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx), ctx
-        )
+        with scrubbing(channel_secrets(ctx.channel)):
+            result = await self._await(
+                "vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx), ctx
+            )
         if isinstance(result, PollResult) and result.error is not None:
             clean = scrub_text(result.error.message, ctx.channel)
             if clean != result.error.message:
@@ -217,25 +222,29 @@ class Plugins:
     async def fetch_result(
         self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
     ) -> MediaSource | None:
-        return await self._await(
-            "vidgate_fetch_result",
-            vendor,
-            self.pm.hook.vidgate_fetch_result(vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx),
-            ctx,
-        )
+        with scrubbing(channel_secrets(ctx.channel)):
+            return await self._await(
+                "vidgate_fetch_result",
+                vendor,
+                self.pm.hook.vidgate_fetch_result(vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx),
+                ctx,
+            )
 
     async def recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission | None | NotImplementedType:
         """Find a task whose submit answer was lost; ``NotImplemented`` when the vendor
         cannot look tasks up by our id."""
-        lookup = self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
-        if lookup is None:
-            return NotImplemented
-        return await self._await("vidgate_recover", vendor, lookup, ctx)
+        with scrubbing(channel_secrets(ctx.channel)):
+            lookup = self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
+            if lookup is None:
+                return NotImplemented
+            return await self._await("vidgate_recover", vendor, lookup, ctx)
 
     async def remix(self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
-        return await self._await(
-            "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx), ctx
-        )
+        with scrubbing(channel_secrets(ctx.channel)):
+            return await self._await(
+                "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx),
+                ctx,
+            )
 
     async def shutdown(self) -> None:
         for answer in self.pm.hook.vidgate_shutdown():
@@ -267,10 +276,24 @@ def _secret_strings(value: Any) -> list[str]:
     return []
 
 
+def channel_secrets(channel: Channel) -> tuple[str, ...]:
+    """Every credential value of ``channel`` worth scrubbing, longest first (so a secret
+    that contains another is replaced whole)."""
+    cached = _SECRETS_CACHE.get(id(channel))
+    if cached is not None and cached[0] is channel:
+        return cached[1]
+    found = tuple(sorted({s for s in _secret_strings(channel.credentials) if len(s) >= 6}, key=len, reverse=True))
+    _SECRETS_CACHE[id(channel)] = (channel, found)
+    return found
+
+
+# Channels live for the process (they come from the config): compute their secrets once.
+_SECRETS_CACHE: dict[int, tuple[Channel, tuple[str, ...]]] = {}
+
+
 def scrub_text(text: str, channel: Channel) -> str:
     """``text`` with every credential value of ``channel`` replaced by a marker."""
-    secrets = sorted({s for s in _secret_strings(channel.credentials) if len(s) >= 6}, key=len, reverse=True)
-    for secret in secrets:
+    for secret in channel_secrets(channel):
         if secret in text:
             text = text.replace(secret, "[redacted]")
     return text

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,12 @@ MAX_SECONDS = 600
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGES = 8
 MAX_DIMENSION = 8192
+#: Default bound of the ``metadata`` object (compact JSON, UTF-8); ``[server] max_metadata_bytes``.
+MAX_METADATA_BYTES = 64 * 1024
+
+# Control characters other than tab, newline and carriage return (HTML forms send CRLF):
+# they mean nothing to a video model, and NUL cannot be stored in PostgreSQL text.
+_PROMPT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$")
 _RATIO = re.compile(r"^\s*(\d{1,3})\s*:\s*(\d{1,3})\s*$")
@@ -154,6 +161,37 @@ class VideoRequest:
         return self.images[0] if self.images else None
 
 
+def prompt_problem(prompt: str) -> tuple[str, str] | None:
+    """Why ``prompt`` cannot be accepted, as ``(message, code)``, or None."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"is longer than {MAX_PROMPT_CHARS} characters", "too_long"
+    if m := _PROMPT_CONTROL.search(prompt):
+        return f"contains the control character U+{ord(m[0]):04X} (only tab and newlines are allowed)", "invalid_value"
+    return None
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first key or string under ``value`` holding a NUL character."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return path
+            if found := _nul_path(item, f"{path}.{key}"):
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if found := _nul_path(item, f"{path}[{i}]"):
+                return found
+    return None
+
+
+def metadata_size(metadata: Mapping[str, Any]) -> int:
+    """The size of ``metadata`` as compact UTF-8 JSON, the measure of ``max_metadata_bytes``."""
+    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
 def _as_seconds(value: Any, param: str, problems: list[Problem]) -> int | None:
     if value is None:
         return None
@@ -194,6 +232,9 @@ def parse_image(value: Any, param: str, problems: list[Problem]) -> Image | None
         if len(value) > 4096:
             problems.append(Problem(param, "URL is too long"))
             return None
+        if _PROMPT_CONTROL.search(value) or "\t" in value or "\n" in value or "\r" in value:
+            problems.append(Problem(param, "URL contains control characters"))
+            return None
         return Image(url=value)
     declared = None
     if m := _DATA_URL.match(value):
@@ -227,8 +268,14 @@ def image_from_bytes(
     return Image(data=data, mime_type=mime or declared_type, filename=filename)
 
 
-def parse_request(body: Any, *, uploads: Iterable[Image] = ()) -> VideoRequest:
-    """Apply the unified rules to a decoded JSON body; raise :class:`RequestInvalid`."""
+def parse_request(
+    body: Any, *, uploads: Iterable[Image] = (), max_metadata_bytes: int = MAX_METADATA_BYTES
+) -> VideoRequest:
+    """Apply the unified rules to a decoded JSON body; raise :class:`RequestInvalid`.
+
+    ``max_metadata_bytes`` bounds ``metadata`` (compact UTF-8 JSON) on its own, apart
+    from the images and the whole body.
+    """
     if not isinstance(body, Mapping):
         raise RequestInvalid([Problem(None, "the request body must be a JSON object", "invalid_json")])
     problems: list[Problem] = []
@@ -244,8 +291,8 @@ def parse_request(body: Any, *, uploads: Iterable[Image] = ()) -> VideoRequest:
     if not isinstance(prompt, str):
         problems.append(Problem("prompt", "must be a string"))
         prompt = ""
-    elif len(prompt) > MAX_PROMPT_CHARS:
-        problems.append(Problem("prompt", f"is longer than {MAX_PROMPT_CHARS} characters", "too_long"))
+    elif (bad := prompt_problem(prompt)) is not None:
+        problems.append(Problem("prompt", *bad))
 
     seconds = _as_seconds(body.get("seconds"), "seconds", problems)
     duration = _as_seconds(body.get("duration"), "duration", problems)
@@ -291,6 +338,11 @@ def parse_request(body: Any, *, uploads: Iterable[Image] = ()) -> VideoRequest:
     elif "model" in metadata:
         # The billed model is the top-level one; no vendor key may replace it.
         problems.append(Problem("metadata.model", "cannot change the model; set the top-level model instead"))
+    elif (meta_bytes := metadata_size(metadata)) > max_metadata_bytes:
+        problems.append(Problem("metadata", f"is {meta_bytes} bytes of JSON; at most {max_metadata_bytes} are accepted", "too_large"))
+    elif (where := _nul_path(metadata, "metadata")) is not None:
+        # PostgreSQL text cannot hold U+0000, and no vendor means anything by it.
+        problems.append(Problem(where, "contains a NUL character (U+0000)"))
 
     if problems:
         raise RequestInvalid(problems)

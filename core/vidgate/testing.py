@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import io
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -110,10 +111,20 @@ class RunningGateway:
     http: Any  # aiohttp.ClientSession used by the helpers
 
     async def token(
-        self, name: str = "test", group: str = "default", quota: float | None = None, models: list[str] | None = None
+        self, name: str | None = None, group: str = "default", quota: float | None = None,
+        models: list[str] | None = None,
     ) -> str:
-        """Create a token and return its key (``quota`` in price units; None = unlimited)."""
+        """Create a token and return its key (``quota`` in price units; None = unlimited).
+        Token names are unique: without ``name`` the first is ``test``, then ``test-2``..."""
         from .billing import to_micro
+
+        if name is None:
+            for n in itertools.count(1):
+                candidate = "test" if n == 1 else f"test-{n}"
+                if not await self.gateway.store.tokens_named(candidate):
+                    name = candidate
+                    break
+        assert name is not None
 
         _, key = await self.gateway.create_token(
             name, group, None if quota is None else to_micro(quota), models

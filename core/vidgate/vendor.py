@@ -227,7 +227,9 @@ class CallContext:
       (or a tighter one) on every request.
     * ``task_id``: the gateway's public task id. Use it as the vendor's idempotency or
       external id where the vendor has one, so a lost answer can be found again.
-    * ``log``: a structlog logger bound with the task id, vendor and channel.
+    * ``log``: a structlog logger bound with the task id, vendor and channel; every
+      credential value of the channel is scrubbed from what it logs (as from anything
+      logged during a hook call).
     * ``workdir``: a directory this vendor may use for its own files.
     * ``callback_url``: a gateway URL the vendor may POST status changes to, or None when
       the operator has not configured a public URL.

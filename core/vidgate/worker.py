@@ -139,8 +139,9 @@ class Worker:
             await self._release(task, next_poll_at=now + 60)
 
     async def _recover(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
-        assert task.job is not None
-        job = job_from_json(task.job)
+        stored = await self.gw.store.task_job(task.id)
+        assert stored is not None
+        job = job_from_json(stored)
         try:
             submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
             if submission is NotImplemented:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -47,11 +48,29 @@ async def read_body(request: Request) -> bytes:
     return bytes(chunks)
 
 
+class NonFiniteNumber(ValueError):
+    """``NaN``, ``Infinity`` or a number too large for a float: Python's json reads them,
+    but they are not JSON, and forwarding them gives vendors invalid JSON."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NonFiniteNumber(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(f"{text[:40]} does not fit a finite number")
+    return value
+
+
 def loads_strict(raw: bytes | str) -> Any:
-    """``json.loads`` that also refuses lone surrogates (``"\\ud800"``): valid JSON, but
-    not text that any store, log or vendor can take. Raises ValueError."""
+    """``json.loads`` that also refuses lone surrogates (``"\\ud800"``) and non-finite
+    numbers (``NaN``, ``Infinity``, ``1e999``): Python accepts them, but they are not text
+    or JSON that any store, log or vendor can take. Raises ValueError (NonFiniteNumber for
+    the numbers). Every JSON request body and JSON form field is read with it."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
@@ -73,6 +92,9 @@ async def read_json(request: Request) -> Any:
     try:
         # Bodies with inline images run to tens of MB: decode them off the event loop.
         data = loads_strict(body) if len(body) < 65536 else await asyncio.to_thread(loads_strict, body)
+    except NonFiniteNumber as exc:
+        raise invalid(f"The request body is not valid JSON: {exc} (NaN and Infinity are not allowed).", None,
+                      "invalid_json") from None
     except ValueError:
         raise invalid("The request body is not valid JSON (UTF-8, no lone surrogates).", None, "invalid_json") from None
     if _depth(data) > MAX_JSON_DEPTH:
@@ -80,12 +102,16 @@ async def read_json(request: Request) -> Any:
     return data
 
 
-async def unified_request(body: Any, uploads: list[Image] | None = None) -> tuple[VideoRequest, str]:
+async def unified_request(
+    request: Request, body: Any, uploads: list[Image] | None = None
+) -> tuple[VideoRequest, str]:
     """Apply the unified rules and fingerprint the body (for Idempotency-Key), in a thread:
     both decode or hash whole inline images."""
+    max_metadata = gateway(request).config.server.max_metadata_bytes
 
     def work() -> tuple[VideoRequest, str]:
-        return parse_request(body, uploads=uploads or ()), request_fingerprint(body)
+        unified = parse_request(body, uploads=uploads or (), max_metadata_bytes=max_metadata)
+        return unified, request_fingerprint(body)
 
     return await asyncio.to_thread(work)
 

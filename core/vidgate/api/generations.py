@@ -11,7 +11,7 @@ from .common import gateway, idempotency_key, read_json, task_response, token, u
 
 async def create(request: Request) -> Response:
     caller = await token(request)
-    unified, fingerprint = await unified_request(await read_json(request))
+    unified, fingerprint = await unified_request(request, await read_json(request))
     task = await gateway(request).submit(
         caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import time
@@ -23,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
 from ..media import VARIANTS
-from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes
+from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, prompt_problem
 from ..wire import request_from_json
 from .errors import error_response
 from .forms import parse_multipart, parse_urlencoded, text
@@ -64,8 +63,8 @@ def _set_metadata(fields: dict[str, Any], path: str, value: str, problems: list[
     """
     keys = re.findall(r"\[([^\[\]]*)\]", path)
     try:
-        parsed: Any = json.loads(value)
-    except (json.JSONDecodeError, RecursionError):
+        parsed: Any = loads_strict(value)
+    except ValueError:  # not JSON (or NaN/Infinity, which are not JSON either): text
         parsed = value
     target = fields.setdefault("metadata", {})
     for i, key in enumerate(keys):
@@ -164,9 +163,9 @@ async def create(request: Request) -> Response:
     caller = await token(request)
     if _is_form(request):
         fields, uploads, fingerprint = await _read_multipart(request)
-        unified, _ = await unified_request(fields, uploads)
+        unified, _ = await unified_request(request, fields, uploads)
     else:
-        unified, fingerprint = await unified_request(await read_json(request))
+        unified, fingerprint = await unified_request(request, await read_json(request))
     task = await gateway(request).submit(
         caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
     )
@@ -299,8 +298,8 @@ async def remix(request: Request) -> Response:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise invalid("prompt is required.", "prompt", "missing_required_parameter")
-    if len(prompt) > 32_000:
-        raise invalid("prompt is longer than 32000 characters.", "prompt", "too_long")
+    if (bad := prompt_problem(prompt)) is not None:
+        raise invalid(f"prompt {bad[0]}.", "prompt", bad[1])
     if caller.models is not None and source.model not in caller.models:
         # The source's channel is reused as is, so apply the key's model list here.
         raise APIError(
@@ -308,7 +307,9 @@ async def remix(request: Request) -> Response:
             "model_not_allowed", retryable=False,
         )
     gw.check_remix(source)
-    base = request_from_json(source.request)
+    stored = await gw.store.task_request(source.id)
+    assert stored is not None
+    base = await asyncio.to_thread(request_from_json, stored)  # inline images are decoded here
     unified = VideoRequest(
         model=source.model, prompt=prompt, seconds=source.seconds, size=base.size, metadata=base.metadata,
         remix_of=source.id,

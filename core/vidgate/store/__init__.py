@@ -1,12 +1,13 @@
 """Persistent state: tasks, tokens, the ledger (SQLite or PostgreSQL)."""
 
 from .records import TERMINAL, Attempt, LedgerEntry, TaskRecord, TokenRecord
-from .store import DuplicateIdempotencyKey, InsufficientQuota, Store
+from .store import DuplicateIdempotencyKey, DuplicateTokenName, InsufficientQuota, Store
 
 __all__ = [
     "TERMINAL",
     "Attempt",
     "DuplicateIdempotencyKey",
+    "DuplicateTokenName",
     "InsufficientQuota",
     "LedgerEntry",
     "Store",

@@ -32,7 +32,12 @@ class TokenRecord:
 
 @attrs.define
 class TaskRecord:
-    """A task row. Vendor handle, job and result never leave the gateway."""
+    """A task row. Vendor handle, job and result never leave the gateway.
+
+    The unified request and the vendor job are not part of the row (they can be large):
+    :meth:`Store.create_task` takes them, :meth:`Store.task_request` and
+    :meth:`Store.task_job` read them.
+    """
 
     id: str
     token_id: str
@@ -43,14 +48,12 @@ class TaskRecord:
     phase: str  # submitting | polling | fetching | done
     created_at: float
     updated_at: float
-    request: dict[str, Any]
     progress: int = 0
     hidden: bool = False
     prompt: str | None = None
     seconds: int | None = None
     size: str | None = None
     resolution: str | None = None
-    job: dict[str, Any] | None = None
     handle: dict[str, Any] | None = None
     vendor_task_id: str | None = None
     vendor_status: str | None = None

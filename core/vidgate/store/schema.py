@@ -85,4 +85,23 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX ledger_once ON ledger (task_id, kind) WHERE task_id IS NOT NULL",
         "CREATE INDEX ledger_token ON ledger (token_id, at)",
     ],
+    # Token names are unique from now on. Databases that already hold two tokens of one
+    # name keep them (the CLI refuses such an ambiguous name and asks for the id): only
+    # the oldest of each name claims it, so no new token can take a name in use.
+    [
+        "ALTER TABLE tokens ADD COLUMN unique_name TEXT",
+        """UPDATE tokens SET unique_name = name WHERE NOT EXISTS (
+            SELECT 1 FROM tokens older WHERE older.name = tokens.name
+            AND (older.created_at < tokens.created_at OR (older.created_at = tokens.created_at AND older.id < tokens.id))
+        )""",
+        "CREATE UNIQUE INDEX tokens_unique_name ON tokens (unique_name)",
+    ],
+    # The unified request (inline images, metadata) and the vendor job move out of the task
+    # row: every GET and list reads that row, and only submit, recovery and remix need them.
+    [
+        "CREATE TABLE task_blobs (task_id TEXT PRIMARY KEY, request TEXT NOT NULL, job TEXT)",
+        "INSERT INTO task_blobs (task_id, request, job) SELECT id, request, job FROM tasks",
+        "ALTER TABLE tasks DROP COLUMN request",
+        "ALTER TABLE tasks DROP COLUMN job",
+    ],
 ]

@@ -7,6 +7,7 @@ callers do.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -34,11 +35,34 @@ class DuplicateIdempotencyKey(Exception):
     """Another task of this token already holds this idempotency key."""
 
 
+class DuplicateTokenName(Exception):
+    """Another token already has this name (names identify tokens for operators)."""
+
+
+# Blobs up to this size are decoded on the event loop; larger ones in a thread.
+_INLINE_DECODE = 64 * 1024
+
+
+async def _decode_blob(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    if len(text) < _INLINE_DECODE:
+        return json.loads(text)
+    return await asyncio.to_thread(json.loads, text)
+
+
+_UNSET: Any = object()
+
+
 def _encode(column: str, value: Any) -> Any:
     if column in JSON_COLUMNS and value is not None:
         return json.dumps(value, separators=(",", ":"))
     if column in BOOL_COLUMNS:
         return bool(value)
+    if isinstance(value, str) and "\x00" in value:
+        # Client text is refused with NUL before it gets here; vendor text (an error
+        # message) must not make PostgreSQL, whose text cannot hold U+0000, fail the task.
+        return value.replace("\x00", "\ufffd")
     return value
 
 
@@ -130,19 +154,28 @@ class Store:
             revoked_at=None,
             created_at=time.time(),
         )
-        await self.db.execute(
-            "INSERT INTO tokens (id, name, key_hash, key_hint, grp, quota, used, models, expires_at, revoked_at,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, ?)",
-            token.id,
-            name,
-            key_hash,
-            key_hint,
-            group,
-            quota,
-            json.dumps(models) if models is not None else None,
-            expires_at,
-            token.created_at,
-        )
+        if await self.tokens_named(name):
+            raise DuplicateTokenName(name)
+        try:
+            await self.db.execute(
+                "INSERT INTO tokens (id, name, unique_name, key_hash, key_hint, grp, quota, used, models, expires_at,"
+                " revoked_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, ?)",
+                token.id,
+                name,
+                name,
+                key_hash,
+                key_hint,
+                group,
+                quota,
+                json.dumps(models) if models is not None else None,
+                expires_at,
+                token.created_at,
+            )
+        except Exception:
+            # Two creators racing for one name: the unique index decides.
+            if await self.tokens_named(name):
+                raise DuplicateTokenName(name) from None
+            raise
         return token
 
     async def token_by_hash(self, key_hash: str) -> TokenRecord | None:
@@ -150,10 +183,19 @@ class Store:
         return _token_from_row(row) if row else None
 
     async def token(self, id_or_name: str) -> TokenRecord | None:
-        row = await self.db.fetchone(
-            "SELECT * FROM tokens WHERE id = ? OR name = ? ORDER BY created_at LIMIT 1", id_or_name, id_or_name
-        )
-        return _token_from_row(row) if row else None
+        """The token with this id, else the one token with this name (None when no token,
+        or several from before names were unique, have it: see :meth:`tokens_named`)."""
+        row = await self.db.fetchone("SELECT * FROM tokens WHERE id = ?", id_or_name)
+        if row:
+            return _token_from_row(row)
+        named = await self.tokens_named(id_or_name)
+        return named[0] if len(named) == 1 else None
+
+    async def tokens_named(self, name: str) -> list[TokenRecord]:
+        """Every token with this name, oldest first: one, except in databases made before
+        names were unique."""
+        rows = await self.db.fetchall("SELECT * FROM tokens WHERE name = ? ORDER BY created_at, id", name)
+        return [_token_from_row(r) for r in rows]
 
     async def list_tokens(self) -> list[TokenRecord]:
         return [_token_from_row(r) for r in await self.db.fetchall("SELECT * FROM tokens ORDER BY created_at")]
@@ -173,8 +215,11 @@ class Store:
 
     # -- tasks ---------------------------------------------------------------------
 
-    async def create_task(self, task: TaskRecord) -> None:
-        """Insert ``task`` and take its charge from the token, atomically.
+    async def create_task(
+        self, task: TaskRecord, *, request: dict[str, Any] | None = None, job: dict[str, Any] | None = None
+    ) -> None:
+        """Insert ``task`` with its unified ``request`` and vendor ``job`` (kept apart from
+        the task row, see :meth:`task_request`) and take its charge from the token, atomically.
 
         Raises :class:`InsufficientQuota` (nothing written) when the token cannot pay,
         and :class:`DuplicateIdempotencyKey` when the key is taken.
@@ -198,6 +243,10 @@ class Store:
                 f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
                 *(_encode(c, getattr(task, c)) for c in columns),
             )
+            await tx.execute(
+                "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
+                task.id, _encode("request", request or {}), _encode("job", job),
+            )
             if task.charge > 0:
                 await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
 
@@ -220,6 +269,16 @@ class Store:
         row = await self.db.fetchone("SELECT * FROM tasks WHERE id = ?", task_id)
         return _task_from_row(row) if row else None
 
+    async def task_request(self, task_id: str) -> dict[str, Any] | None:
+        """The unified request a task was submitted with (as ``wire.request_to_json``)."""
+        row = await self.db.fetchone("SELECT request FROM task_blobs WHERE task_id = ?", task_id)
+        return await _decode_blob(row["request"]) if row else None
+
+    async def task_job(self, task_id: str) -> dict[str, Any] | None:
+        """The vendor job of a task on its current channel (as ``wire.job_to_json``)."""
+        row = await self.db.fetchone("SELECT job FROM task_blobs WHERE task_id = ?", task_id)
+        return await _decode_blob(row["job"]) if row else None
+
     async def task_by_idempotency_key(self, token_id: str, key: str) -> TaskRecord | None:
         row = await self.db.fetchone(
             "SELECT * FROM tasks WHERE token_id = ? AND idempotency_key = ?", token_id, key
@@ -233,13 +292,21 @@ class Store:
         return _task_from_row(row) if row else None
 
     async def update_task(self, task_id: str, *, only_if_active: bool = True, **fields: Any) -> bool:
-        """Set ``fields`` on a task; by default only while it is not finished."""
+        """Set ``fields`` on a task; by default only while it is not finished.
+        ``job`` (the vendor job) is accepted too and saved with the row, atomically."""
+        job = fields.pop("job", _UNSET)
         fields["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in fields)
         sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
         if only_if_active:
             sql += " AND status NOT IN ('completed', 'failed')"
-        n = await self.db.execute(sql, *(_encode(k, v) for k, v in fields.items()), task_id)
+        if job is _UNSET:
+            n = await self.db.execute(sql, *(_encode(k, v) for k, v in fields.items()), task_id)
+            return n > 0
+        async with self.db.transaction() as tx:
+            n = await tx.execute(sql, *(_encode(k, v) for k, v in fields.items()), task_id)
+            if n > 0:
+                await tx.execute("UPDATE task_blobs SET job = ? WHERE task_id = ?", _encode("job", job), task_id)
         return n > 0
 
     async def finish_task(

@@ -104,7 +104,7 @@ class FakeKling:
     requests: list[Recorded] = attrs.field(factory=list)
     tasks: dict[str, dict[str, dict[str, Any]]] = attrs.field(factory=lambda: {f: {} for f in FAMILIES})
     callbacks_sent: list[tuple[str, dict[str, Any], int | None]] = attrs.field(factory=list)
-    _create_errors: deque[int] = attrs.field(factory=deque)
+    _create_errors: deque[tuple[int, str | None]] = attrs.field(factory=deque)
     _fail_tasks: deque[str] = attrs.field(factory=deque)
     _malformed: deque[str] = attrs.field(factory=deque)
     # 18-digit numeric strings, like real Kling task ids.
@@ -115,9 +115,10 @@ class FakeKling:
 
     # -- switches --------------------------------------------------------------------
 
-    def fail_creates(self, code: int, times: int = 1) -> None:
-        """The next ``times`` create calls answer Kling business ``code``."""
-        self._create_errors.extend([code] * times)
+    def fail_creates(self, code: int, times: int = 1, message: str | None = None) -> None:
+        """The next ``times`` create calls answer Kling business ``code`` (with ``message``,
+        by default Kling's own message for the code)."""
+        self._create_errors.extend([(code, message)] * times)
 
     def fail_next_task(self, message: str = "Failure to pass the risk control system") -> None:
         """The next created task ends ``failed`` with ``task_status_msg`` = ``message``."""
@@ -328,8 +329,8 @@ class FakeKling:
         if refusal := self._refuse(request, rec, family):
             return refusal
         if self._create_errors:
-            code = self._create_errors.popleft()
-            return self._reply(rec, code, MESSAGES.get(code, f"error {code}"))
+            code, message = self._create_errors.popleft()
+            return self._reply(rec, code, message or MESSAGES.get(code, f"error {code}"))
         if problem := self._validate(family, rec.json):
             return self._reply(rec, 1201, problem)
         body = rec.json

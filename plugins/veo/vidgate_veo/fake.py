@@ -156,6 +156,8 @@ class FakeVeo:
         self.files: dict[str, bytes] = {}
         # switches
         self.outcome = "success"
+        #: The ``error.message`` of an operation whose outcome is ``"error"``.
+        self.error_message = "Internal error encountered while generating the video."
         self.vertex_result = "inline"
         self.gemini_inline = False
         self.redirect_downloads = False
@@ -448,7 +450,7 @@ class FakeVeo:
             return {"name": op.name, "metadata": {}}  # done absent, as Google answers at first
         out: dict[str, Any] = {"name": op.name, "done": True}
         if op.outcome == "error":
-            out["error"] = {"code": 13, "message": "Internal error encountered while generating the video."}
+            out["error"] = {"code": 13, "message": self.error_message}
             return out
         if op.outcome == "filtered":
             filt = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [FILTER_REASON]}
