@@ -16,6 +16,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from processes import GatewayProcess
+from scripted_vendor import Scripted, scripted_config
+from structlog.testing import capture_logs
+
+from vidgate.testing import run_gateway
 
 CALLBACK_LIMIT = 256 * 1024
 
@@ -159,6 +163,29 @@ async def test_deeply_nested_kling_callback_is_a_quiet_400(serve):
     text = log_text(gw)
     assert "Traceback" not in text and "unhandled_error" not in text
     assert "callback_unparseable" in text
+
+
+class RaisingCallbacks(Scripted):
+    """A plugin whose callback parser blows up on whatever it is given."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def parse_callback(self, body, headers):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [RecursionError("deep"), ValueError("bad"), KeyError("task_id")])
+async def test_a_plugin_that_raises_on_a_callback_gives_400_not_500(tmp_path, exc):
+    with capture_logs() as logs:
+        async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": RaisingCallbacks(exc)}) as gw:
+            status, body = await gw.post("/v1/callbacks/main", data=b"[" * 1000)
+    assert status == 400, body
+    assert body == {"ok": False}
+    [warning] = [e for e in logs if e["event"] == "callback_unparseable"]
+    assert warning["log_level"] == "warning" and warning["error"] == type(exc).__name__
+    assert not [e for e in logs if e["event"] == "unhandled_error"]
 
 
 # -- slow clients (finding 9) ---------------------------------------------------------------
