@@ -314,3 +314,14 @@ async def test_client_disconnecting_mid_body_is_a_quiet_info_line(serve):
     text = log_text(gw)
     assert "client_disconnected" in text
     assert "Traceback" not in text and "unhandled_error" not in text
+
+
+@pytest.mark.parametrize("key", ["max_callback_bytes", "body_read_timeout_seconds", "header_timeout_seconds",
+                                 "keep_alive_timeout_seconds", "limit_concurrency", "backlog", "max_header_bytes"])
+def test_server_limits_must_be_positive(key):
+    from vidgate.config import parse_config
+    from vidgate.errors import ConfigError
+
+    assert getattr(parse_config({"server": {key: 5}}).server, key) == 5
+    with pytest.raises(ConfigError, match=f"server.{key}: must be positive"):
+        parse_config({"server": {key: 0}})
