@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -28,6 +29,8 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        # Run in the child before exec (e.g. to lower a resource limit the gateway must cope with).
+        self.preexec: Callable[[], None] | None = None
 
     def start(self, **env: str) -> None:
         environment = {k: v for k, v in os.environ.items() if k not in ("VIDGATE_CONFIG", "VIDGATE_FAILPOINTS")}
@@ -39,7 +42,8 @@ class GatewayProcess:
         # Logs go to a file in the work dir: they are what explains a failed test.
         self.log = open(self.workdir / "gateway.log", "a")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
-            command, cwd=self.workdir, env=environment, stdout=subprocess.PIPE, stderr=self.log, text=True
+            command, cwd=self.workdir, env=environment, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

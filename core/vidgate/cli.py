@@ -49,17 +49,19 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from .api import create_app
     from .gateway import Gateway
+    from .logs import install_log_rate_limits
+    from .serving import raise_open_files_limit, uvicorn_config
+
     config = _config(args)
+    raise_open_files_limit()
+    install_log_rate_limits()
     gateway = await Gateway.start(config)
     if _embedded(args):
         await _ensure_dev_token(gateway)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     app = create_app(gateway, close_gateway=True)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                       timeout_graceful_shutdown=10)
-    )
+    server = uvicorn.Server(uvicorn_config(app, config.server, host, port))
     print(f"vidgate {__version__} serving on http://{host}:{port} (config: {config.source})", flush=True)
     await server.serve()
     return 0

@@ -35,6 +35,17 @@ class ServerConfig:
     data_dir: str = DEFAULT_DATA_DIR
     # Serve Prometheus metrics at /metrics (no auth: expose it only on a private network).
     metrics: bool = False
+    # Vendor callbacks are small and unauthenticated: a much smaller limit than max_body_bytes.
+    max_callback_bytes: int = 256 * 1024
+    # A request body must arrive within this long (408 after); the head within header_timeout.
+    body_read_timeout_seconds: float = 60.0
+    header_timeout_seconds: float = 10.0
+    keep_alive_timeout_seconds: float = 5.0
+    # Open connections beyond this get 503 at once (uvicorn's limit_concurrency).
+    limit_concurrency: int = 2048
+    backlog: int = 2048
+    # Largest request head (request line and headers) accepted.
+    max_header_bytes: int = 16 * 1024
 
 
 @attrs.frozen
@@ -211,6 +222,11 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
 
 def _check_consistency(config: Config) -> None:
     src = config.source
+    server = config.server
+    for key in ("max_body_bytes", "max_callback_bytes", "body_read_timeout_seconds", "header_timeout_seconds",
+                "keep_alive_timeout_seconds", "limit_concurrency", "backlog", "max_header_bytes"):
+        if getattr(server, key) <= 0:
+            raise ConfigError(f"{src}: server.{key}: must be positive")
     seen: set[str] = set()
     groups = {g.name for g in config.groups}
     for i, ch in enumerate(config.channels):

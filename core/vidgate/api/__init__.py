@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 
 from ..errors import APIError
 from ..gateway import Gateway
 from . import generations, metrics, misc, openapi, videos
-from .errors import api_error, http_error, unexpected_error
+from .errors import api_error, client_disconnected, http_error, unexpected_error
 from .middleware import RequestContext
 
 
@@ -43,7 +44,8 @@ def create_app(gateway: Gateway, *, run_worker: bool = True, close_gateway: bool
     app = Starlette(
         routes=[*generations.routes, *videos.routes, *misc.routes, *metrics.routes, *openapi.routes],
         middleware=[Middleware(RequestContext)],
-        exception_handlers={APIError: api_error, HTTPException: http_error, Exception: unexpected_error},
+        exception_handlers={APIError: api_error, HTTPException: http_error, ClientDisconnect: client_disconnected,
+                            Exception: unexpected_error},
         lifespan=lifespan,
     )
     app.state.gateway = gateway

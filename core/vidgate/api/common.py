@@ -28,24 +28,43 @@ async def token(request: Request) -> TokenRecord:
 
 
 def too_large(limit: int) -> APIError:
+    # Connection: close, as the rest of the body is never read.
     return APIError(
         f"The request body is larger than {limit} bytes.", 413, "invalid_request_error", None, "request_too_large",
-        retryable=False,
+        retryable=False, headers={"connection": "close"},
     )
 
 
-async def read_body(request: Request) -> bytes:
-    """Read the body, refusing more than the configured limit without reading it all."""
-    limit = gateway(request).config.server.max_body_bytes
+def body_timeout(seconds: float) -> APIError:
+    return APIError(
+        f"The request body did not arrive within {seconds:g} seconds.", 408, "invalid_request_error", None,
+        "request_timeout", retryable=True, headers={"connection": "close"},
+    )
+
+
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """Read the body, refusing more than ``limit`` (default ``[server] max_body_bytes``)
+    as soon as it is exceeded, whatever Content-Length says, and a body that does not
+    arrive within ``[server] body_read_timeout_seconds`` (408)."""
+    server = gateway(request).config.server
+    if limit is None:
+        limit = server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise too_large(limit)
-    return bytes(chunks)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(server.body_read_timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise body_timeout(server.body_read_timeout_seconds) from None
+    # One copy at the end (a growing bytearray copies on every resize, then once more).
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class NonFiniteNumber(ValueError):

@@ -45,3 +45,9 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
         APIError("The gateway hit an internal error; the request id is in x-request-id.", 500, "server_error",
                  None, "internal_error", retryable=True)
     )
+
+
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-request: nothing is wrong here and nobody reads the answer.
+    log.info("client_disconnected", path=request.url.path)
+    return Response(status_code=400)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..worker import poll_now
 from .common import gateway, read_body, token
+
+log = structlog.get_logger("vidgate.api")
 
 
 async def models(request: Request) -> Response:
@@ -54,12 +57,18 @@ async def callback(request: Request) -> Response:
     gw = gateway(request)
     channel = gw.dispatcher.channels.get(request.path_params["channel"])
     if channel is None:
-        return JSONResponse({"ok": False}, status_code=404)
-    body = await read_body(request)
-    vendor_task_id = gw.plugins.parse_callback(channel.vendor, body, dict(request.headers))
-    if vendor_task_id:
-        await poll_now(gw, channel.name, vendor_task_id)
-    # Always 200: the vendor cannot fix anything we would complain about.
+        # Answered before reading a byte of the body, which then closes the connection.
+        return JSONResponse({"ok": False}, status_code=404, headers={"connection": "close"})
+    body = await read_body(request, gw.config.server.max_callback_bytes)
+    try:
+        vendor_task_id = gw.plugins.parse_callback(channel.vendor, body, dict(request.headers))
+    except Exception as exc:  # plugin code on unauthenticated input: a hint lost, never a 500
+        log.warning("callback_unparseable", channel=channel.name, error=type(exc).__name__)
+        return JSONResponse({"ok": False}, status_code=400)
+    if not isinstance(vendor_task_id, str) or not vendor_task_id:
+        log.info("callback_unparseable", channel=channel.name)
+        return JSONResponse({"ok": False}, status_code=400)
+    await poll_now(gw, channel.name, vendor_task_id)
     return JSONResponse({"ok": True})
 
 

@@ -279,6 +279,7 @@ _ERRORS = {
     "409": "The task is in the wrong state for this call, or an Idempotency-Key was reused with "
     "another body.",
     "410": "The video expired (`expires_at` passed) and its stored media was deleted.",
+    "408": "The request body did not arrive within `[server] body_read_timeout_seconds`.",
     "413": "The request body is larger than the configured limit.",
     "429": "Every channel is rate-limited (`rate_limit_exceeded`, with Retry-After) or the key's "
     "quota is exhausted (`insufficient_quota`).",
@@ -334,7 +335,7 @@ def _path_id(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-_CREATE_ERRORS = errors(400, 403, 409, 413, 429, 503)
+_CREATE_ERRORS = errors(400, 403, 408, 409, 413, 429, 503)
 
 
 def _links(id_pointer: str = "$response.body#/id") -> dict[str, Any]:
@@ -479,7 +480,7 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": _created("The new task; `remixed_from_video_id` names the source."),
-                **errors(400, 403, 404, 409, 413, 429, 503),
+                **errors(400, 403, 404, 408, 409, 413, 429, 503),
             },
         }
     },
@@ -507,16 +508,21 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "vendorCallback",
             "tags": ["misc"],
-            "summary": "For vendors: a task changed. Unsigned, so it only makes the gateway poll that task now.",
+            "summary": "For vendors: a task changed. Unsigned, so it only makes the gateway poll that task now. "
+            "Bodies over `[server] max_callback_bytes` get 413.",
             "security": [],
             "parameters": [_path_id("channel")],
             "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
             "responses": {
                 "200": {"description": "Noted.", "content": {JSON: {"schema": {
                     "type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}}}}},
-                "404": {"description": "No such channel.", "content": {JSON: {"schema": {
-                    "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
-                **{k: v for k, v in errors(413).items() if k != "401"},
+                "400": {"description": "The channel's plugin could not read the body (nothing happens).",
+                        "content": {JSON: {"schema": {
+                            "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
+                "404": {"description": "No such channel (answered without reading the body).",
+                        "content": {JSON: {"schema": {
+                            "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
+                **{k: v for k, v in errors(408, 413).items() if k != "401"},
             },
         }
     },

@@ -64,6 +64,8 @@ def test_parse_callback():
     assert plugin.parse_callback(b"not json", {}) is None
     assert plugin.parse_callback(b'{"task_status":"succeed"}', {}) is None
     assert plugin.parse_callback(b"[1,2]", {}) is None
+    assert plugin.parse_callback(b"[" * 100_000 + b"]" * 100_000, {}) is None
+    assert plugin.parse_callback(b'{"data":' * 20_000 + b"1" + b"}" * 20_000, {}) is None
 
 
 async def test_poll_maps_statuses_and_reports_no_progress():

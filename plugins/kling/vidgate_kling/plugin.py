@@ -30,6 +30,8 @@ FAMILIES = (mapping.TEXT2VIDEO, mapping.IMAGE2VIDEO)
 
 _STD = (5, 10)
 RECOVERED_POLL_AFTER = 1.0
+# A callback is one task object, a few KiB; the gateway already caps callback bodies lower.
+MAX_CALLBACK_BYTES = 1024 * 1024
 
 #: Kling's models (DOC capability map). Public name = Kling's ``model_name``.
 MODELS = (
@@ -162,9 +164,13 @@ class Kling(VendorPlugin):
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         """Kling POSTs the bare task object; accept an enveloped one too."""
+        if len(body) > MAX_CALLBACK_BYTES:
+            return None
         try:
+            # A task object is a few levels deep; the C decoder raises RecursionError on
+            # pathological nesting ([[[[...]]]]), which is as unparseable as bad syntax.
             obj = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if isinstance(obj, dict) and "task_id" not in obj and isinstance(obj.get("data"), dict):
             obj = obj["data"]
