@@ -163,6 +163,32 @@ async def _tokens(args: argparse.Namespace) -> int:
                 state = "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < time.time() else "active")
                 print(f"{t.id}  {t.name:<16} group={t.group:<10} used={from_micro(t.used):.4f} quota={quota}"
                       f"  models={','.join(t.models) if t.models else '*'}  {t.key_hint}  {state}")
+        elif args.tokens_command in ("set-webhook", "webhook-secret"):
+            token = await store.token(args.token)
+            if token is None:
+                print(f"error: no token {args.token!r}", file=sys.stderr)
+                return 1
+            if args.tokens_command == "set-webhook":
+                url = None if args.url.lower() in ("", "none") else args.url
+                if url is not None:
+                    from .net import parse_networks, url_refusal
+
+                    problem = await url_refusal(url, parse_networks(config.webhooks.allow_networks))
+                    if problem:
+                        print(f"error: the webhook URL {problem}", file=sys.stderr)
+                        return 2
+                await store.set_token_webhook(token.id, url)
+                print(f"default webhook of {token.id} ({token.name}) is now {url or 'none'}")
+            else:
+                from .webhooks import webhook_secret
+
+                secret = await webhook_secret(
+                    store, token, rotate=args.rotate, overlap_hours=config.webhooks.secret_overlap_hours
+                )
+                if args.rotate:
+                    print(f"rotated; the previous secret keeps signing for {config.webhooks.secret_overlap_hours:g} h")
+                print(f"webhook signing secret of {token.id} ({token.name}):")
+                print(secret)
         elif args.tokens_command in ("revoke", "set-quota"):
             token = await store.token(args.token)
             if token is None:
@@ -189,6 +215,32 @@ async def _tokens(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return 0
+
+
+async def _webhooks(args: argparse.Namespace) -> int:
+    store = await _store(_config(args))
+    try:
+        if args.webhooks_command == "list":
+            states = ("failed", "gone") if args.failed else None
+            events = await store.list_webhook_events(states=states, limit=args.limit)
+            when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
+            for e in events:
+                print(f"{e.id}  {when(e.created_at)}  {e.type:<18} {e.state:<9} attempts={e.attempts}"
+                      f"  {e.task_id}  {e.url}  {e.last_error or ''}".rstrip())
+            if not events:
+                print("no webhook events")
+            return 0
+        if not args.event_id and not args.all_failed:
+            print("error: give an EVENT_ID or --all-failed", file=sys.stderr)
+            return 2
+        n = await store.redeliver_webhook_events(None if args.all_failed else args.event_id)
+        if n == 0 and args.event_id:
+            print(f"error: no webhook event {args.event_id!r}", file=sys.stderr)
+            return 1
+        print(f"queued {n} event(s) for redelivery")
+        return 0
+    finally:
+        await store.close()
 
 
 async def _task(args: argparse.Namespace) -> int:
@@ -296,6 +348,20 @@ def build_parser() -> argparse.ArgumentParser:
     q = with_config(tsub.add_parser("set-quota", help="set a token's quota"))
     q.add_argument("token", help="token id or name")
     q.add_argument("quota", help="a number, or 'unlimited'")
+    w = with_config(tsub.add_parser("set-webhook", help="set a token's default webhook URL ('none' clears it)"))
+    w.add_argument("token", help="token id or name")
+    w.add_argument("url")
+    w = with_config(tsub.add_parser("webhook-secret", help="print a token's webhook signing secret (last line)"))
+    w.add_argument("token", help="token id or name")
+    w.add_argument("--rotate", action="store_true", help="make a new secret; the old one keeps signing for a while")
+    hooks = sub.add_parser("webhooks", help="webhook deliveries: list and redeliver")
+    hsub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    w = with_config(hsub.add_parser("list", help="recent webhook events, newest first"))
+    w.add_argument("--failed", action="store_true", help="only events that failed or whose endpoint is gone")
+    w.add_argument("--limit", type=int, default=100)
+    w = with_config(hsub.add_parser("retry", help="redeliver one event, or every failed one"))
+    w.add_argument("event_id", nargs="?")
+    w.add_argument("--all-failed", action="store_true")
     with_config(sub.add_parser("usage", help="charges and refunds per token and model"))
     p = with_config(sub.add_parser("task", help="show one task as operators see it, with its attempts"))
     p.add_argument("task_id")
@@ -321,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plugins(args)
         if args.command == "tokens":
             return asyncio.run(_tokens(args))
+        if args.command == "webhooks":
+            return asyncio.run(_webhooks(args))
         if args.command == "usage":
             return asyncio.run(_usage(args))
         if args.command == "task":

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import sys
 from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -26,6 +28,26 @@ def add_submit_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, help="download the video here (implies --wait)")
     p.add_argument("--url", default=os.environ.get("VIDGATE_URL", "http://127.0.0.1:8000"))
     p.add_argument("--key", default=os.environ.get("VIDGATE_API_KEY"), help="API key (default: $VIDGATE_API_KEY)")
+
+
+async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
+    """``(event, data)`` pairs of a ``text/event-stream`` body (comments skipped)."""
+    kind, data = "message", []
+    async for raw in content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield kind, "\n".join(data)
+            kind, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                kind = value
+            elif name == "data":
+                data.append(value)
 
 
 def _bar(progress: int, status: str, width: int = 30) -> str:
@@ -59,19 +81,22 @@ async def run_submit(args: argparse.Namespace) -> int:
         if not (args.wait or args.output):
             return 0
         tty = sys.stderr.isatty()
-        while task["status"] not in ("completed", "failed"):
-            await asyncio.sleep(1.0)
-            async with http.get(f"{base}/v1/video/generations/{task['id']}") as resp:
-                task = await resp.json()
-                if resp.status != 200:
-                    print(f"\nerror: {task.get('error', {}).get('message', task)}", file=sys.stderr)
-                    return 1
-            if tty:
-                print(_bar(task["progress"], task["status"]), end="", file=sys.stderr, flush=True)
+        # The progress comes from the task's event stream; it ends with the terminal event.
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=120)
+        async with http.get(f"{base}/v1/video/generations/{task['id']}/events", timeout=timeout) as resp:
+            if resp.status != 200:
+                error = await resp.json()
+                print(f"\nerror: {error.get('error', {}).get('message', error)}", file=sys.stderr)
+                return 1
+            async for kind, data in sse_events(resp.content):
+                task = json.loads(data)
+                if tty:
+                    print(_bar(task["progress"], task["status"]), end="", file=sys.stderr, flush=True)
         if tty:
             print(file=sys.stderr)
-        if task["status"] == "failed":
-            print(f"failed: {task['error']['message']}", file=sys.stderr)
+        if task["status"] != "completed":  # failed, cancelled, or the stream broke off
+            message = (task.get("error") or {}).get("message") or "the task did not complete"
+            print(f"{task['status']}: {message}", file=sys.stderr)
             return 1
         print(f"completed: {task['seconds']}s {task['size']}", file=sys.stderr)
         if args.output:

@@ -7,6 +7,7 @@ file, the key path and what is wrong. See ``docs/operators.md`` for an annotated
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -46,6 +47,10 @@ class ServerConfig:
     backlog: int = 2048
     # Largest request head (request line and headers) accepted.
     max_header_bytes: int = 16 * 1024
+    # Event streams (GET .../events): a keep-alive comment this often, and a re-read of
+    # the task this often in case another replica changed it (this process wakes at once).
+    events_keepalive_seconds: float = 15.0
+    events_poll_seconds: float = 2.0
 
 
 @attrs.frozen
@@ -86,6 +91,21 @@ class NetworkConfig:
     # Submit retries on one channel for rate limits before moving to the next channel.
     submit_retries: int = 2
     max_retry_after_seconds: float = 10.0
+
+
+@attrs.frozen
+class WebhooksConfig:
+    # Delay before each delivery attempt: the first at once, then after 5 s, 5 min, 30 min,
+    # 2 h, 5 h, 10 h, 14 h, 20 h and 24 h (each with jitter); then the event is failed.
+    retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    timeout_seconds: float = 15.0
+    # CIDR ranges webhook URLs may point at although private or loopback (tests, private
+    # deployments). Empty means public addresses only.
+    allow_networks: tuple[str, ...] = ()
+    # A delivery's lease; a process killed mid-delivery has its events redelivered after it.
+    lease_seconds: float = 60.0
+    # How long an old signing secret keeps signing after `vidgate tokens webhook-secret --rotate`.
+    secret_overlap_hours: float = 24.0
 
 
 @attrs.frozen
@@ -133,6 +153,7 @@ class Config:
     media: MediaConfig = MediaConfig()
     worker: WorkerConfig = WorkerConfig()
     network: NetworkConfig = NetworkConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     plugins: PluginsConfig = PluginsConfig()
     channels: tuple[ChannelConfig, ...] = ()
     groups: tuple[GroupConfig, ...] = (GroupConfig("default"),)
@@ -156,6 +177,7 @@ def _make_converter() -> cattrs.Converter:
         MediaConfig,
         WorkerConfig,
         NetworkConfig,
+        WebhooksConfig,
         PluginsConfig,
         ChannelConfig,
         GroupConfig,
@@ -245,6 +267,16 @@ def _check_consistency(config: Config) -> None:
         for g in ch.groups:
             if g not in groups:
                 raise ConfigError(f"{where}.groups: group {g!r} is not defined in [[groups]]")
+    hooks = config.webhooks
+    if not hooks.retry_schedule or any(d < 0 for d in hooks.retry_schedule):
+        raise ConfigError(f"{src}: webhooks.retry_schedule: needs at least one delay, none negative")
+    if hooks.timeout_seconds <= 0 or hooks.lease_seconds <= hooks.timeout_seconds:
+        raise ConfigError(f"{src}: webhooks: timeout_seconds must be positive and below lease_seconds")
+    try:
+        for cidr in (*hooks.allow_networks, *config.network.allow_image_networks):
+            ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"{src}: allow_networks: {exc}") from None
     for g in config.groups:
         if g.ratio < 0:
             raise ConfigError(f"{src}: groups: ratio of {g.name!r} must be 0 or more")

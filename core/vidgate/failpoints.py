@@ -4,7 +4,8 @@ process SIGKILL itself when it reaches a named point, exactly like a power cut t
 Points: ``submit.before_vendor`` (task row stored, vendor not called),
 ``submit.after_vendor`` (vendor accepted, its id not yet recorded),
 ``poll.after_vendor`` (a poll answered, nothing recorded), ``fetch.after_download``
-(video stored in media, task not yet completed).
+(video stored in media, task not yet completed), ``webhook.before_delivery`` (a
+webhook event leased and signed, not yet sent).
 """
 
 from __future__ import annotations

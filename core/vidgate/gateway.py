@@ -47,14 +47,15 @@ from .errors import (
     not_found,
     unauthorized,
 )
+from .events import LocalNotifier, TaskNotifier
 from .media import MediaStore
-from .net import HTTP, parse_networks
 from .logs import SCRUB_KEY, ScrubSecrets
+from .net import HTTP, parse_networks, url_refusal
 from .plugins import Plugins, channel_secrets
 from .request import VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
 from .vendor import CallContext, Channel, Model, VendorJob
-from .wire import job_to_json, request_to_json
+from .wire import job_to_json, request_to_json, video_object
 
 log = structlog.get_logger("vidgate.gateway")
 
@@ -86,6 +87,42 @@ class Gateway:
         self.channel_state: dict[str, dict[str, Any]] = {}
         # Set when a task becomes due sooner than the worker expects (a callback).
         self.wakeup = asyncio.Event()
+        # Wakes event streams and `Prefer: wait` requests when a task changes.
+        self.notifier: TaskNotifier = LocalNotifier()
+        # Set when a webhook event may have been queued (the delivery loop's doorbell).
+        self.webhook_wakeup = asyncio.Event()
+        self.webhook_networks = parse_networks(config.webhooks.allow_networks)
+        store.render_task = self.render_task
+        store.on_task_change = self._task_changed
+
+    def _task_changed(self, task_id: str) -> None:
+        self.notifier.notify(task_id)
+        self.webhook_wakeup.set()
+
+    def public_base_url(self) -> str:
+        """Where clients reach this gateway (``[server] public_url``, else host and port)."""
+        server = self.config.server
+        return (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")
+
+    def content_url(self, task: TaskRecord, base: str | None = None) -> str:
+        return f"{(base or self.public_base_url()).rstrip('/')}/v1/videos/{task.id}/content"
+
+    def render_task(self, task: TaskRecord, base: str | None = None) -> dict[str, Any]:
+        """The public task object (what clients, event streams and webhooks see)."""
+        return video_object(task, self.content_url(task, base))
+
+    async def check_webhook_url(self, url: Any, param: str = "webhook_url") -> str:
+        """A client's webhook URL, or a 400 naming ``param``: http(s), at most 2048
+        characters, and (unless ``[webhooks] allow_networks`` says otherwise) a public address."""
+        if not isinstance(url, str) or not url.strip():
+            raise invalid(f"{param} must be a non-empty http(s) URL.", param)
+        url = url.strip()
+        if len(url) > 2048:
+            raise invalid(f"{param} is longer than 2048 characters.", param)
+        problem = await url_refusal(url, self.webhook_networks)
+        if problem is not None:
+            raise invalid(f"{param} {problem}.", param, "invalid_webhook_url")
+        return url
 
     @classmethod
     async def start(cls, config: Config, *, extra_plugins: dict[str, object] | None = None) -> Gateway:
@@ -247,7 +284,10 @@ class Gateway:
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         remix_source: TaskRecord | None = None,
+        webhook_url: str | None = None,
     ) -> TaskRecord:
+        if webhook_url is not None:
+            webhook_url = await self.check_webhook_url(webhook_url)
         if idempotency_key is not None:
             existing = await self.store.task_by_idempotency_key(token.id, idempotency_key)
             if existing is not None:
@@ -286,6 +326,7 @@ class Gateway:
             remixed_from=remix_source.id if remix_source else None,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
+            webhook_url=webhook_url or token.webhook_url,
             deadline_at=now + self.deadline(first),
             next_poll_at=now + self.config.worker.lease_seconds,
             lease_owner=self.owner,

@@ -85,10 +85,25 @@ class HTTP:
             connector=aiohttp.TCPConnector(resolver=GuardedResolver(self.allowed_networks), limit=50),
             headers={"User-Agent": "vidgate/0.1 (image fetch)"},
         )
+        self._extra_sessions: list[aiohttp.ClientSession] = []
 
     async def close(self) -> None:
         await self.session.close()
         await self._guarded.close()
+        for extra in self._extra_sessions:
+            await extra.close()
+
+    def guarded_session(
+        self, allowed_networks: Sequence[IPNetwork], *, user_agent: str, limit: int = 50
+    ) -> aiohttp.ClientSession:
+        """Another session behind the address guard, with its own allowed networks (for
+        other client-supplied URLs, e.g. webhook endpoints). Closed with this object."""
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(tuple(allowed_networks)), limit=limit),
+            headers={"User-Agent": user_agent},
+        )
+        self._extra_sessions.append(session)
+        return session
 
     def _check_url(self, url: str, param: str) -> None:
         parts = urlsplit(url)
@@ -159,3 +174,38 @@ class HTTP:
                 raise VendorUnavailable(f"result download was cut at {received} of {expected} bytes")
 
         return MediaSource(chunks(), content_type)
+
+
+async def url_refusal(url: str, allowed: Sequence[IPNetwork]) -> str | None:
+    """Why a client-supplied URL may not be called (None when it may): not http(s), a
+    literal non-public address, or a name that does not resolve to an allowed address.
+
+    The answer holds for now only: the guarded session checks the address again when the
+    URL is called, so a name that changes its answer later gains nothing.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL"
+    if parts.username or parts.password:
+        return "must not contain credentials"
+    host = parts.hostname.strip("[]")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        return None if address_allowed(str(literal), allowed) else "points at a private or local address"
+    resolver = GuardedResolver(allowed)
+    try:
+        await asyncio.wait_for(resolver.resolve(host, port or 0, socket.AF_UNSPEC), 10)
+    except (OSError, asyncio.TimeoutError) as exc:
+        if "not allowed" in str(exc):
+            return "points at a private or local address"
+        return "has a host name that does not resolve"
+    finally:
+        await resolver.close()
+    return None

@@ -46,6 +46,11 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker_started", owner=self.gw.owner)
+        from .webhooks import WebhookDelivery
+
+        delivery = WebhookDelivery(self.gw)
+        delivery.wakeup = self.gw.webhook_wakeup
+        hooks = asyncio.create_task(delivery.run(stop, self.cfg.tick_seconds))
         next_sweep = 0.0
         while not stop.is_set():
             try:
@@ -65,6 +70,7 @@ class Worker:
                 w.cancel()
         if self._running:
             await asyncio.wait(self._running, timeout=10)
+        await hooks
         log.info("worker_stopped")
 
     async def tick(self) -> bool:

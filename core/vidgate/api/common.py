@@ -136,8 +136,7 @@ async def unified_request(
 
 
 def content_url(request: Request, task: TaskRecord) -> str:
-    base = gateway(request).config.server.public_url or str(request.base_url)
-    return f"{base.rstrip('/')}/v1/videos/{task.id}/content"
+    return gateway(request).content_url(task, gateway(request).config.server.public_url or str(request.base_url))
 
 
 def task_json(request: Request, task: TaskRecord) -> dict[str, Any]:
@@ -153,6 +152,59 @@ def task_response(request: Request, task: TaskRecord, *, poll_hint: bool = False
         # Ask SDK pollers to come back when a change is plausible, not every second.
         headers["openai-poll-after-ms"] = str(int(max(interval, 1.0) * 1000))
     return JSONResponse(task_json(request, task), headers=headers)
+
+
+MAX_WAIT_SECONDS = 60
+
+
+def prefer_wait(request: Request) -> int | None:
+    """Seconds asked for with ``Prefer: wait`` (60) or ``wait=N`` (at most 60), else None.
+
+    Preferences that do not parse are ignored, as RFC 7240 asks.
+    """
+    header = request.headers.get("prefer")
+    if not header:
+        return None
+    for preference in header.split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value:
+            return MAX_WAIT_SECONDS
+        if value.isascii() and value.isdigit() and len(value) <= 6:
+            return min(int(value), MAX_WAIT_SECONDS)
+    return None
+
+
+def webhook_url(body: Any) -> str | None:
+    """The body's ``webhook_url`` (None when absent or null); checked by the gateway."""
+    if not isinstance(body, dict) or body.get("webhook_url") is None:
+        return None
+    value = body["webhook_url"]
+    if not isinstance(value, str):
+        raise invalid("webhook_url must be a string (an http(s) URL).", "webhook_url")
+    return value
+
+
+async def created_response(request: Request, task: TaskRecord) -> JSONResponse:
+    """Answer a create; with ``Prefer: wait`` hold the answer until the task is finished
+    or the time is up. The task runs on its own: a client that leaves loses nothing."""
+    wait = prefer_wait(request)
+    if wait is None:
+        return task_response(request, task)
+    gw = gateway(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while not task.finished:
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        await gw.notifier.wait(task.id, min(left, gw.config.server.events_poll_seconds))
+        task = await gw.store.get_task(task.id) or task
+    response = task_response(request, task)
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    return response
 
 
 def idempotency_key(request: Request) -> str | None:

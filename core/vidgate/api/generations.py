@@ -6,16 +6,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .common import gateway, idempotency_key, read_json, task_response, token, unified_request
+from . import events
+from .common import (
+    created_response,
+    gateway,
+    idempotency_key,
+    read_json,
+    task_response,
+    token,
+    unified_request,
+    webhook_url,
+)
 
 
 async def create(request: Request) -> Response:
     caller = await token(request)
-    unified, fingerprint = await unified_request(request, await read_json(request))
+    body = await read_json(request)
+    hook = webhook_url(body)
+    unified, fingerprint = await unified_request(request, body)
     task = await gateway(request).submit(
-        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
+        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint, webhook_url=hook
     )
-    return task_response(request, task)
+    return await created_response(request, task)
 
 
 async def retrieve(request: Request) -> Response:
@@ -27,4 +39,5 @@ async def retrieve(request: Request) -> Response:
 routes = [
     Route("/v1/video/generations", create, methods=["POST"]),
     Route("/v1/video/generations/{task_id}", retrieve, methods=["GET"]),
+    Route("/v1/video/generations/{task_id}/events", events.stream("task_id"), methods=["GET"]),
 ]

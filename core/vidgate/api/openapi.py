@@ -75,6 +75,15 @@ _METADATA = {
     "additionalProperties": True,
 }
 
+_WEBHOOK_URL = {
+    "type": "string",
+    "maxLength": 2048,
+    "format": "uri",
+    "description": "An http(s) URL that receives this task's signed webhook events (Standard Webhooks: "
+    "`video.in_progress`, `video.completed`, `video.failed`, `video.cancelled`). It must be a public "
+    "address; anything else is a 400 naming `webhook_url`. Default: the token's webhook URL.",
+}
+
 SCHEMAS: dict[str, Any] = {
     "VideoGenerationRequest": {
         "type": "object",
@@ -101,6 +110,7 @@ SCHEMAS: dict[str, Any] = {
             }),
             "input_reference": nullable({"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}),
             "metadata": nullable(_METADATA),
+            "webhook_url": nullable(_WEBHOOK_URL),
         },
     },
     "VideoCreateMultipart": {
@@ -111,6 +121,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "model": {"type": "string", "minLength": 1},
             "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+            "webhook_url": _WEBHOOK_URL,
             "seconds": {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
             "duration": {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
             "size": _SIZE,
@@ -322,6 +333,20 @@ _IDEMPOTENCY = {
     "once; the same key with another body is a 409.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+_PREFER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "`wait` or `wait=N` (N at most 60; `wait` is 60): hold the answer until the task is "
+    "finished or N seconds passed, then answer the task as it is. Other preferences are ignored.",
+    "schema": {"type": "string", "examples": ["wait", "wait=30"]},
+}
+_PREFERENCE_APPLIED = {
+    "Preference-Applied": {
+        "description": "`wait=N` when the request asked for `Prefer: wait`.",
+        "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+    }
+}
 _POLL_AFTER = {
     "openai-poll-after-ms": {
         "description": "While the task is unfinished: milliseconds to wait before polling again, from the "
@@ -346,7 +371,35 @@ def _links(id_pointer: str = "$response.body#/id") -> dict[str, Any]:
 
 
 def _created(description: str) -> dict[str, Any]:
-    return {**ok("Video", description), "links": _links()}
+    return {**ok("Video", description, _PREFERENCE_APPLIED), "links": _links()}
+
+
+def _events(name: str, operation: str, tag: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation,
+            "tags": [tag],
+            "summary": "Server-Sent Events of the task until it is finished.",
+            "description": "`text/event-stream`. The current state first, then one event per status or "
+            "progress change; `event:` is `video.queued`, `video.in_progress`, `video.progress` (progress "
+            "only), `video.completed`, `video.failed` or `video.cancelled`; `data:` the task object; `id:` a "
+            "growing number, so reconnecting with `Last-Event-ID` resumes without repeats. A `: ping` "
+            "comment every 15 s; the stream closes after the terminal event.",
+            "parameters": [
+                _path_id(name),
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "description": "The `id` of the last event received.", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "headers": {"x-request-id": _REQUEST_ID},
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **errors(404),
+            },
+        }
+    }
 
 PATHS: dict[str, Any] = {
     "/v1/video/generations": {
@@ -354,7 +407,7 @@ PATHS: dict[str, Any] = {
             "operationId": "createGeneration",
             "tags": ["unified"],
             "summary": "Create a video task (the unified request).",
-            "parameters": [_IDEMPOTENCY],
+            "parameters": [_IDEMPOTENCY, _PREFER],
             "requestBody": {"required": True, "content": {JSON: {"schema": ref("VideoGenerationRequest")}}},
             "responses": {"200": _created("The new task, usually `queued`."), **_CREATE_ERRORS},
         }
@@ -374,7 +427,7 @@ PATHS: dict[str, Any] = {
             "tags": ["openai"],
             "summary": "Create a video task (OpenAI Videos API); multipart, JSON or urlencoded. A body with "
             "any other content type is read as JSON.",
-            "parameters": [_IDEMPOTENCY],
+            "parameters": [_IDEMPOTENCY, _PREFER],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -401,6 +454,8 @@ PATHS: dict[str, Any] = {
             "responses": {"200": ok("VideoList", "One page of tasks."), **errors(400)},
         },
     },
+    "/v1/videos/{video_id}/events": _events("video_id", "streamVideoEvents", "openai"),
+    "/v1/video/generations/{task_id}/events": _events("task_id", "streamGenerationEvents", "unified"),
     "/v1/videos/{video_id}": {
         "get": {
             "operationId": "getVideo",
@@ -581,12 +636,37 @@ _DOCUMENT: dict[str, Any] = {
     ],
     "security": [{"bearer": []}],
     "paths": PATHS,
+    "webhooks": {
+        "videoEvent": {
+            "post": {
+                "summary": "A task's status changed (sent to the task's `webhook_url`).",
+                "description": "Signed per Standard Webhooks: `webhook-id` (the event id, the same on every "
+                "retry), `webhook-timestamp`, `webhook-signature` (`v1,<base64>` per signing secret, space "
+                "separated). Answer 2xx; anything else is retried; 410 stops deliveries to the URL.",
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("WebhookEvent")}}},
+                "responses": {"200": {"description": "Received."}},
+            }
+        }
+    },
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "A vidgate API key (`vg-…`)."}
         },
         "schemas": SCHEMAS,
         "responses": RESPONSES,
+    },
+}
+
+
+SCHEMAS["WebhookEvent"] = {
+    "type": "object",
+    "required": ["id", "object", "type", "created_at", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^evt_"},
+        "object": {"const": "event"},
+        "type": {"type": "string", "enum": ["video.in_progress", "video.completed", "video.failed", "video.cancelled"]},
+        "created_at": {"type": "integer"},
+        "data": ref("Video"),
     },
 }
 

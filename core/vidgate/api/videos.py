@@ -26,7 +26,10 @@ from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, pr
 from ..wire import request_from_json
 from .errors import error_response
 from .forms import parse_multipart, parse_urlencoded, text
+from . import events
 from .common import (
+    created_response,
+    webhook_url,
     unified_request,
     MAX_JSON_DEPTH,
     _depth,
@@ -42,7 +45,7 @@ from .common import (
 
 MAX_LIST_LIMIT = 100
 DEFAULT_LIST_LIMIT = 20
-_TEXT_FIELDS = ("model", "prompt", "seconds", "duration", "size", "image")
+_TEXT_FIELDS = ("model", "prompt", "seconds", "duration", "size", "image", "webhook_url")
 _UPLOAD_FIELDS = ("input_reference", "image", "images", "images[]")
 _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() accepts "²"
 # A text part may carry an image as a data URL (input_reference[image_url]); allow the
@@ -163,13 +166,16 @@ async def create(request: Request) -> Response:
     caller = await token(request)
     if _is_form(request):
         fields, uploads, fingerprint = await _read_multipart(request)
+        hook = webhook_url(fields)
         unified, _ = await unified_request(request, fields, uploads)
     else:
-        unified, fingerprint = await unified_request(request, await read_json(request))
+        body = await read_json(request)
+        hook = webhook_url(body)
+        unified, fingerprint = await unified_request(request, body)
     task = await gateway(request).submit(
-        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint
+        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint, webhook_url=hook
     )
-    return task_response(request, task)
+    return await created_response(request, task)
 
 
 async def retrieve(request: Request) -> Response:
@@ -334,4 +340,5 @@ routes = [
     Route("/v1/videos/{video_id}", item, methods=["GET", "DELETE"]),
     Route("/v1/videos/{video_id}/content", content, methods=["GET", "HEAD"]),
     Route("/v1/videos/{video_id}/remix", remix, methods=["POST"]),
+    Route("/v1/videos/{video_id}/events", events.stream("video_id"), methods=["GET"]),
 ]

@@ -24,6 +24,10 @@ class TokenRecord:
     expires_at: float | None
     revoked_at: float | None
     created_at: float
+    # The default endpoint for this token's tasks, and its signing secrets (newest
+    # first; each ``{"secret", "expires_at"}``, an old one still signing during a rotation).
+    webhook_url: str | None = None
+    webhook_secrets: list[dict[str, Any]] | None = attrs.field(default=None, repr=False)
 
     @property
     def remaining(self) -> int | None:
@@ -74,6 +78,8 @@ class TaskRecord:
     lease_owner: str | None = None
     lease_until: float | None = None
     media: dict[str, Any] | None = None
+    webhook_url: str | None = None
+    notified_status: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -104,3 +110,24 @@ class LedgerEntry:
     model: str | None
     reason: str
     at: float
+
+
+@attrs.define
+class WebhookEvent:
+    """One event in the webhook outbox; ``body`` is the exact JSON that is signed and sent."""
+
+    id: str
+    task_id: str
+    token_id: str
+    url: str
+    type: str
+    body: str
+    state: str  # pending | delivered | failed | gone
+    attempts: int
+    next_attempt_at: float | None
+    lease_owner: str | None
+    lease_until: float | None
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None

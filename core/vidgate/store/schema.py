@@ -104,4 +104,36 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks DROP COLUMN request",
         "ALTER TABLE tasks DROP COLUMN job",
     ],
+    # Webhooks: a per-task and per-token endpoint, per-token signing secrets, and the
+    # outbox of events (written in the transaction that changes the task's status).
+    [
+        "ALTER TABLE tasks ADD COLUMN webhook_url TEXT",
+        # The last status an outbox event was written for, so each status is announced once.
+        "ALTER TABLE tasks ADD COLUMN notified_status TEXT",
+        "ALTER TABLE tokens ADD COLUMN webhook_url TEXT",
+        "ALTER TABLE tokens ADD COLUMN webhook_secrets TEXT",
+        """CREATE TABLE webhook_events (
+            id TEXT PRIMARY KEY,
+            task_id TEXT NOT NULL,
+            token_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at DOUBLE PRECISION,
+            lease_owner TEXT,
+            lease_until DOUBLE PRECISION,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            delivered_at DOUBLE PRECISION
+        )""",
+        "CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending'",
+        "CREATE INDEX webhook_events_task ON webhook_events (task_id, created_at)",
+        """CREATE TABLE webhook_gone (
+            url TEXT PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL
+        )""",
+    ],
 ]

@@ -11,6 +11,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .db import Database, connect
@@ -23,6 +24,7 @@ from .records import (
     LedgerEntry,
     TaskRecord,
     TokenRecord,
+    WebhookEvent,
 )
 from .schema import MIGRATIONS
 
@@ -91,7 +93,14 @@ def _token_from_row(row: dict[str, Any]) -> TokenRecord:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         created_at=row["created_at"],
+        webhook_url=row.get("webhook_url"),
+        webhook_secrets=json.loads(row["webhook_secrets"]) if row.get("webhook_secrets") else None,
     )
+
+
+# Statuses a webhook announces: every status a task moves to after ``queued``, so a
+# terminal status added later (``cancelled``) is announced as ``video.<status>`` too.
+_SILENT_STATUSES = ("queued",)
 
 
 class Store:
@@ -99,6 +108,12 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: Renders a task as the public object for webhook bodies (set by the gateway,
+        #: which knows the public URL); without it the object has no content URL.
+        self.render_task: Callable[[TaskRecord], dict[str, Any]] | None = None
+        #: Called with a task id after every committed change to that task (the
+        #: gateway wires its notifier here so event streams wake at once).
+        self.on_task_change: Callable[[str], None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -300,14 +315,69 @@ class Store:
         sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
         if only_if_active:
             sql += " AND status NOT IN ('completed', 'failed')"
-        if job is _UNSET:
-            n = await self.db.execute(sql, *(_encode(k, v) for k, v in fields.items()), task_id)
-            return n > 0
-        async with self.db.transaction() as tx:
-            n = await tx.execute(sql, *(_encode(k, v) for k, v in fields.items()), task_id)
-            if n > 0:
-                await tx.execute("UPDATE task_blobs SET job = ? WHERE task_id = ?", _encode("job", job), task_id)
+        args = (*(_encode(k, v) for k, v in fields.items()), task_id)
+        if job is _UNSET and "status" not in fields:
+            n = await self.db.execute(sql, *args)
+        else:
+            async with self.db.transaction() as tx:
+                n = await tx.execute(sql, *args)
+                if n and job is not _UNSET:
+                    await tx.execute("UPDATE task_blobs SET job = ? WHERE task_id = ?", _encode("job", job), task_id)
+                if n and "status" in fields:
+                    await self._announce(tx, task_id)
+        if n:
+            self._changed(task_id)
         return n > 0
+
+    def _changed(self, task_id: str) -> None:
+        if self.on_task_change is not None:
+            self.on_task_change(task_id)
+
+    async def _announce(self, tx: Database, task_id: str) -> None:
+        """Inside the transaction that changed a task's status: queue its webhook event.
+
+        ``notified_status`` remembers the last status announced, so a repeated write of
+        the same status queues nothing; the event commits (or not) with the change itself.
+        """
+        silent = ", ".join(f"'{s}'" for s in _SILENT_STATUSES)
+        rows = await tx.fetchall(
+            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL"
+            f" AND status NOT IN ({silent}) AND (notified_status IS NULL OR notified_status <> status)"
+            " RETURNING *",
+            task_id,
+        )
+        if not rows:
+            return
+        task = _task_from_row(rows[0])
+        assert task.webhook_url is not None
+        if self.render_task is not None:
+            data = self.render_task(task)
+        else:
+            from ..wire import video_object  # the wire module imports the store's records
+
+            data = video_object(task, None)
+        now = time.time()
+        event_id = "evt_" + secrets.token_hex(16)
+        kind = f"video.{task.status}"
+        body = json.dumps(
+            {"id": event_id, "object": "event", "type": kind, "created_at": int(now), "data": data},
+            separators=(",", ":"),
+        )
+        gone = await tx.fetchone("SELECT url FROM webhook_gone WHERE url = ?", task.webhook_url)
+        await tx.execute(
+            "INSERT INTO webhook_events (id, task_id, token_id, url, type, body, state, attempts, next_attempt_at,"
+            " last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            event_id,
+            task.id,
+            task.token_id,
+            task.webhook_url,
+            kind,
+            body,
+            "gone" if gone else "pending",
+            now,
+            "the endpoint answered 410 Gone earlier" if gone else None,
+            now,
+        )
 
     async def finish_task(
         self,
@@ -342,6 +412,8 @@ class Store:
                 return False
             if refund:
                 await self._refund(tx, task_id, reason or "task failed")
+            await self._announce(tx, task_id)
+        self._changed(task_id)
         return True
 
     async def _refund(self, tx: Database, task_id: str, reason: str) -> None:
@@ -373,13 +445,20 @@ class Store:
         """Drop our lease on an unfinished task, saving ``fields`` (e.g. next_poll_at)."""
         fields.update(lease_owner=None, lease_until=None, updated_at=time.time())
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        n = await self.db.execute(
+        sql = (
             f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_owner = ?"
-            " AND status NOT IN ('completed', 'failed')",
-            *(_encode(k, v) for k, v in fields.items()),
-            task_id,
-            owner,
+            " AND status NOT IN ('completed', 'failed')"
         )
+        args = (*(_encode(k, v) for k, v in fields.items()), task_id, owner)
+        if "status" in fields:
+            async with self.db.transaction() as tx:
+                n = await tx.execute(sql, *args)
+                if n:
+                    await self._announce(tx, task_id)
+        else:
+            n = await self.db.execute(sql, *args)
+        if n:
+            self._changed(task_id)
         return n > 0
 
     async def renew_lease(self, task_id: str, owner: str, until: float) -> bool:
@@ -465,3 +544,120 @@ class Store:
             limit,
         )
         return [r["id"] for r in rows]
+
+    # -- webhooks -----------------------------------------------------------------------
+
+    async def set_token_webhook(self, token_id: str, url: str | None) -> bool:
+        """Set (or clear, with None) a token's default webhook endpoint."""
+        return await self.db.execute("UPDATE tokens SET webhook_url = ? WHERE id = ?", url, token_id) > 0
+
+    async def set_webhook_secrets(self, token_id: str, secrets_: list[dict[str, Any]]) -> bool:
+        """Replace a token's signing secrets (newest first)."""
+        return (
+            await self.db.execute(
+                "UPDATE tokens SET webhook_secrets = ? WHERE id = ?", json.dumps(secrets_), token_id
+            )
+            > 0
+        )
+
+    async def lease_webhook_events(
+        self, owner: str, *, now: float, limit: int, lease_seconds: float
+    ) -> list[WebhookEvent]:
+        """Take a lease on up to ``limit`` pending events that are due for delivery, at
+        most the oldest pending one of each task (so a task's events arrive in order)."""
+        rows = await self.db.fetchall(
+            "UPDATE webhook_events SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            " SELECT e.id FROM webhook_events e WHERE e.state = 'pending' AND e.next_attempt_at <= ?"
+            " AND (e.lease_until IS NULL OR e.lease_until < ?)"
+            # A task's events go out in order: none while an earlier one is still pending.
+            " AND NOT EXISTS (SELECT 1 FROM webhook_events p WHERE p.task_id = e.task_id"
+            " AND p.state = 'pending' AND (p.created_at < e.created_at OR (p.created_at = e.created_at AND p.id < e.id)))"
+            f" ORDER BY e.next_attempt_at LIMIT ?{self.db.skip_locked}) RETURNING *",
+            owner,
+            now + lease_seconds,
+            now,
+            now,
+            limit,
+        )
+        return sorted((WebhookEvent(**r) for r in rows), key=lambda e: (e.created_at, e.id))
+
+    async def record_webhook_attempt(
+        self,
+        event_id: str,
+        owner: str,
+        *,
+        state: str,
+        http_status: int | None,
+        error: str | None,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        """Save one delivery attempt's outcome and drop our lease (``state``: pending to
+        retry at ``next_attempt_at``, delivered, failed, gone)."""
+        now = time.time()
+        n = await self.db.execute(
+            "UPDATE webhook_events SET state = ?, attempts = attempts + 1, last_status = ?, last_error = ?,"
+            " next_attempt_at = ?, delivered_at = ?, lease_owner = NULL, lease_until = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            state,
+            http_status,
+            (error or "")[:1000] or None,
+            next_attempt_at,
+            now if state == "delivered" else None,
+            event_id,
+            owner,
+        )
+        return n > 0
+
+    async def mark_webhook_url_gone(self, url: str) -> int:
+        """Record that ``url`` answered 410 Gone: stop every pending event to it (and
+        future ones, until an operator redelivers). Returns the events stopped."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            if not await tx.fetchone("SELECT url FROM webhook_gone WHERE url = ?", url):
+                await tx.execute("INSERT INTO webhook_gone (url, at) VALUES (?, ?)", url, now)
+            return await tx.execute(
+                "UPDATE webhook_events SET state = 'gone', last_error = ? WHERE url = ? AND state = 'pending'",
+                "the endpoint answered 410 Gone",
+                url,
+            )
+
+    async def webhook_url_gone(self, url: str) -> bool:
+        """Whether ``url`` answered 410 Gone (and no operator redelivered since)."""
+        return await self.db.fetchone("SELECT url FROM webhook_gone WHERE url = ?", url) is not None
+
+    async def list_webhook_events(
+        self, *, states: tuple[str, ...] | None = None, task_id: str | None = None, limit: int = 100
+    ) -> list[WebhookEvent]:
+        """Newest events first, optionally only those in ``states`` or of one task."""
+        sql = "SELECT * FROM webhook_events WHERE 1 = 1"
+        args: list[Any] = []
+        if states:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            args += list(states)
+        if task_id:
+            sql += " AND task_id = ?"
+            args.append(task_id)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [WebhookEvent(**r) for r in await self.db.fetchall(sql, *args)]
+
+    async def redeliver_webhook_events(self, event_id: str | None = None) -> int:
+        """Make one event (any state), or every failed and gone one, pending again now.
+
+        Redelivering clears the 410 record of the event's URL: the operator says it is back.
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            if event_id is not None:
+                where, args = "id = ?", [event_id]
+            else:
+                where, args = "state IN ('failed', 'gone')", []
+            rows = await tx.fetchall(f"SELECT DISTINCT url FROM webhook_events WHERE {where}", *args)
+            for r in rows:
+                await tx.execute("DELETE FROM webhook_gone WHERE url = ?", r["url"])
+            return await tx.execute(
+                "UPDATE webhook_events SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                f" lease_owner = NULL, lease_until = NULL WHERE {where}",
+                now,
+                *args,
+            )
