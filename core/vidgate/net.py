@@ -210,6 +210,8 @@ class HTTP:
             return await self._fetch_image(url, param)
         except VendorRejected:
             raise
+        except aiohttp.InvalidURL:
+            raise VendorRejected(f"{param}: not a valid http(s) image URL", param=param) from None
         except Exception as exc:  # noqa: BLE001 -- whatever the URL made the client library raise
             if _refused_by_guard(exc):
                 raise VendorRejected(f"{param}: the image URL's address is not allowed", param=param) from None

@@ -174,7 +174,7 @@ async def test_private_image_url_is_refused_without_allowlist(tmp_path, where):
             status, body = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p", "image": url})
             assert status == 400, body
             assert body["error"]["param"] == "image"
-            assert "private or local" in body["error"]["message"]
+            assert "not allowed" in body["error"]["message"]
             assert (await gw.gateway.store.token("test")).used == 0
     assert creates(fake) == []
 
