@@ -12,6 +12,7 @@ error) fails the task instead of being served. Size is capped by ``media.max_res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -104,6 +105,11 @@ class MediaStore:
             await asyncio.to_thread(f.flush)
             await asyncio.to_thread(os.fsync, f.fileno())
         except BaseException:
+            # Close the source now (a download's connection goes back to the pool).
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
             await asyncio.to_thread(f.close)
             await asyncio.to_thread(tmp.unlink, missing_ok=True)
             raise

@@ -195,6 +195,16 @@ class HTTP:
             self._guarded[key] = session
         return session
 
+    @property
+    def image_session(self) -> aiohttp.ClientSession:
+        """The guarded session for client image URLs."""
+        return self._guarded_session("image", self.allowed_networks)
+
+    @property
+    def connectors(self) -> list[aiohttp.BaseConnector]:
+        """Every connector in use (for leak checks)."""
+        return [s.connector for s in (self.session, *self._guarded.values()) if s.connector is not None]
+
     async def close(self) -> None:
         await self.session.close()
         for session in self._guarded.values():
