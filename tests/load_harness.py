@@ -93,6 +93,7 @@ class LoadRig:
             name = "sora"
             vendor = "sora"
             base_url = "http://127.0.0.1:{port}/v1"
+            allow_result_networks = ["127.0.0.0/8"]  # the fake serves results on loopback
             [channels.credentials]
             api_key = "{VENDOR_KEY}"
             [channels.options]

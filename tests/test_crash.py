@@ -41,6 +41,7 @@ def write_config(tmp_path, fake_url):
         name = "kling"
         vendor = "kling"
         base_url = "{fake_url}"
+        allow_result_networks = ["127.0.0.0/8"]  # the fake serves results on loopback
         [channels.credentials]
         access_key = "fake-ak"
         secret_key = "fake-sk"

@@ -62,7 +62,7 @@ async def money(gw: RunningGateway, task_id: str) -> tuple[int, int]:
 
 async def no_leaked_connections(gw: RunningGateway) -> None:
     """Every pooled outbound connection is back in the pool (none held by a stuck call)."""
-    connectors = [gw.gateway.http.session.connector, gw.gateway.http._guarded.connector]
+    connectors = gw.gateway.http.connectors
     end = time.monotonic() + 3
     while any(len(c._acquired) for c in connectors):  # noqa: SLF001 - aiohttp has no public counter
         assert time.monotonic() < end, f"connections still acquired: {[len(c._acquired) for c in connectors]}"
@@ -327,7 +327,7 @@ def test_every_outbound_call_has_a_bounded_timeout():
             assert http.timeout.total == 5
             # Downloads may be long, so no total; but a stalled body is cut by sock_read.
             assert http.download_timeout.connect == 1 and http.download_timeout.sock_read
-            assert http._guarded.timeout.total == 3  # noqa: SLF001
+            assert http.image_session.timeout.total == 3
         finally:
             await http.close()
 

@@ -63,6 +63,10 @@ class MediaConfig:
     path: str = f"{DEFAULT_DATA_DIR}/media"
     # How long a finished video stays downloadable (drives ``expires_at``).
     retention_hours: float = 24 * 7
+    # Largest result (video or thumbnail) stored, in bytes after any Content-Encoding is
+    # decoded; enforced while streaming. 512 MiB is several times a minute of 4K at the
+    # bitrates vendors deliver, and small enough that one task cannot fill a disk.
+    max_result_bytes: int = 512 * 1024 * 1024
 
 
 @attrs.frozen
@@ -75,6 +79,9 @@ class WorkerConfig:
     max_backoff_seconds: float = 60.0
     # Attempts to copy a completed result into media storage before failing the task.
     fetch_attempts: int = 5
+    # Result downloads run in their own slots, so slow downloads never hold the slots
+    # that poll other tasks.
+    fetch_concurrency: int = 8
 
 
 @attrs.frozen
@@ -85,9 +92,17 @@ class NetworkConfig:
     # Result downloads have no total deadline (videos are large); a read that stalls this
     # long ends the attempt, which the worker retries.
     download_idle_timeout_seconds: float = 60.0
+    # Whole-transfer bound of one result download attempt, and the slowest transfer
+    # accepted (averaged over each window); a trickling vendor ends the attempt.
+    download_timeout_seconds: float = 1800.0
+    download_min_bytes_per_second: float = 16 * 1024
+    download_rate_window_seconds: float = 30.0
     # CIDR ranges client image URLs may resolve to although they are private, loopback or
     # link-local (for tests and private deployments). Empty means public addresses only.
     allow_image_networks: tuple[str, ...] = ()
+    # The same for vendor result URLs (every channel; a channel's own
+    # ``allow_result_networks`` replaces this list for that channel).
+    allow_result_networks: tuple[str, ...] = ()
     # Submit retries on one channel for rate limits before moving to the next channel.
     submit_retries: int = 2
     max_retry_after_seconds: float = 10.0
@@ -130,6 +145,9 @@ class ChannelConfig:
     rate_per_minute: float | None = None
     # How long a channel stays out of rotation after an account error or repeated failures.
     cooldown_seconds: float = 60.0
+    # Private CIDR ranges this channel's result URLs may point at (None: the
+    # ``[network] allow_result_networks`` list).
+    allow_result_networks: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -242,6 +260,16 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     return config
 
 
+def _check_networks(cidrs: tuple[str, ...], where: str) -> None:
+    import ipaddress
+
+    for i, cidr in enumerate(cidrs):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}[{i}]: {cidr!r} is not a CIDR range") from None
+
+
 def _check_consistency(config: Config) -> None:
     src = config.source
     server = config.server
@@ -249,6 +277,18 @@ def _check_consistency(config: Config) -> None:
                 "keep_alive_timeout_seconds", "limit_concurrency", "backlog", "max_header_bytes"):
         if getattr(server, key) <= 0:
             raise ConfigError(f"{src}: server.{key}: must be positive")
+    net = config.network
+    _check_networks(net.allow_image_networks, f"{src}: network.allow_image_networks")
+    _check_networks(net.allow_result_networks, f"{src}: network.allow_result_networks")
+    for key in ("download_timeout_seconds", "download_rate_window_seconds"):
+        if getattr(net, key) <= 0:
+            raise ConfigError(f"{src}: network.{key}: must be positive")
+    if net.download_min_bytes_per_second < 0:
+        raise ConfigError(f"{src}: network.download_min_bytes_per_second: must be 0 or more")
+    if config.media.max_result_bytes < 1:
+        raise ConfigError(f"{src}: media.max_result_bytes: must be at least 1")
+    if config.worker.fetch_concurrency < 1:
+        raise ConfigError(f"{src}: worker.fetch_concurrency: must be at least 1")
     seen: set[str] = set()
     groups = {g.name for g in config.groups}
     for i, ch in enumerate(config.channels):
@@ -258,6 +298,8 @@ def _check_consistency(config: Config) -> None:
         if ch.name in seen:
             raise ConfigError(f"{where}.name: channel name {ch.name!r} is used twice")
         seen.add(ch.name)
+        if ch.allow_result_networks is not None:
+            _check_networks(ch.allow_result_networks, f"{where}.allow_result_networks")
         if ch.weight < 0:
             raise ConfigError(f"{where}.weight: must be 0 or more")
         if ch.max_concurrent is not None and ch.max_concurrent < 1:

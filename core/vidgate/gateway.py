@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -80,11 +81,17 @@ class Gateway:
         self.plugins = plugins
         self.store = store
         self.http = http
-        self.media = MediaStore(Path(config.media.path))
+        self.media = MediaStore(Path(config.media.path), config.media.max_result_bytes)
         self.dispatcher = dispatcher or Dispatcher(config, plugins)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.workdir = config.data_dir / "vendors"
         self.channel_state: dict[str, dict[str, Any]] = {}
+        self.result_networks = {
+            ch.name: parse_networks(
+                config.network.allow_result_networks if ch.allow_result_networks is None else ch.allow_result_networks
+            )
+            for ch in config.channels
+        }
         # Set when a task becomes due sooner than the worker expects (a callback).
         self.wakeup = asyncio.Event()
         # Wakes event streams and `Prefer: wait` requests when a task changes.
@@ -135,7 +142,12 @@ class Gateway:
             connect_timeout=net.connect_timeout_seconds,
             image_timeout=net.image_fetch_timeout_seconds,
             download_idle_timeout=net.download_idle_timeout_seconds,
+            download_timeout=net.download_timeout_seconds,
+            download_min_bytes_per_second=net.download_min_bytes_per_second,
+            download_rate_window_seconds=net.download_rate_window_seconds,
+            max_result_bytes=config.media.max_result_bytes,
             allowed_networks=parse_networks(net.allow_image_networks),
+            result_networks=parse_networks(net.allow_result_networks),
         )
         return cls(config, plugins, store, http, dispatcher)
 
@@ -228,7 +240,7 @@ class Gateway:
             callback_url=callback_url,
             state=self.channel_state.setdefault(channel.name, {}),
             fetch_image=self.http.fetch_image,
-            download=self.http.download,
+            download=functools.partial(self.http.download, allowed_networks=self.result_networks.get(channel.name)),
         )
 
     def poll_interval(self, channel: Channel) -> float:

@@ -194,6 +194,9 @@ def _test_config(config: Mapping[str, Any] | str | None, tmp_path: Path) -> Any:
     worker.setdefault("tick_seconds", 0.05)
     network = data.setdefault("network", {})
     network.setdefault("max_retry_after_seconds", 2.0)
+    # Fake vendors run on loopback and serve their results from there; production
+    # refuses loopback result URLs unless the operator allows them, as here.
+    network.setdefault("allow_result_networks", ["127.0.0.0/8", "::1/128"])
     if "channels" not in data:
         data["channels"] = [{"name": "local", "vendor": "local"}]
         data.setdefault("plugins", {}).setdefault("enabled", ["local"])

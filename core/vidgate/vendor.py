@@ -256,9 +256,13 @@ class CallContext:
         return await self._fetch_image(url, param)
 
     async def download(self, url: str, headers: Mapping[str, str] | None = None) -> MediaSource:
-        """Stream a vendor result URL (following redirects) with a connect and per-read
-        timeout but no whole-transfer deadline. 5xx and connection failures raise
-        ``VendorUnavailable``; 404/410 raise ``TaskFailed`` (the result is gone)."""
+        """Stream a vendor result URL through the address guard (private addresses only
+        where the operator allowed them for this channel), following redirects; ``headers``
+        (credentials) are sent only while the origin stays that of ``url``. Bounded by
+        ``media.max_result_bytes`` and the ``[network] download_*`` time and rate limits;
+        asks for identity encoding and decodes gzip/deflate itself. 5xx, connection
+        failures and too-slow transfers raise ``VendorUnavailable``; 404/410, refused
+        addresses and oversize results raise ``TaskFailed`` (``result_unavailable``)."""
         assert self._download is not None
         return await self._download(url, headers=headers)
 

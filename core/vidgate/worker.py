@@ -40,8 +40,12 @@ class Worker:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.cfg = gateway.config.worker
-        self._slots = asyncio.Semaphore(self.cfg.concurrency)
+        # Two pools: ``_running`` (at most ``concurrency``) holds jobs that poll or submit;
+        # a job that starts copying a result moves to ``_fetching`` (at most
+        # ``fetch_concurrency``), so slow downloads never starve the polling of others.
         self._running: set[asyncio.Task[None]] = set()
+        self._fetching: set[asyncio.Task[None]] = set()
+        self._fetch_slots = asyncio.Semaphore(self.cfg.fetch_concurrency)
         self._rng = random.Random()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -68,8 +72,8 @@ class Worker:
             await asyncio.wait(waiters, timeout=self.cfg.tick_seconds, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
-        if self._running:
-            await asyncio.wait(self._running, timeout=10)
+        if self._running or self._fetching:
+            await asyncio.wait(self._running | self._fetching, timeout=10)
         await hooks
         log.info("worker_stopped")
 
@@ -102,8 +106,11 @@ class Worker:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             await self.tick()
-            if self._running:
-                await asyncio.wait(self._running, timeout=max(0.0, end - time.monotonic()))
+            if self._running or self._fetching:
+                await asyncio.wait(
+                    self._running | self._fetching,
+                    timeout=max(0.0, end - time.monotonic()),
+                )
             else:
                 return
 
@@ -233,6 +240,19 @@ class Worker:
         )
 
     async def _fetch(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
+        job = asyncio.current_task()
+        if job is not None and job in self._running:
+            self._running.discard(job)
+            self._fetching.add(job)
+            job.add_done_callback(self._fetching.discard)
+        if self._fetch_slots.locked():
+            # Every download slot is busy: come back soon rather than wait holding the lease.
+            await self._release(task, next_poll_at=time.time() + 1.0)
+            return
+        async with self._fetch_slots:
+            await self._fetch_result(task, channel, ctx)
+
+    async def _fetch_result(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
         assert task.handle is not None
         media = self.gw.media
         try:

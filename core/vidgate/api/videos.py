@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
-from ..media import VARIANTS
+from ..media import SERVABLE_TYPES, VARIANTS
 from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, prompt_problem
 from ..wire import request_from_json
 from .errors import error_response
@@ -254,13 +254,23 @@ async def content(request: Request) -> Response:
     if info is None or stat is None:
         raise not_found(f"Video '{task.id}' has no stored {variant}.", "variant")
     ext = "mp4" if variant == "video" else "webp"
+    # Only a type the gateway sniffed when storing is sent (media stored before sniffing
+    # existed may carry a vendor's claim such as text/html); the browser must not sniff
+    # either, and a document opened from here runs nothing.
+    media_type = info.get("content_type")
+    if media_type not in SERVABLE_TYPES:
+        media_type = "application/octet-stream"
     return _MediaResponse(
         path,
         stat_result=stat,
-        media_type=info.get("content_type", "application/octet-stream"),
+        media_type=media_type,
         filename=f"{task.id}.{ext}",
         content_disposition_type="inline",
-        headers={"Cache-Control": "private, max-age=3600"},
+        headers={
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
     )
 
 

@@ -355,3 +355,23 @@ async def test_transient_poll_errors_never_fail_the_task(tmp_path):
             assert (await gw.wait(task["id"], key))["status"] == "completed"
     retrieves = [r.status for r in fake.requests if r.method == "GET" and r.path.count("/") == 3]
     assert retrieves[:3] == [500, 500, 429] and retrieves[-1] == 200
+
+
+async def test_image_urls_that_break_the_resolver_are_400s_and_the_channel_stays_up(tmp_path):
+    """A 64-character label made ``getaddrinfo`` raise ``UnicodeError`` (counted against
+    the channel); a Unicode-digit loopback address was fetched. Both are 400s on
+    ``image``; nothing reaches the vendor, and a normal task completes afterwards."""
+    fake = FakeVideosAPI()
+    bad = ["http://" + "a" * 64 + ".example/x.png", "http://\uff11\uff12\uff17\uff0e0.0.1:1/x.png"]
+    async with served(fake) as up:
+        async with run_gateway(config(channel(up)), tmp_path) as gw:
+            key = await gw.token()
+            for url in bad * 2:
+                status, err = await gw.post(
+                    "/v1/video/generations", key, json={"model": "sora-2", "prompt": "p", "image": url}
+                )
+                assert status == 400 and err["error"]["param"] == "image", (url, err)
+            status, task = await gw.post("/v1/video/generations", key, json={"model": "sora-2", "prompt": "p"})
+            assert status == 200, task
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+    assert len(fake.creates()) == 1

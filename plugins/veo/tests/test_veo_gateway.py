@@ -174,7 +174,7 @@ async def test_private_image_url_is_refused_without_allowlist(tmp_path, where):
             status, body = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p", "image": url})
             assert status == 400, body
             assert body["error"]["param"] == "image"
-            assert "private or local" in body["error"]["message"]
+            assert "not allowed" in body["error"]["message"]
             assert (await gw.gateway.store.token("test")).used == 0
     assert creates(fake) == []
 
@@ -365,3 +365,28 @@ async def test_big_vertex_inline_result_decodes_in_chunks(tmp_path):
             assert await _content(gw, task["id"], key) == video
             stored = await gw.gateway.store.get_task(task["id"])
     assert "bytesBase64Encoded" not in str(stored.result) and stored.result["inline"] is True
+
+
+async def test_image_urls_that_break_the_resolver_are_400s_naming_the_field(tmp_path):
+    """A 64-character label made ``getaddrinfo`` raise ``UnicodeError`` (counted against
+    the channel); a Unicode-digit loopback address was fetched. Both are 400s naming the
+    field, for the first image and the last frame, and the channel keeps working."""
+    fake = FakeVeo()
+    bad = ["http://" + "a" * 64 + ".example/x.png", "http://\u2460\u2461\u2466.0.0.1:1/x.png"]
+    async with fake.serve():
+        async with run_gateway(config(channel(fake, "gemini")), tmp_path) as gw:
+            key = await gw.token()
+            for url in bad * 2:
+                for body, param in (
+                    ({"image": url}, "image"),
+                    ({"images": ["data:image/png;base64," + base64.b64encode(PNG).decode(), url]}, "images[1]"),
+                ):
+                    status, answer = await gw.post(
+                        "/v1/video/generations", key, json={"model": "veo-3", "prompt": "p", **body}
+                    )
+                    assert status == 400, (url, answer)
+                    assert answer["error"]["param"] == param, answer
+            status, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p"})
+            assert status == 200, task
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+    assert len(creates(fake)) == 1
