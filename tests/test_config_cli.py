@@ -110,7 +110,7 @@ def test_tokens_and_usage_commands(tmp_path):
     bad = run("tokens", "create", "--config", cfg, "--name", "bob", "--group", "nogroup", env=env, check=False)
     assert bad.returncode == 2 and "nogroup" in bad.stderr
     usage = run("usage", "--config", cfg, env=env).stdout
-    assert usage.splitlines()[0].split() == ["token", "model", "tasks", "charged", "refunded", "net"]
+    assert usage.splitlines()[0].split() == ["token", "model", "tasks", "estimated", "settled", "refunded", "net"]
 
 
 def test_task_command_shows_attempts(tmp_path):

@@ -59,7 +59,7 @@ async def run_submit(args: argparse.Namespace) -> int:
         if not (args.wait or args.output):
             return 0
         tty = sys.stderr.isatty()
-        while task["status"] not in ("completed", "failed"):
+        while task["status"] not in ("completed", "failed", "cancelled"):
             await asyncio.sleep(1.0)
             async with http.get(f"{base}/v1/video/generations/{task['id']}") as resp:
                 task = await resp.json()

@@ -85,4 +85,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX ledger_once ON ledger (task_id, kind) WHERE task_id IS NOT NULL",
         "CREATE INDEX ledger_token ON ledger (token_id, at)",
     ],
+    # Plugin contract v2: usage-fact billing and cancel.
+    [
+        "ALTER TABLE tasks ADD COLUMN usage TEXT",
+        "ALTER TABLE tasks ADD COLUMN cost BIGINT",
+        "ALTER TABLE tasks ADD COLUMN cancel_requested_at DOUBLE PRECISION",
+    ],
 ]
