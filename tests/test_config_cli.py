@@ -69,7 +69,7 @@ def test_env_interpolation_and_valid_config(tmp_path, monkeypatch):
         ("[[channels]]\nname = 'a'\nvendor = 'local'\ngroups = ['nope']\n", "channels[0].groups"),
         ("[[channels]]\nname = 'a'\nvendor = 'local'\n[channels.credentials]\nk = '${VIDGATE_UNSET_VAR_X}'\n",
          "VIDGATE_UNSET_VAR_X"),
-        ("[models.m]\nprice_per_second = 1\nprice_per_request = 2\n", "models.m"),
+        ("[models.m]\nprice_per_second = 1\nprice_per_request = 2\n", 'models."m"'),
         ("not toml at all = = =\n", "not valid TOML"),
     ],
 )
