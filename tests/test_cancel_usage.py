@@ -248,3 +248,20 @@ def test_broken_price_expression_is_a_config_error_naming_the_key(price):
 def test_refund_setting_is_checked():
     with pytest.raises(ConfigError, match="billing.refund_on_unconfirmed_cancel"):
         parse_config({"billing": {"refund_on_unconfirmed_cancel": "half"}})
+
+
+async def test_cancel_and_settlement_on_postgres(tmp_path, postgres_url):
+    vendor = Scripted()
+    vendor.polls_to_finish = 3
+    vendor.actual_usage = {"seconds": 8}
+    config = scripted_config(models={"scripted-1": {"price": "0.1 * seconds"}}, store={"url": postgres_url})
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token("t", quota=10)
+        _, first = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+        status, cancelled = await gw.post(f"/v1/video/generations/{first['id']}/cancel", key)
+        assert status == 200 and cancelled["status"] == "cancelled" and cancelled["usage"] == {"cost": 0.0}
+        _, second = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+        done = await gw.wait(second["id"], key)
+        assert done["usage"]["cost"] == pytest.approx(0.8)
+        assert sorted(e.kind for e in await gw.gateway.store.ledger()) == ["charge", "charge", "refund", "settle"]
+        assert (await gw.gateway.store.token("t")).used == to_micro(0.8)
