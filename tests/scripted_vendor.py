@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import deque
 from typing import Any
 
 from vidgate import (
     CallContext,
+    CancelOutcome,
+    CancelResult,
     Channel,
     MediaSource,
     Model,
@@ -27,7 +30,9 @@ VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 class Scripted(VendorPlugin):
     """Submits always succeed unless ``submit_errors`` holds exceptions (per channel);
     each task completes after ``polls_to_finish`` polls; ``poll_script`` can inject
-    results or exceptions."""
+    results or exceptions. ``actual_usage`` is the usage reported on completion;
+    ``cancel_answer`` what ``cancel`` answers; ``submit_gate``, when set, holds every
+    submit until it is set (``submit_entered`` tells a test a submit is waiting)."""
 
     name = "scripted"
     models = (
@@ -46,6 +51,12 @@ class Scripted(VendorPlugin):
         self._ids = itertools.count(1)
         self.known: dict[str, str] = {}  # our task id -> vendor id (for recover)
         self.lose_answers = 0  # creates that succeed at the vendor but answer with a timeout
+        self.actual_usage: dict[str, Any] | None = None
+        self.cancel_answer: CancelResult | Exception = CancelResult(CancelOutcome.CANCELLED, "stopped")
+        self.cancels: list[dict[str, Any]] = []
+        self.cancelled: set[str] = set()
+        self.submit_gate: asyncio.Event | None = None
+        self.submit_entered = asyncio.Event()
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems = []
@@ -65,6 +76,9 @@ class Scripted(VendorPlugin):
         )
 
     async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
+        self.submit_entered.set()
+        if self.submit_gate is not None:
+            await self.submit_gate.wait()
         errors = self.submit_errors.get(ctx.channel.name)
         if errors:
             raise errors.popleft()
@@ -82,12 +96,22 @@ class Scripted(VendorPlugin):
             if isinstance(step, Exception):
                 raise step
             return step
+        if handle["id"] in self.cancelled:
+            return PollResult(status="cancelled")
         n = self.polls[handle["id"]] = self.polls.get(handle["id"], 0) + 1
         if n < self.polls_to_finish:
             return PollResult(status="in_progress", progress=n * 100 // self.polls_to_finish, poll_after=0.01)
         if self.fail_with is not None:
             return PollResult(status="failed", error=self.fail_with)
-        return PollResult(status="completed", result={"id": handle["id"]})
+        return PollResult(status="completed", result={"id": handle["id"]}, usage=self.actual_usage)
+
+    async def cancel(self, handle: dict[str, Any], ctx: CallContext) -> CancelResult:
+        self.cancels.append(handle)
+        if isinstance(self.cancel_answer, Exception):
+            raise self.cancel_answer
+        if self.cancel_answer.outcome in (CancelOutcome.CANCELLED, CancelOutcome.CANCELLED_AFTER_START):
+            self.cancelled.add(handle["id"])
+        return self.cancel_answer
 
     async def fetch_result(self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext):
         if variant == "thumbnail":

@@ -69,7 +69,7 @@ def test_env_interpolation_and_valid_config(tmp_path, monkeypatch):
         ("[[channels]]\nname = 'a'\nvendor = 'local'\ngroups = ['nope']\n", "channels[0].groups"),
         ("[[channels]]\nname = 'a'\nvendor = 'local'\n[channels.credentials]\nk = '${VIDGATE_UNSET_VAR_X}'\n",
          "VIDGATE_UNSET_VAR_X"),
-        ("[models.m]\nprice_per_second = 1\nprice_per_request = 2\n", "models.m"),
+        ("[models.m]\nprice_per_second = 1\nprice_per_request = 2\n", 'models."m"'),
         ("not toml at all = = =\n", "not valid TOML"),
     ],
 )
@@ -110,7 +110,7 @@ def test_tokens_and_usage_commands(tmp_path):
     bad = run("tokens", "create", "--config", cfg, "--name", "bob", "--group", "nogroup", env=env, check=False)
     assert bad.returncode == 2 and "nogroup" in bad.stderr
     usage = run("usage", "--config", cfg, env=env).stdout
-    assert usage.splitlines()[0].split() == ["token", "model", "tasks", "charged", "refunded", "net"]
+    assert usage.splitlines()[0].split() == ["token", "model", "tasks", "estimated", "settled", "refunded", "net"]
 
 
 def test_task_command_shows_attempts(tmp_path):

@@ -17,6 +17,8 @@ from .markers import hookimpl, hookspec
 from .request import Image, Size, VideoRequest
 from .vendor import (
     CallContext,
+    CancelOutcome,
+    CancelResult,
     Channel,
     MediaSource,
     Model,
@@ -32,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallContext",
+    "CancelOutcome",
+    "CancelResult",
     "Channel",
     "ChannelUnusable",
     "Image",

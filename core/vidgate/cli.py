@@ -261,7 +261,10 @@ async def _task(args: argparse.Namespace) -> int:
         ("vendor / channel", f"{task.vendor} / {task.channel}"), ("vendor task id", task.vendor_task_id or "-"),
         ("status", f"{task.status} ({task.phase}{', hidden' if task.hidden else ''}) {task.progress}%"),
         ("vendor status", task.vendor_status or "-"), ("made", f"{task.seconds}s {task.size} {task.resolution or ''}"),
-        ("charge", f"{from_micro(task.charge):.4f}{' refunded' if task.refunded else ''}"),
+        ("charge", f"{from_micro(task.charge):.4f} estimated{' refunded' if task.refunded else ''}"),
+        ("cost", "-" if task.cost is None else f"{from_micro(task.cost):.4f} settled"),
+        ("usage", json.dumps(task.usage, sort_keys=True) if task.usage is not None else "-"),
+        ("cancel requested", f"{when(task.cancel_requested_at)} UTC" if task.cancel_requested_at else "-"),
         ("error", f"{task.error_code}: {task.error_message}" if task.error_code else "-"),
         ("created / completed", f"{when(task.created_at)} / {when(task.completed_at)} UTC"),
         ("deadline", f"{when(task.deadline_at)} UTC"), ("poll failures", str(task.poll_failures)),
@@ -280,10 +283,12 @@ async def _usage(args: argparse.Namespace) -> int:
         rows = await store.usage()
     finally:
         await store.close()
-    print(f"{'token':<16} {'model':<24} {'tasks':>6} {'charged':>12} {'refunded':>12} {'net':>12}")
+    # estimated: pre-deducted at submit; settled: adjustments to the vendors' actual usage;
+    # net: what was finally paid.
+    print(f"{'token':<16} {'model':<24} {'tasks':>6} {'estimated':>12} {'settled':>12} {'refunded':>12} {'net':>12}")
     for r in rows:
         print(f"{r['token']:<16} {r['model'] or '-':<24} {r['tasks']:>6} {from_micro(r['charged']):>12.4f}"
-              f" {from_micro(r['refunded']):>12.4f} {from_micro(r['net']):>12.4f}")
+              f" {from_micro(r['settled']):>+12.4f} {from_micro(r['refunded']):>12.4f} {from_micro(r['net']):>12.4f}")
     return 0
 
 
@@ -362,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = with_config(hsub.add_parser("retry", help="redeliver one event, or every failed one"))
     w.add_argument("event_id", nargs="?")
     w.add_argument("--all-failed", action="store_true")
-    with_config(sub.add_parser("usage", help="charges and refunds per token and model"))
+    with_config(sub.add_parser("usage", help="estimated charges, settlements, refunds and net per token and model"))
     p = with_config(sub.add_parser("task", help="show one task as operators see it, with its attempts"))
     p.add_argument("task_id")
     p = sub.add_parser("check-config", help="validate a config file without starting")

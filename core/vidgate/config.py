@@ -156,12 +156,38 @@ class GroupConfig:
     ratio: float = 1.0
 
 
+REFUND_POLICIES = ("none", "full")
+
+
+@attrs.frozen
+class BillingConfig:
+    # What a client gets back when it cancels a task the vendor did not confirm stopping
+    # unbilled (no cancel verb, refused, stopped after it started): "none" (the vendor
+    # bills it, so the client pays) or "full" (the operator absorbs it).
+    refund_on_unconfirmed_cancel: str = "none"
+
+
 @attrs.frozen
 class ModelPrice:
+    # An expression over usage facts (see vidgate.prices), e.g. "0.10 * seconds".
+    price: str | None = None
     price_per_second: float | None = None
     price_per_request: float | None = None
     # Extra multipliers by resolution tier (e.g. {"1080p" = 1.5}) or by exact size.
     resolution_multipliers: dict[str, float] = attrs.field(factory=dict)
+    # Overrides [billing] refund_on_unconfirmed_cancel for this model.
+    refund_on_unconfirmed_cancel: str | None = None
+
+    def expression(self) -> str | None:
+        """The price expression: ``price``, or what the shorthand keys mean."""
+        from .prices import shorthand_expression
+
+        if self.price is not None:
+            if not self.resolution_multipliers:
+                return self.price
+            multiplier = shorthand_expression(None, 1.0, self.resolution_multipliers)
+            return f"({self.price}) * {multiplier}"
+        return shorthand_expression(self.price_per_second, self.price_per_request, self.resolution_multipliers)
 
 
 @attrs.frozen
@@ -173,6 +199,7 @@ class Config:
     network: NetworkConfig = NetworkConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     plugins: PluginsConfig = PluginsConfig()
+    billing: BillingConfig = BillingConfig()
     channels: tuple[ChannelConfig, ...] = ()
     groups: tuple[GroupConfig, ...] = (GroupConfig("default"),)
     models: dict[str, ModelPrice] = attrs.field(factory=dict)
@@ -199,6 +226,7 @@ def _make_converter() -> cattrs.Converter:
         PluginsConfig,
         ChannelConfig,
         GroupConfig,
+        BillingConfig,
         ModelPrice,
     ):
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True))
@@ -322,12 +350,24 @@ def _check_consistency(config: Config) -> None:
     for g in config.groups:
         if g.ratio < 0:
             raise ConfigError(f"{src}: groups: ratio of {g.name!r} must be 0 or more")
+    from .prices import Price, PriceError
+
+    if config.billing.refund_on_unconfirmed_cancel not in REFUND_POLICIES:
+        raise ConfigError(f"{src}: billing.refund_on_unconfirmed_cancel: must be one of {', '.join(REFUND_POLICIES)}")
     for name, price in config.models.items():
-        if price.price_per_second is not None and price.price_per_request is not None:
-            raise ConfigError(f"{src}: models.{name}: set price_per_second or price_per_request, not both")
+        where = f'{src}: models."{name}"'
+        if sum(v is not None for v in (price.price, price.price_per_second, price.price_per_request)) > 1:
+            raise ConfigError(f"{where}: set one of price, price_per_second or price_per_request")
         for v in (price.price_per_second, price.price_per_request):
             if v is not None and v < 0:
-                raise ConfigError(f"{src}: models.{name}: prices must be 0 or more")
+                raise ConfigError(f"{where}: prices must be 0 or more")
+        if price.refund_on_unconfirmed_cancel not in (None, *REFUND_POLICIES):
+            raise ConfigError(f"{where}.refund_on_unconfirmed_cancel: must be one of {', '.join(REFUND_POLICIES)}")
+        if price.price is not None:
+            try:
+                Price(price.price)
+            except PriceError as exc:
+                raise ConfigError(f"{where}.price: {exc}") from None
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -55,8 +55,9 @@ from .net import HTTP, parse_networks, url_refusal
 from .plugins import Plugins, channel_secrets
 from .request import VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
-from .vendor import CallContext, Channel, Model, VendorJob
-from .wire import job_to_json, request_to_json, video_object
+from .prices import PriceError
+from .vendor import CallContext, CancelOutcome, CancelResult, Channel, Model, PollResult, VendorJob
+from .wire import job_from_json, job_to_json, request_to_json, video_object
 
 log = structlog.get_logger("vidgate.gateway")
 
@@ -313,7 +314,15 @@ class Gateway:
             channels = self.dispatcher.order(self._resolve_model(token, request.model))
         first = channels[0]
         model, job = self._plan(request, first)
-        charge = billing.price(self.config, request.model, job, token.group)
+        estimate = billing.estimate_facts(job)
+        try:
+            charge = billing.charge(self.config, request.model, estimate, token.group)
+        except PriceError as exc:
+            log.error("price_failed", model=request.model, error=str(exc), facts=estimate)
+            raise APIError(
+                f"The gateway cannot price this request for '{request.model}'; the operator was told.",
+                500, "server_error", None, "price_error", retryable=False,
+            ) from None
         if token.remaining is not None and charge > token.remaining:
             raise APIError(
                 "You exceeded your current quota: this task costs more than the key's remaining balance.",
@@ -335,6 +344,7 @@ class Gateway:
             size=job.size,
             resolution=job.resolution,
             charge=charge,
+            usage=estimate,
             remixed_from=remix_source.id if remix_source else None,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
@@ -389,7 +399,11 @@ class Gateway:
                 except RequestInvalid as exc:
                     await self.store.add_attempt(task.id, channel.name, "skipped", f"cannot map: {exc.message}")
                     continue
-                if billing.price(self.config, task.model, job, group) != task.charge:
+                try:
+                    other = billing.price(self.config, task.model, job, group)
+                except PriceError:
+                    other = None
+                if other != task.charge:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "would bill differently")
                     continue
             if not self.dispatcher.breaker_allows(channel.name):
@@ -407,7 +421,10 @@ class Gateway:
                 continue
             tried += 1
             current = channel.name
-            await self.store.update_task(task.id, channel=channel.name, vendor=channel.vendor, job=job_to_json(job))
+            await self.store.update_task(
+                task.id, channel=channel.name, vendor=channel.vendor, job=job_to_json(job),
+                usage=billing.estimate_facts(job),
+            )
             try:
                 submission = await self._submit_with_retries(task, channel, job, remix_source)
             except VendorRejected as exc:
@@ -463,6 +480,9 @@ class Gateway:
             log.info("task_submitted", channel=channel.name, vendor=channel.vendor, model=task.model)
             stored = await self.store.get_task(task.id)
             assert stored is not None
+            if stored.cancel_requested_at is not None:
+                # Cancelled while the submit was in flight: the handle is known now.
+                stored = await self.carry_out_cancel(stored)
             return stored
 
         all_limited = tried == 0 and rate_limited > 0 or (rate_limited > 0 and rate_limited == tried)
@@ -556,6 +576,138 @@ class Gateway:
         # client paginating with this id as ``after`` does not lose its place.
         await self.store.update_task(task.id, only_if_active=False, hidden=True, media=None, idempotency_key=None)
         return task
+
+    # -- cancel --------------------------------------------------------------------------
+
+    async def cancel(self, token: TokenRecord, task_id: str) -> TaskRecord:
+        """The client cancels its task. Answers the task; 409 when it finished otherwise.
+
+        The request is recorded first, then carried out if the task has a vendor handle.
+        A submit in flight checks the record after storing its handle, so whichever of the
+        two comes second carries the cancel out.
+        """
+        task = await self.task_for(token, task_id)
+        if task.status == "cancelled":
+            return task
+        if not task.finished and task.phase != "fetching":
+            recorded = await self.store.request_cancel(task.id)
+            assert recorded is not None
+            if recorded.cancel_requested_at is not None and task.cancel_requested_at is None:
+                await self.store.add_attempt(task.id, task.channel, "cancel_requested", "by the client")
+            task = recorded
+            if not task.finished and task.phase != "submitting" and task.handle is not None:
+                task = await self.carry_out_cancel(task)
+        if task.status == "cancelled":
+            return task
+        if task.finished or task.phase == "fetching":
+            raise APIError(
+                f"Video '{task.id}' is already {'completed' if task.phase == 'fetching' else task.status};"
+                " it can no longer be cancelled.",
+                409, "invalid_request_error", None, "video_finished", retryable=False,
+            )
+        return task  # still being submitted: cancelled as soon as the vendor answers
+
+    async def carry_out_cancel(self, task: TaskRecord) -> TaskRecord:
+        """Ask the vendor to stop ``task`` and end it accordingly (exactly once, however
+        many callers race: every ending is a conditional update of an unfinished task)."""
+        channel = self.dispatcher.channels.get(task.channel)
+        result: CancelResult | None = None
+        if channel is not None and task.vendor in self.plugins.vendors and task.handle is not None:
+            ctx = self.context(task.id, channel)
+            try:
+                result = await self.plugins.cancel(channel.vendor, task.handle, ctx)
+            except TaskFailed as exc:
+                result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
+            except VendorError as exc:
+                result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {self._detail(exc)}")
+            except Exception as exc:  # a plugin bug must not keep the client's task alive
+                log.exception("plugin_cancel_crashed", task_id=task.id)
+                result = CancelResult(CancelOutcome.REFUSED, f"plugin error: {type(exc).__name__}: {exc}")
+            if result is None:
+                result = CancelResult(CancelOutcome.REFUSED, "the vendor has no cancel")
+            if result.outcome is CancelOutcome.FINISHED:
+                ended = await self._learn_ending(task, channel, ctx)
+                if ended is not None:
+                    await self.store.add_attempt(task.id, channel.name, "cancel_too_late", result.message)
+                    return ended
+                result = CancelResult(CancelOutcome.REFUSED, f"{result.message} (but it is still running)")
+        elif result is None:
+            result = CancelResult(CancelOutcome.REFUSED, "the channel or its plugin is gone")
+        await self.store.add_attempt(task.id, task.channel, f"cancel_{result.outcome.value}", result.message)
+        await self.end_cancelled(task, result)
+        final = await self.store.get_task(task.id)
+        assert final is not None
+        return final
+
+    async def _learn_ending(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> TaskRecord | None:
+        """The vendor finished before the cancel: poll once and let the task end as it did
+        (a completed one goes on to be fetched). None if it turns out to be running."""
+        try:
+            polled = await self.plugins.poll(channel.vendor, task.handle or {}, ctx)
+        except TaskFailed as exc:
+            await self.store.finish_task(
+                task.id, status="failed", refund=True, reason=exc.code, error_code=exc.code, error_message=exc.message
+            )
+            return await self.store.get_task(task.id)
+        except VendorError:
+            return None
+        if polled.status == "completed":
+            await self.store.update_task(
+                task.id, phase="fetching", result=polled.result or {}, status="in_progress", progress=99,
+                next_poll_at=time.time(), cancel_requested_at=None,
+                usage=billing.actual_facts(self.billed_facts(task), polled.usage),
+            )
+            self.wakeup.set()
+        elif polled.status == "failed":
+            error = polled.error
+            await self.store.finish_task(
+                task.id, status="failed", refund=True, reason=error.code if error else "vendor_failed",
+                error_code=error.code if error else "vendor_failed",
+                error_message=error.message if error else "The vendor reported that the task failed.",
+            )
+        elif polled.status != "cancelled":
+            return None
+        else:
+            await self.end_cancelled(task, CancelResult(CancelOutcome.CANCELLED, "the vendor had cancelled it"))
+        return await self.store.get_task(task.id)
+
+    @staticmethod
+    def billed_facts(task: TaskRecord) -> dict[str, Any]:
+        """The task's usage facts so far (tasks stored before usage billing: from the job)."""
+        if task.usage is not None:
+            return dict(task.usage)
+        return billing.estimate_facts(job_from_json(task.job)) if task.job else {}
+
+    async def end_cancelled(self, task: TaskRecord, result: CancelResult) -> bool:
+        """Finish ``task`` as cancelled, billing exactly what the vendor will bill."""
+        fields: dict[str, Any] = {"media": None}
+        if result.outcome is CancelOutcome.CANCELLED:
+            done = await self.store.finish_task(
+                task.id, status="cancelled", refund=True, reason="cancelled before the vendor billed", usage={}, **fields
+            )
+        elif result.outcome is CancelOutcome.CANCELLED_AFTER_START and result.usage is not None:
+            facts = billing.actual_facts(self.billed_facts(task), result.usage)
+            token = await self.store.token(task.token_id)
+            try:
+                amount = billing.charge(self.config, task.model, facts, token.group if token else "default")
+            except PriceError as exc:
+                log.error("price_failed", model=task.model, error=str(exc), facts=facts)
+                amount = task.charge
+            done = await self.store.finish_task(
+                task.id, status="cancelled", settle_to=amount, reason="cancelled: the vendor bills the work done",
+                usage=facts, **fields,
+            )
+        elif billing.refund_unconfirmed_cancel(self.config, task.model):
+            done = await self.store.finish_task(
+                task.id, status="cancelled", refund=True, reason="cancelled (refund_on_unconfirmed_cancel = full)",
+                usage={}, **fields,
+            )
+        else:
+            done = await self.store.finish_task(task.id, status="cancelled", **fields)
+        if done:
+            await self.media.delete(task.id)
+            log.info("task_cancelled", task_id=task.id, outcome=result.outcome.value)
+        return done
 
     def remix_capable(self, task: TaskRecord) -> bool:
         model = self.plugins.model(task.model, task.vendor)

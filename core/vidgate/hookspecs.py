@@ -6,7 +6,8 @@ I/O like this, once and for all:
 * Hooks that only compute (``vidgate_register_vendors``, ``vidgate_validate_request``,
   ``vidgate_map_request``, ``vidgate_parse_callback``) return their answer directly.
 * Hooks that talk to a vendor (``vidgate_submit``, ``vidgate_poll``,
-  ``vidgate_fetch_result``, ``vidgate_recover``, ``vidgate_remix``) are *plain* functions
+  ``vidgate_fetch_result``, ``vidgate_recover``, ``vidgate_remix``, ``vidgate_cancel``)
+  are *plain* functions
   that return an **awaitable** (typically the coroutine of an ``async def`` helper,
   called but not awaited), and the core awaits it. They return ``None`` when the
   ``vendor`` argument is not theirs.
@@ -32,7 +33,7 @@ from .markers import hookspec
 if TYPE_CHECKING:
     from .errors import Problem
     from .request import VideoRequest
-    from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
+    from .vendor import CallContext, CancelResult, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
 
 
 @hookspec
@@ -148,6 +149,24 @@ def vidgate_remix(
 ) -> Awaitable[Submission] | None:
     """Start a remix of the completed task behind ``handle`` (the vendor's handle, never
     the public id), described by ``job``. Return ``None`` if the vendor cannot remix."""
+
+
+@hookspec(firstresult=True)
+def vidgate_cancel(vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[CancelResult] | None:
+    """Ask the vendor to stop the task behind ``handle`` (a client cancelled it).
+
+    :return: an awaitable of :class:`vidgate.CancelResult`, or ``None`` when the vendor
+        has no cancel (the gateway then stops tracking the task, marks it ``cancelled``
+        and refunds per the operator's ``refund_on_unconfirmed_cancel``).
+
+    ``CancelOutcome.CANCELLED`` (nothing billed) refunds the client in full;
+    ``CANCELLED_AFTER_START`` charges the price of ``CancelResult.usage`` when given;
+    ``REFUSED`` ends tracking like ``None``; ``FINISHED`` makes the core poll once, and
+    the task ends ``completed`` or ``failed``. Raise ``TaskFailed`` when the vendor no
+    longer knows the task; any other error counts as an unconfirmed cancel. Make it
+    idempotent: a race (the client's call and the submit path) may call it twice. A task
+    still being submitted is cancelled as soon as its handle is stored.
+    """
 
 
 @hookspec(firstresult=True)

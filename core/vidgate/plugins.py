@@ -25,7 +25,7 @@ from .errors import PluginLoadError, Problem, VendorError
 from .logs import scrubbing
 from .markers import PROJECT
 from .request import VideoRequest
-from .vendor import CallContext, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
+from .vendor import CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
 
 log = structlog.get_logger("vidgate.plugins")
 T = TypeVar("T")
@@ -245,6 +245,16 @@ class Plugins:
                 "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx),
                 ctx,
             )
+
+    async def cancel(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> CancelResult | None:
+        """The vendor's answer to a cancel; ``None`` when no plugin cancels for ``vendor``."""
+        answer = self.pm.hook.vidgate_cancel(vendor=vendor, handle=handle, ctx=ctx)
+        if answer is None:
+            return None
+        result = await self._await("vidgate_cancel", vendor, answer, ctx)
+        if not isinstance(result, CancelResult) or not isinstance(result.outcome, CancelOutcome):
+            raise PluginLoadError(f"vidgate_cancel for {vendor!r} returned {type(result).__name__}, not CancelResult")
+        return attrs.evolve(result, message=scrub_text(result.message, ctx.channel))
 
     async def shutdown(self) -> None:
         for answer in self.pm.hook.vidgate_shutdown():

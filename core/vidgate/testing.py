@@ -160,7 +160,7 @@ class RunningGateway:
         task_id: str,
         key: str,
         *,
-        until: tuple[str, ...] = ("completed", "failed"),
+        until: tuple[str, ...] = ("completed", "failed", "cancelled"),
         timeout: float = 60.0,
         on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:

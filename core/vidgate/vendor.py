@@ -31,6 +31,7 @@ channel (base URL, credentials) and a logger that already carries the task id.
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -46,8 +47,14 @@ if TYPE_CHECKING:
 
     from .request import VideoRequest
 
-Status = Literal["queued", "in_progress", "completed", "failed"]
-PUBLIC_STATUSES: tuple[str, ...] = ("queued", "in_progress", "completed", "failed")
+Status = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
+PUBLIC_STATUSES: tuple[str, ...] = ("queued", "in_progress", "completed", "failed", "cancelled")
+
+#: Usage facts: what a task is billed on, as ``{name: value}``. Numbers, except
+#: ``resolution`` and ``size`` which are strings. The names are a fixed vocabulary (see
+#: :data:`vidgate.billing.FACTS`) so an operator's price expression reads the same for
+#: every vendor; report the ones your vendor knows and leave the others out.
+Usage = Mapping[str, Any]
 
 
 @attrs.frozen
@@ -133,12 +140,19 @@ class VendorJob:
     back, possibly in another process after a restart, so it must hold everything the
     vendor call needs. ``seconds``, ``size`` and ``resolution`` describe what the vendor
     will actually make: the gateway bills exactly that and shows it to the client.
+
+    ``usage`` holds the usage facts this job asks for, beyond those the core derives from
+    ``seconds``/``size``/``resolution`` (``seconds``, ``size``, ``width``, ``height``,
+    ``resolution``, ``count`` = 1): e.g. ``{"frames": 96, "fps": 24}`` or the ``tokens``
+    the vendor will charge. The estimated price is computed from them and pre-deducted at
+    submit; :attr:`PollResult.usage` later settles it to what the vendor reports.
     """
 
     payload: dict[str, Any]
     seconds: int
     size: str
     resolution: str | None = None
+    usage: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -168,12 +182,16 @@ class TaskError:
 class PollResult:
     """What one poll learned.
 
-    ``status`` is one of ``queued``, ``in_progress``, ``completed``, ``failed``; use
+    ``status`` is one of ``queued``, ``in_progress``, ``completed``, ``failed``,
+    ``cancelled`` (the vendor says the task was cancelled, e.g. from its console); use
     :meth:`unknown` for a vendor status word the plugin does not know: the task stays
     alive and the word is logged. ``progress`` is 0-100 when the vendor reports it.
     ``result`` (JSON-serialisable) is stored when completed and handed to
     ``fetch_result``. ``error`` explains a failure. ``poll_after`` suggests when to poll
-    next (seconds).
+    next (seconds). ``usage`` (with ``completed``) holds the usage facts the vendor
+    reports for the finished task (``seconds``, ``width``/``height``, ``resolution``,
+    ``tokens``, ``video_tokens``, ``audio_tokens``, ``credits``, ``count``, ...): the
+    charge is settled to them. Facts it leaves out keep their estimated value.
     """
 
     status: str
@@ -182,10 +200,42 @@ class PollResult:
     error: TaskError | None = None
     vendor_status: str | None = None
     poll_after: float | None = None
+    usage: Usage | None = None
 
     @classmethod
     def unknown(cls, vendor_status: str) -> PollResult:
         return cls(status="unknown", vendor_status=vendor_status)
+
+
+class CancelOutcome(str, enum.Enum):
+    """What a vendor said to a cancel (see :class:`CancelResult`)."""
+
+    #: Stopped, and the vendor bills nothing (it had not started, or it never bills
+    #: cancelled work): the client is refunded in full.
+    CANCELLED = "cancelled"
+    #: Stopped, but the vendor bills (some of) the work done. Give the billed facts in
+    #: ``CancelResult.usage`` when the vendor says them; otherwise the operator's
+    #: ``refund_on_unconfirmed_cancel`` decides.
+    CANCELLED_AFTER_START = "cancelled_after_start"
+    #: The vendor will not stop it (e.g. a running job). The gateway stops tracking the
+    #: task (it ends ``cancelled``) and ``refund_on_unconfirmed_cancel`` decides.
+    REFUSED = "refused"
+    #: Too late: the vendor had already finished. The core polls once and the task ends
+    #: ``completed`` or ``failed`` as the vendor says.
+    FINISHED = "finished"
+
+
+@attrs.frozen
+class CancelResult:
+    """The answer of ``cancel``. ``message`` is for operators (the task's attempts).
+
+    ``usage`` (with ``CANCELLED_AFTER_START``) is what the vendor bills for the partial
+    work, as usage facts; the client is then charged the model's price of exactly that.
+    """
+
+    outcome: CancelOutcome
+    message: str = ""
+    usage: Usage | None = None
 
 
 @attrs.frozen
@@ -274,7 +324,8 @@ class VendorPlugin:
     an instance through the ``vidgate`` entry point. Each hook answers only for its own
     vendor and returns ``None`` for the others, so several vendors can coexist.
 
-    Async methods (``submit``, ``poll``, ``fetch_result``, ``recover``, ``remix``) are
+    Async methods (``submit``, ``poll``, ``fetch_result``, ``recover``, ``remix``,
+    ``cancel``) are
     *called* by the synchronous hook implementations, which hand the coroutine to the core
     to await. Never decorate an ``async def`` with ``@hookimpl``; pluggy would return an
     un-awaited coroutine as if it were the answer, and vidgate refuses such plugins.
@@ -326,6 +377,17 @@ class VendorPlugin:
 
     async def remix(self, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
         """Start a remix of the finished task ``handle`` with ``job`` (prompt in payload)."""
+        raise NotImplementedError
+
+    async def cancel(self, handle: dict[str, Any], ctx: CallContext) -> CancelResult:
+        """Ask the vendor to stop the task behind ``handle``; say what it answered.
+
+        Leave this unimplemented when the vendor has no cancel: the gateway then stops
+        tracking the task and the operator's ``refund_on_unconfirmed_cancel`` decides the
+        refund. Raise ``TaskFailed`` when the vendor says the task no longer exists (the
+        core polls once to learn how it ended); other ``VendorError`` classes count as an
+        unconfirmed cancel.
+        """
         raise NotImplementedError
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
@@ -400,6 +462,12 @@ class VendorPlugin:
     ) -> Awaitable[Submission] | None:
         if self._mine(vendor) and self._implements("remix"):
             return self.remix(handle, job, ctx)
+        return None
+
+    @hookimpl
+    def vidgate_cancel(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[CancelResult] | None:
+        if self._mine(vendor) and self._implements("cancel"):
+            return self.cancel(handle, ctx)
         return None
 
     @hookimpl

@@ -61,6 +61,14 @@ class VideoObject:
     error: VideoError | None
     remixed_from_video_id: str | None
     url: str | None
+    usage: dict[str, Any] | None
+
+
+def public_usage(task: TaskRecord) -> dict[str, Any] | None:
+    """The billed usage facts and ``cost`` (price units) once the task is billed, else None."""
+    if task.cost is None:
+        return None
+    return {**(task.usage or {}), "cost": task.cost / 1_000_000}
 
 
 def video_object(task: TaskRecord, content_url: str | None) -> dict[str, Any]:
@@ -85,5 +93,6 @@ def video_object(task: TaskRecord, content_url: str | None) -> dict[str, Any]:
         error=error,
         remixed_from_video_id=task.remixed_from,
         url=content_url if task.status == "completed" else None,
+        usage=public_usage(task),
     )
     return converter.unstructure(obj)

@@ -23,12 +23,13 @@ from typing import Any
 
 import structlog
 
-from . import failpoints
+from . import billing, failpoints
 from .errors import TaskFailed, VendorError, VendorRateLimited
 from .gateway import Gateway
+from .prices import PriceError
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
-from .vendor import PUBLIC_STATUSES, CallContext, Channel, MediaSource, PollResult
+from .vendor import PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
 from .wire import job_from_json
 
 log = structlog.get_logger("vidgate.worker")
@@ -141,7 +142,11 @@ class Worker:
             await self._release(task, next_poll_at=now + 30)
             return
         ctx = self.gw.context(task.id, channel)
-        if task.phase == "submitting":
+        if task.cancel_requested_at is not None and task.phase == "polling":
+            # The client's cancel was recorded but not carried out (its process died, or
+            # the submit that should have done it was recovered here).
+            await self.gw.carry_out_cancel(task)
+        elif task.phase == "submitting":
             await self._recover(task, channel, ctx)
         elif task.phase == "polling":
             await self._poll(task, channel, ctx)
@@ -157,6 +162,12 @@ class Worker:
         job = job_from_json(stored)
         try:
             submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
+            if submission is NotImplemented and task.cancel_requested_at is not None:
+                await self.gw.store.add_attempt(task.id, channel.name, "cancel_cancelled", "never confirmed by the vendor")
+                await self.gw.store.finish_task(
+                    task.id, status="cancelled", refund=True, reason="cancelled during an interrupted submit", usage={}
+                )
+                return
             if submission is NotImplemented:
                 await self._fail(
                     task,
@@ -184,6 +195,10 @@ class Worker:
             poll_failures=0,
         )
         log.info("task_recovered", vendor_task_id=submission.vendor_task_id)
+        if task.cancel_requested_at is not None:
+            recovered = await self.gw.store.get_task(task.id)
+            if recovered is not None and not recovered.finished:
+                await self.gw.carry_out_cancel(recovered)
 
     async def _poll(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
         assert task.handle is not None
@@ -216,7 +231,13 @@ class Worker:
                 vendor_status=result.vendor_status,
             )
             return
+        if result.status == "cancelled":
+            # Cancelled at the vendor (its console, another client): nothing more to bill.
+            await self.gw.store.add_attempt(task.id, channel.name, "cancel_cancelled", "reported by the vendor")
+            await self.gw.end_cancelled(task, CancelResult(CancelOutcome.CANCELLED, "reported by the vendor"))
+            return
         if result.status == "completed":
+            usage = billing.actual_facts(self.gw.billed_facts(task), result.usage)
             updated = await self.gw.store.update_task(
                 task.id,
                 phase="fetching",
@@ -224,9 +245,10 @@ class Worker:
                 status="in_progress",
                 progress=99,
                 vendor_status=result.vendor_status,
+                usage=usage,
             )
             if updated:
-                task.phase, task.result = "fetching", result.result or {}
+                task.phase, task.result, task.usage = "fetching", result.result or {}, usage
                 await self._fetch(task, channel, ctx)
             return
         progress = task.progress if result.progress is None else max(task.progress, min(int(result.progress), 99))
@@ -284,9 +306,23 @@ class Worker:
             status="completed",
             media=stored,
             expires_at=now + self.gw.config.media.retention_hours * 3600,
+            settle_to=await self._actual_charge(task),
         )
         if finished:
             log.info("task_completed", bytes=video.size)
+        else:
+            latest = await self.gw.store.get_task(task.id)
+            if latest is not None and latest.status != "completed":
+                await media.delete(task.id)  # cancelled meanwhile: a cancelled task has no media
+
+    async def _actual_charge(self, task: TaskRecord) -> int:
+        """The charge for the usage the vendor reported (the estimate if it cannot be priced)."""
+        token = await self.gw.store.token(task.token_id)
+        try:
+            return billing.charge(self.gw.config, task.model, self.gw.billed_facts(task), token.group if token else "default")
+        except PriceError as exc:
+            log.error("price_failed", model=task.model, error=str(exc), facts=task.usage)
+            return task.charge
 
     async def _thumbnail(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> dict[str, Any] | None:
         media = self.gw.media

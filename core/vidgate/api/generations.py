@@ -1,4 +1,5 @@
-"""The unified endpoints: ``POST /v1/video/generations`` and ``GET .../{task_id}``."""
+"""The unified endpoints: ``POST /v1/video/generations``, ``GET .../{task_id}`` and
+``POST .../{task_id}/cancel``."""
 
 from __future__ import annotations
 
@@ -36,8 +37,15 @@ async def retrieve(request: Request) -> Response:
     return task_response(request, task, poll_hint=True)
 
 
+async def cancel(request: Request) -> Response:
+    caller = await token(request)
+    task = await gateway(request).cancel(caller, request.path_params["task_id"])
+    return task_response(request, task)
+
+
 routes = [
     Route("/v1/video/generations", create, methods=["POST"]),
     Route("/v1/video/generations/{task_id}", retrieve, methods=["GET"]),
     Route("/v1/video/generations/{task_id}/events", events.stream("task_id"), methods=["GET"]),
+    Route("/v1/video/generations/{task_id}/cancel", cancel, methods=["POST"]),
 ]

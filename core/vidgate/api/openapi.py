@@ -170,14 +170,15 @@ SCHEMAS: dict[str, Any] = {
         "`id`) and `url` (where to download the finished video). Vendor ids and URLs never appear.",
         "required": [
             "id", "task_id", "object", "model", "status", "progress", "created_at", "completed_at",
-            "expires_at", "prompt", "seconds", "size", "error", "remixed_from_video_id", "url",
+            "expires_at", "prompt", "seconds", "size", "error", "remixed_from_video_id", "url", "usage",
         ],
         "properties": {
             "id": {"type": "string", "examples": ["video_3f2a…"]},
             "task_id": {"type": "string", "description": "Same as `id`."},
             "object": {"const": "video"},
             "model": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+            "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed", "cancelled"],
+                       "description": "`cancelled` is terminal, like `completed` and `failed`."},
             "progress": {"type": "integer", "minimum": 0, "maximum": 100,
                          "description": "Approximate percent; 100 only when completed."},
             "created_at": {"type": "integer", "description": "Unix seconds."},
@@ -191,7 +192,23 @@ SCHEMAS: dict[str, Any] = {
             "remixed_from_video_id": {"type": ["string", "null"]},
             "url": {"type": ["string", "null"], "format": "uri",
                     "description": "`/v1/videos/{id}/content` on this gateway, once completed."},
+            "usage": nullable(ref("Usage")),
         },
+    },
+    "Usage": {
+        "type": "object",
+        "description": "What the task was billed for, once it is finished and billed (null before): the usage "
+        "facts the price was computed from (those the vendor reported, else the estimate) and `cost`, in the "
+        "gateway's price units. A task refunded in full has only `cost: 0`.",
+        "required": ["cost"],
+        "properties": {
+            "cost": {"type": "number", "minimum": 0},
+            "seconds": {"type": "number"}, "width": {"type": "number"}, "height": {"type": "number"},
+            "resolution": {"type": "string"}, "size": {"type": "string"}, "fps": {"type": "number"},
+            "frames": {"type": "number"}, "count": {"type": "number"}, "tokens": {"type": "number"},
+            "video_tokens": {"type": "number"}, "audio_tokens": {"type": "number"}, "credits": {"type": "number"},
+        },
+        "additionalProperties": {"type": ["number", "string"]},
     },
     "VideoList": {
         "type": "object",
@@ -366,7 +383,7 @@ _CREATE_ERRORS = errors(400, 403, 408, 409, 413, 429, 503)
 def _links(id_pointer: str = "$response.body#/id") -> dict[str, Any]:
     """OpenAPI links from a response holding a task to the calls on that task."""
     ops = {"GetVideo": "getVideo", "DeleteVideo": "deleteVideo", "GetVideoContent": "getVideoContent",
-           "RemixVideo": "remixVideo"}
+           "RemixVideo": "remixVideo", "CancelVideo": "cancelVideo"}
     return {name: {"operationId": op, "parameters": {"video_id": id_pointer}} for name, op in ops.items()}
 
 
@@ -401,6 +418,11 @@ def _events(name: str, operation: str, tag: str) -> dict[str, Any]:
         }
     }
 
+_CANCEL_200 = (
+    "The task, `cancelled`; or, while its submit is still in flight, as it is (the cancel takes effect as "
+    "soon as the vendor has answered the submit)."
+)
+
 PATHS: dict[str, Any] = {
     "/v1/video/generations": {
         "post": {
@@ -419,6 +441,15 @@ PATHS: dict[str, Any] = {
             "summary": "Get a task.",
             "parameters": [_path_id("task_id")],
             "responses": {"200": ok("Video", "The task.", _POLL_AFTER), **errors(404)},
+        }
+    },
+    "/v1/video/generations/{task_id}/cancel": {
+        "post": {
+            "operationId": "cancelGeneration",
+            "tags": ["unified"],
+            "summary": "Cancel a task (same as `POST /v1/videos/{video_id}/cancel`).",
+            "parameters": [_path_id("task_id")],
+            "responses": {"200": ok("Video", _CANCEL_200), **errors(404, 409)},
         }
     },
     "/v1/videos": {
@@ -537,6 +568,16 @@ PATHS: dict[str, Any] = {
                 "200": _created("The new task; `remixed_from_video_id` names the source."),
                 **errors(400, 403, 404, 408, 409, 413, 429, 503),
             },
+        }
+    },
+    "/v1/videos/{video_id}/cancel": {
+        "post": {
+            "operationId": "cancelVideo",
+            "tags": ["openai"],
+            "summary": "Cancel an unfinished task. Idempotent: a cancelled task is answered again; a completed or "
+            "failed one is a 409 (`video_finished`).",
+            "parameters": [_path_id("video_id")],
+            "responses": {"200": ok("Video", _CANCEL_200), **errors(404, 409)},
         }
     },
     "/v1/models": {

@@ -1,4 +1,5 @@
-"""The OpenAI Videos surface: ``/v1/videos`` create, retrieve, list, delete, content, remix.
+"""The OpenAI Videos surface: ``/v1/videos`` create, retrieve, list, delete, content, remix,
+cancel.
 
 Create accepts JSON and ``multipart/form-data`` (what current openai SDKs always send),
 and maps both into the same unified request as ``/v1/video/generations``.
@@ -233,7 +234,7 @@ async def content(request: Request) -> Response:
     if task.status != "completed":
         # 409 for every unfinished state, failed included: the video is in the wrong
         # state for this call. x-should-retry: false, so the SDK does not hammer it.
-        code = "video_failed" if task.status == "failed" else "video_not_ready"
+        code = {"failed": "video_failed", "cancelled": "video_cancelled"}.get(task.status, "video_not_ready")
         raise APIError(
             f"Video '{task.id}' is {task.status}; its content is available once it is completed.",
             409, "invalid_request_error", None, code, retryable=False,
@@ -336,6 +337,13 @@ async def remix(request: Request) -> Response:
     return task_response(request, task)
 
 
+async def cancel(request: Request) -> Response:
+    caller = await token(request)
+    key = "video_id" if "video_id" in request.path_params else "task_id"
+    task = await gateway(request).cancel(caller, request.path_params[key])
+    return task_response(request, task)
+
+
 async def collection(request: Request) -> Response:
     return await (create if request.method == "POST" else list_videos)(request)
 
@@ -351,4 +359,5 @@ routes = [
     Route("/v1/videos/{video_id}/content", content, methods=["GET", "HEAD"]),
     Route("/v1/videos/{video_id}/remix", remix, methods=["POST"]),
     Route("/v1/videos/{video_id}/events", events.stream("video_id"), methods=["GET"]),
+    Route("/v1/videos/{video_id}/cancel", cancel, methods=["POST"]),
 ]

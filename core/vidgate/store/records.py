@@ -6,7 +6,9 @@ from typing import Any
 
 import attrs
 
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
+# For SQL: "status NOT IN (...)" / "status IN (...)".
+TERMINAL_SQL = ", ".join(f"'{s}'" for s in TERMINAL)
 
 
 @attrs.define
@@ -80,13 +82,19 @@ class TaskRecord:
     media: dict[str, Any] | None = None
     webhook_url: str | None = None
     notified_status: str | None = None
+    # The usage facts billed (estimate until settled), and the settled charge (micro-units;
+    # None until the task is finished and billed).
+    usage: dict[str, Any] | None = None
+    cost: int | None = None
+    # When the client asked to cancel; the cancel is carried out once a handle is known.
+    cancel_requested_at: float | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
 
 
-JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media"})
+JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media", "usage"})
 BOOL_COLUMNS = frozenset({"hidden", "refunded"})
 TASK_COLUMNS = tuple(a.name for a in attrs.fields(TaskRecord))
 
@@ -105,7 +113,7 @@ class LedgerEntry:
     id: int
     token_id: str
     task_id: str | None
-    kind: str  # charge | refund | credit
+    kind: str  # charge | refund | settle | credit
     amount: int
     model: str | None
     reason: str

@@ -136,4 +136,10 @@ MIGRATIONS: list[list[str]] = [
             at DOUBLE PRECISION NOT NULL
         )""",
     ],
+    # Plugin contract v2: usage-fact billing and cancel.
+    [
+        "ALTER TABLE tasks ADD COLUMN usage TEXT",
+        "ALTER TABLE tasks ADD COLUMN cost BIGINT",
+        "ALTER TABLE tasks ADD COLUMN cancel_requested_at DOUBLE PRECISION",
+    ],
 ]

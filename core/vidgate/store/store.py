@@ -20,6 +20,7 @@ from .records import (
     JSON_COLUMNS,
     TASK_COLUMNS,
     TERMINAL,
+    TERMINAL_SQL,
     Attempt,
     LedgerEntry,
     TaskRecord,
@@ -314,7 +315,7 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in fields)
         sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
         if only_if_active:
-            sql += " AND status NOT IN ('completed', 'failed')"
+            sql += f" AND status NOT IN ({TERMINAL_SQL})"
         args = (*(_encode(k, v) for k, v in fields.items()), task_id)
         if job is _UNSET and "status" not in fields:
             n = await self.db.execute(sql, *args)
@@ -385,14 +386,19 @@ class Store:
         *,
         status: str,
         refund: bool = False,
+        settle_to: int | None = None,
         reason: str = "",
         **fields: Any,
     ) -> bool:
-        """Move a task to a terminal status exactly once; refund its charge if asked.
+        """Move a task to a terminal status exactly once, and bill it: refund its whole
+        charge (``refund``), or settle the charge to ``settle_to`` micro-units (a
+        ``settle`` ledger entry of the difference), or keep the charge as it is.
+        ``cost`` is set to what the token finally pays.
 
-        Returns False when the task was already finished (a second worker, a retry):
-        then nothing changes and nothing is refunded again.
+        Returns False when the task was already finished (a second worker, a retry, a
+        cancel racing a completion): then nothing changes and nothing is billed again.
         """
+        assert not (refund and settle_to is not None)
         assert status in TERMINAL
         now = time.time()
         fields.update(status=status, phase="done", updated_at=now, lease_owner=None, lease_until=None)
@@ -404,7 +410,7 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in fields)
         async with self.db.transaction() as tx:
             n = await tx.execute(
-                f"UPDATE tasks SET {assignments} WHERE id = ? AND status NOT IN ('completed', 'failed')",
+                f"UPDATE tasks SET {assignments} WHERE id = ? AND status NOT IN ({TERMINAL_SQL})",
                 *(_encode(k, v) for k, v in fields.items()),
                 task_id,
             )
@@ -412,9 +418,37 @@ class Store:
                 return False
             if refund:
                 await self._refund(tx, task_id, reason or "task failed")
+                await tx.execute("UPDATE tasks SET cost = 0 WHERE id = ?", task_id)
+            elif settle_to is not None:
+                await self._settle(tx, task_id, settle_to, reason or "settled to the vendor's usage")
+            else:
+                await tx.execute("UPDATE tasks SET cost = charge WHERE id = ?", task_id)
             await self._announce(tx, task_id)
         self._changed(task_id)
         return True
+
+    async def _settle(self, tx: Database, task_id: str, amount: int, reason: str) -> None:
+        row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
+        assert row is not None
+        delta = amount - row["charge"]
+        # The unique (task_id, kind) index makes a second settlement impossible.
+        if delta and not await tx.fetchone("SELECT id FROM ledger WHERE task_id = ? AND kind = 'settle'", task_id):
+            await self._ledger(tx, row["token_id"], task_id, "settle", delta, row["model"], reason)
+            # The vendor billed it: taken even past the quota, which only bounds what
+            # can be started.
+            await tx.execute("UPDATE tokens SET used = used + ? WHERE id = ?", delta, row["token_id"])
+        await tx.execute("UPDATE tasks SET cost = ? WHERE id = ?", amount, task_id)
+
+    async def request_cancel(self, task_id: str) -> TaskRecord | None:
+        """Record that the client asked to cancel an unfinished task (first time wins);
+        the task as it is now."""
+        await self.db.execute(
+            "UPDATE tasks SET cancel_requested_at = COALESCE(cancel_requested_at, ?)"
+            f" WHERE id = ? AND status NOT IN ({TERMINAL_SQL})",
+            time.time(),
+            task_id,
+        )
+        return await self.get_task(task_id)
 
     async def _refund(self, tx: Database, task_id: str, reason: str) -> None:
         row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
@@ -447,7 +481,7 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in fields)
         sql = (
             f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_owner = ?"
-            " AND status NOT IN ('completed', 'failed')"
+            f" AND status NOT IN ({TERMINAL_SQL})"
         )
         args = (*(_encode(k, v) for k, v in fields.items()), task_id, owner)
         if "status" in fields:
@@ -513,11 +547,13 @@ class Store:
         return [LedgerEntry(**r) for r in rows]
 
     async def usage(self) -> list[dict[str, Any]]:
-        """Per token and model: tasks, charged, refunded, net."""
+        """Per token and model: tasks, charged (the estimates pre-deducted), settled (the
+        adjustments to the vendors' actual usage), refunded, net (what was finally paid)."""
         return await self.db.fetchall(
             "SELECT t.name AS token, l.model AS model,"
             " SUM(CASE WHEN l.kind = 'charge' THEN 1 ELSE 0 END) AS tasks,"
             " SUM(CASE WHEN l.kind = 'charge' THEN l.amount ELSE 0 END) AS charged,"
+            " SUM(CASE WHEN l.kind = 'settle' THEN l.amount ELSE 0 END) AS settled,"
             " SUM(CASE WHEN l.kind = 'refund' THEN -l.amount ELSE 0 END) AS refunded,"
             " SUM(l.amount) AS net"
             " FROM ledger l JOIN tokens t ON t.id = l.token_id"

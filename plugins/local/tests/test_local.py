@@ -253,7 +253,9 @@ async def test_text_to_video(pm: pluggy.PluginManager, make_ctx: Callable[..., C
     assert submission == Submission(handle={"job": "video_test1"}, vendor_task_id="video_test1", poll_after=0.2)
 
     answers = await poll_until_done(pm, submission.handle, ctx)
-    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1"})
+    # The actual usage facts: what the renderer made.
+    made = {"seconds": 2.0, "width": 320, "height": 180, "fps": 15, "frames": 30, "resolution": "180p"}
+    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1"}, usage=made)
     progress = [a.progress for a in answers]
     assert progress == sorted(progress)
     assert {a.status for a in answers[:-1]} <= {"queued", "in_progress"}

@@ -26,6 +26,8 @@ from typing import Any
 import vidgate
 from vidgate import (
     CallContext,
+    CancelOutcome,
+    CancelResult,
     Channel,
     MediaSource,
     Model,
@@ -40,7 +42,7 @@ from vidgate import (
     VideoRequest,
 )
 
-from .render import DEFAULT_BACKGROUND, DEFAULT_FPS, JobFiles, exit_with_parent, render_job, write_atomic
+from .render import DEFAULT_BACKGROUND, DEFAULT_FPS, JobFiles, exit_with_parent, kill_render, render_job, write_atomic
 
 __all__ = ["Local", "plugin"]
 
@@ -176,16 +178,21 @@ class Local(vidgate.VendorPlugin):
         image = None
         if (ref := request.image) is not None:
             image = {"url": ref.url} if ref.data is None else {"b64": ref.base64(), "mime": ref.mime_type}
+        fps = request.metadata.get("fps") or DEFAULT_FPS
         payload = {
             "prompt": request.prompt,
             "seconds": seconds,
             "width": width,
             "height": height,
-            "fps": request.metadata.get("fps") or DEFAULT_FPS,
+            "fps": fps,
             "background": request.metadata.get("background") or DEFAULT_BACKGROUND,
             "image": image,
         }
-        return VendorJob(payload=payload, seconds=seconds, size=f"{width}x{height}")
+        resolution = f"{min(width, height)}p"
+        return VendorJob(
+            payload=payload, seconds=seconds, size=f"{width}x{height}", resolution=resolution,
+            usage={"fps": fps, "frames": seconds * fps},
+        )
 
     # -- vendor calls -------------------------------------------------------------------
 
@@ -227,6 +234,13 @@ class Local(vidgate.VendorPlugin):
             raise TaskFailed(f"the video of local job {files.id} is gone", code="not_found")
         return MediaSource.from_file(files.video, "video/mp4")
 
+    async def cancel(self, handle: dict[str, Any], ctx: CallContext) -> CancelResult:
+        """Kill the job's render process; a local render is never billed by anyone."""
+        files = _job_files(ctx.workdir, handle.get("job"))
+        outcome = await asyncio.to_thread(self._cancel_files, files)
+        ctx.log.info("local render cancelled", job=files.id, outcome=outcome.value)
+        return CancelResult(outcome, f"local job {files.id}")
+
     async def recover(self, job: VendorJob, ctx: CallContext) -> Submission | None:
         """A job exists exactly when its spec file does; make sure it is rendering."""
         files = _job_files(ctx.workdir, ctx.task_id)
@@ -248,7 +262,7 @@ class Local(vidgate.VendorPlugin):
             future = self._running.get(files.spec)
             if future is not None and not future.done():
                 return
-            if files.video.exists() or files.error.exists():
+            if files.video.exists() or files.error.exists() or files.cancelled.exists():
                 return
             self._start(files)
 
@@ -262,15 +276,28 @@ class Local(vidgate.VendorPlugin):
             future = _executor().submit(render_job, str(files.spec))
         self._running[files.spec] = future
 
+    def _cancel_files(self, files: JobFiles) -> CancelOutcome:
+        with self._lock:
+            if files.video.exists() or files.error.exists():
+                return CancelOutcome.FINISHED
+            if not files.spec.exists():
+                raise TaskFailed(f"local job {files.id} not found", code="not_found")
+            kill_render(files)
+            self._running.pop(files.spec, None)
+            return CancelOutcome.CANCELLED
+
     def _poll_files(self, files: JobFiles) -> tuple[PollResult, bool]:
         """The job's state, and whether this call had to restart its render."""
         with self._lock:
             future = self._running.get(files.spec)
             # Looked at before the files: a render that is done has written its outcome.
             ended = future is None or future.done()
+            if files.cancelled.exists():
+                self._running.pop(files.spec, None)
+                return PollResult(status="cancelled"), False
             if files.video.exists():
                 self._running.pop(files.spec, None)
-                return PollResult(status="completed", progress=100, result={"job": files.id}), False
+                return PollResult(status="completed", progress=100, result={"job": files.id}, usage=_usage(files)), False
             if files.error.exists():
                 self._running.pop(files.spec, None)
                 return _failed(files.error.read_text(errors="replace")), False
@@ -298,6 +325,18 @@ class Local(vidgate.VendorPlugin):
 def _write_spec(files: JobFiles, spec: dict[str, Any]) -> None:
     files.dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.spec, json.dumps(spec).encode())
+
+
+def _usage(files: JobFiles) -> dict[str, Any] | None:
+    """What the render made (older jobs have no usage file: the estimate stands)."""
+    try:
+        made = json.loads(files.usage.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    width, height = made.get("width"), made.get("height")
+    if isinstance(width, int) and isinstance(height, int):
+        made["resolution"] = f"{min(width, height)}p"
+    return made
 
 
 def _read_progress(files: JobFiles) -> int | None:

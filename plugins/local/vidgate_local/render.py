@@ -15,6 +15,13 @@ being killed: the gateway can always tell from the files how far a job got.
     the finished video, moved into place atomically
 ``jobs/<id>.error``
     why the render failed (plain text)
+``jobs/<id>.usage.json``
+    what was rendered (seconds, width, height, fps, frames), written before the ``.mp4``
+``jobs/<id>.pid``
+    the process rendering the job, while it runs (each render is its own process, so a
+    cancel can kill exactly that render)
+``jobs/<id>.cancelled``
+    the job was cancelled; nothing renders it any more
 
 Frames are drawn with numpy and scaled with libswscale; text uses a built-in 5x8 bitmap
 font, so the renderer needs nothing beyond PyAV and numpy.
@@ -29,6 +36,9 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -92,10 +102,16 @@ class JobFiles:
         self.progress = jobs_dir / f"{job_id}.progress"
         self.video = jobs_dir / f"{job_id}.mp4"
         self.error = jobs_dir / f"{job_id}.error"
+        self.usage = jobs_dir / f"{job_id}.usage.json"
+        self.pid = jobs_dir / f"{job_id}.pid"
+        self.cancelled = jobs_dir / f"{job_id}.cancelled"
 
     def part(self) -> Path:
         """The file this process writes the video to until it is complete."""
-        return self.dir / f"{self.id}.{os.getpid()}.part.mp4"
+        return self.part_of(os.getpid())
+
+    def part_of(self, pid: int) -> Path:
+        return self.dir / f"{self.id}.{pid}.part.mp4"
 
 
 def exit_with_parent() -> None:
@@ -129,18 +145,55 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def render_job(spec_path: str) -> None:
-    """Worker-process entry point: render the job whose spec is at ``spec_path``.
+    """Pool-worker entry point: render the job whose spec is at ``spec_path`` in a process
+    of its own, and wait for it.
 
-    Never raises: the outcome is the ``.mp4`` or the ``.error`` file, which the gateway
-    finds even if it restarted in between.
+    The render runs as a child process (this file run as a script) so that a
+    cancel can kill that one render (see :func:`kill_render`) without breaking the pool
+    and the renders of other jobs. Never raises: the outcome is the ``.mp4``, the
+    ``.error`` or the ``.cancelled`` file, which the gateway finds even if it restarted.
     """
+    spec_file = Path(spec_path)
+    files = JobFiles(spec_file.parent, spec_file.stem)
+    if files.cancelled.exists():
+        return
+    # The child exits when its stdin closes, i.e. when this worker dies.
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), spec_path], stdin=subprocess.PIPE)
+    write_atomic(files.pid, str(child.pid).encode())
+    if files.cancelled.exists():  # cancelled between the check above and the pid file
+        child.kill()
+    code = child.wait()
+    files.pid.unlink(missing_ok=True)
+    if code != 0 and not (files.video.exists() or files.error.exists() or files.cancelled.exists()):
+        files.part_of(child.pid).unlink(missing_ok=True)
+        write_atomic(files.error, f"the render process died (exit status {code})".encode())
+
+
+def kill_render(files: JobFiles) -> int | None:
+    """Mark the job cancelled and kill the process rendering it; the pid killed, if any."""
+    write_atomic(files.cancelled, b"")
+    try:
+        pid = int(files.pid.read_text())
+    except (FileNotFoundError, ValueError):
+        return None  # not started yet: render_job sees the marker and never starts it
+    try:
+        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    except ProcessLookupError:
+        return None
+    files.part_of(pid).unlink(missing_ok=True)
+    return pid
+
+
+def _render_process(spec_path: str) -> None:
+    """The render itself, in its own process; writes the outcome files."""
     spec_file = Path(spec_path)
     files = JobFiles(spec_file.parent, spec_file.stem)
     part = files.part()
     try:
         spec = json.loads(spec_file.read_bytes())
         write_atomic(files.progress, b"0")
-        render(spec, part, lambda percent: write_atomic(files.progress, str(percent).encode()))
+        made = render(spec, part, lambda percent: write_atomic(files.progress, str(percent).encode()))
+        write_atomic(files.usage, json.dumps(made).encode())
         os.replace(part, files.video)
         # Partial files of renders of this job that were killed are garbage now.
         for stale in files.dir.glob(f"{files.id}.*.part.mp4"):
@@ -151,8 +204,20 @@ def render_job(spec_path: str) -> None:
         write_atomic(files.error, message.encode())
 
 
-def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> None:
-    """Render ``spec`` into the MP4 file ``out``.
+def _exit_when_stdin_closes() -> None:
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(1 << 16):
+                pass
+        finally:
+            os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> dict:
+    """Render ``spec`` into the MP4 file ``out``; return what was made (usage facts:
+    ``seconds``, ``width``, ``height``, ``fps``, ``frames``).
 
     ``spec`` holds ``prompt``, ``seconds``, ``width``, ``height`` (even), and optionally
     ``fps``, ``background`` (``#rrggbb``) and ``image`` (``{"b64": ..., "mime": ...}``).
@@ -175,7 +240,9 @@ def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> None:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         time_base = Fraction(1, fps)
         reported = -1
+        made = 0
         for index, rgb in enumerate(frames):
+            made = index + 1
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts, frame.time_base = index, time_base
             container.mux(stream.encode(frame))
@@ -184,6 +251,7 @@ def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> None:
                 on_progress(percent)
                 reported = percent
         container.mux(stream.encode())
+    return {"seconds": made / fps, "width": width, "height": height, "fps": fps, "frames": made}
 
 
 @functools.cache
@@ -400,3 +468,8 @@ def image_frames(picture: np.ndarray, prompt: str, width: int, height: int, tota
             if overlay is not None:
                 overlay.draw(frame)
         yield frame
+
+
+if __name__ == "__main__":
+    _exit_when_stdin_closes()
+    _render_process(sys.argv[1])
