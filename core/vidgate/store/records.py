@@ -71,13 +71,16 @@ class TaskRecord:
     lease_owner: str | None = None
     lease_until: float | None = None
     media: dict[str, Any] | None = None
+    # The error answered when no vendor took the task (status, type, param, code,
+    # message), replayed to an Idempotency-Key retry of it.
+    submit_error: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
 
 
-JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media"})
+JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media", "submit_error"})
 BOOL_COLUMNS = frozenset({"hidden", "refunded"})
 TASK_COLUMNS = tuple(a.name for a in attrs.fields(TaskRecord))
 

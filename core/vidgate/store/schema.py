@@ -85,4 +85,6 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX ledger_once ON ledger (task_id, kind) WHERE task_id IS NOT NULL",
         "CREATE INDEX ledger_token ON ledger (token_id, at)",
     ],
+    # The answer given when no vendor took a task, replayed for its Idempotency-Key.
+    ["ALTER TABLE tasks ADD COLUMN submit_error TEXT"],
 ]

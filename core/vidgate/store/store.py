@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from .db import Database, connect
+from .db import Database, UniqueViolation, connect
 from .records import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -194,10 +194,17 @@ class Store:
                 "SELECT id FROM tasks WHERE token_id = ? AND idempotency_key = ?", task.token_id, task.idempotency_key
             ):
                 raise DuplicateIdempotencyKey()
-            await tx.execute(
-                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-                *(_encode(c, getattr(task, c)) for c in columns),
-            )
+            try:
+                await tx.execute(
+                    f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    *(_encode(c, getattr(task, c)) for c in columns),
+                )
+            except UniqueViolation:
+                # Two submits with one key at once: nothing (no charge either) locks them
+                # apart on an unpriced model, so the index decides; the loser replays.
+                if task.idempotency_key is None:
+                    raise
+                raise DuplicateIdempotencyKey() from None
             if task.charge > 0:
                 await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
 
