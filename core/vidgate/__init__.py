@@ -12,6 +12,7 @@ from .errors import (
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
+    request_maybe_received,
 )
 from .markers import hookimpl, hookspec
 from .request import Image, Size, VideoRequest
@@ -58,4 +59,5 @@ __all__ = [
     "VideoRequest",
     "hookimpl",
     "hookspec",
+    "request_maybe_received",
 ]

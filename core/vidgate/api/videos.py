@@ -312,6 +312,8 @@ async def remix(request: Request) -> Response:
         fingerprint = request_fingerprint(body)
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
+    # One key, one request: a remix of another video is another request.
+    fingerprint = request_fingerprint({"remix_of": source.id, "body": fingerprint})
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise invalid("prompt is required.", "prompt", "missing_required_parameter")

@@ -142,4 +142,6 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks ADD COLUMN cost BIGINT",
         "ALTER TABLE tasks ADD COLUMN cancel_requested_at DOUBLE PRECISION",
     ],
+    # The answer given when no vendor took a task, replayed for its Idempotency-Key.
+    ["ALTER TABLE tasks ADD COLUMN submit_error TEXT"],
 ]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .db import Database, connect
+from .db import Database, UniqueViolation, connect
 from .records import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -255,10 +255,17 @@ class Store:
                 "SELECT id FROM tasks WHERE token_id = ? AND idempotency_key = ?", task.token_id, task.idempotency_key
             ):
                 raise DuplicateIdempotencyKey()
-            await tx.execute(
-                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-                *(_encode(c, getattr(task, c)) for c in columns),
-            )
+            try:
+                await tx.execute(
+                    f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    *(_encode(c, getattr(task, c)) for c in columns),
+                )
+            except UniqueViolation:
+                # Two submits with one key at once: nothing (no charge either) locks them
+                # apart on an unpriced model, so the index decides; the loser replays.
+                if task.idempotency_key is None:
+                    raise
+                raise DuplicateIdempotencyKey() from None
             await tx.execute(
                 "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
                 task.id, _encode("request", request or {}), _encode("job", job),
@@ -342,7 +349,7 @@ class Store:
         """
         silent = ", ".join(f"'{s}'" for s in _SILENT_STATUSES)
         rows = await tx.fetchall(
-            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL"
+            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL AND hidden = FALSE"
             f" AND status NOT IN ({silent}) AND (notified_status IS NULL OR notified_status <> status)"
             " RETURNING *",
             task_id,

@@ -21,6 +21,7 @@ from vidgate.errors import (
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
+    request_maybe_received,
 )
 
 from .auth import cached_token
@@ -97,7 +98,9 @@ async def call(
                 retry_after = _retry_after(resp.headers)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
-            raise VendorUnavailable(f"Kling did not answer ({reason})") from None
+            raise VendorUnavailable(
+                f"Kling did not answer ({reason})", maybe_received=request_maybe_received(exc)
+            ) from None
 
         try:
             envelope = json.loads(raw)

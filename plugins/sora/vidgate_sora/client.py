@@ -23,6 +23,7 @@ from vidgate.errors import (
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
+    request_maybe_received,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -132,7 +133,9 @@ def classify(
     if status in (401, 403):
         return ChannelUnusable(text, **kwargs)
     if status >= 500 or status in (408, 409):
-        return VendorUnavailable(text, **kwargs)
+        # An error answer means no video was made, unless it came from a proxy that lost
+        # the upstream's answer (502/504) or is an Idempotency-Key clash (409).
+        return VendorUnavailable(text, maybe_received=status in (409, 502, 504), **kwargs)
     if operation == "poll":
         if status in (404, 410):
             return TaskFailed(f"the upstream no longer knows this video: {message}", code="vendor_task_missing", **kwargs)
@@ -171,7 +174,9 @@ async def call(
             status, resp_headers = resp.status, resp.headers
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
-        raise VendorUnavailable(f"upstream {operation} call failed: {kind}") from None
+        raise VendorUnavailable(
+            f"upstream {operation} call failed: {kind}", maybe_received=request_maybe_received(exc)
+        ) from None
     try:
         body: Any = json.loads(raw) if raw and len(raw) <= MAX_JSON_BYTES else None
     except (ValueError, UnicodeDecodeError):

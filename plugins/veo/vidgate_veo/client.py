@@ -31,6 +31,7 @@ from vidgate.errors import (
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
+    request_maybe_received,
 )
 
 from .auth import ServiceAccount, access_token, forget_token
@@ -141,7 +142,11 @@ def classify(status: int, body: Any, headers: Any, *, creating: bool) -> VendorE
     if status == 429:
         return VendorRateLimited(f"Google rate limit: {text}", vendor_code=code, retry_after=_retry_after(headers, details))
     if status == 408 or status >= 500:
-        return VendorUnavailable(f"Google answered HTTP {status}: {text}", vendor_code=code)
+        # Google's own error answer means no operation was started, unless a proxy lost
+        # its answer (502/504).
+        return VendorUnavailable(
+            f"Google answered HTTP {status}: {text}", vendor_code=code, maybe_received=status in (502, 504)
+        )
     if creating:
         # 400 INVALID_ARGUMENT, 404 NOT_FOUND (unknown model), 409, ...: the request is wrong.
         return VendorRejected(f"Veo rejected the request: {text}", vendor_code=code, param=_param_hint(text))
@@ -179,7 +184,9 @@ class VeoClient:
                 raw = await resp.read()
                 status, resp_headers = resp.status, resp.headers
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise VendorUnavailable(f"Google unreachable: {type(exc).__name__}") from None
+            raise VendorUnavailable(
+                f"Google unreachable: {type(exc).__name__}", maybe_received=request_maybe_received(exc)
+            ) from None
         try:
             data = await asyncio.to_thread(json.loads, raw) if len(raw) > _BIG_BODY else json.loads(raw)
         except ValueError:
