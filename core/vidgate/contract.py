@@ -55,6 +55,8 @@ class VendorContract:
     model: ClassVar[str] = ""
     #: An image-to-video model, or None when the vendor has none.
     image_model: ClassVar[str | None] = None
+    #: Width and height of the PNG the image case sends.
+    image_size: ClassVar[tuple[int, int]] = (512, 512)
     #: Extra fields of every request body (``{"seconds": 5}``).
     request: ClassVar[Mapping[str, Any]] = {}
     #: Config merged into the gateway config (top-level tables are merged key by key).
@@ -81,7 +83,7 @@ class VendorContract:
         """The request body for a case (``POST /v1/video/generations``)."""
         body: dict[str, Any] = {"model": self.image_model if image else self.model, "prompt": prompt, **self.request}
         if image:
-            body["image"] = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+            body["image"] = "data:image/png;base64," + base64.b64encode(tiny_png(*self.image_size)).decode()
         return body
 
     def declares(self, verb: str) -> bool:

@@ -30,8 +30,9 @@ from typing import Any
 import aiohttp
 
 from .errors import VendorUnavailable
+from .vendor import Channel
 
-__all__ = ["TRANSPORT_ERRORS", "join_url", "parse_json", "read_json", "retry_after", "transport_errors"]
+__all__ = ["TRANSPORT_ERRORS", "join_url", "parse_json", "read_json", "retry_after", "scrub", "transport_errors"]
 
 #: What a failed HTTP exchange raises in aiohttp: connection refused/reset, DNS, TLS,
 #: payload errors, and timeouts (``asyncio.TimeoutError`` is ``TimeoutError`` on 3.11+).
@@ -125,3 +126,14 @@ def join_url(base: str, *parts: str) -> str:
         if part:
             url += "/" + part
     return url
+
+
+def scrub(text: str, channel: Channel) -> str:
+    """``text`` with every credential value of ``channel`` replaced by ``[redacted]``.
+
+    The core scrubs the messages of errors a plugin raises; use this for what a plugin
+    *logs* itself, since vendors' error messages can quote what they were sent.
+    """
+    from .plugins import scrub_text
+
+    return scrub_text(text, channel)
