@@ -60,6 +60,14 @@ def transport_errors(vendor: str, what: str = "did not answer") -> Iterator[None
         raise VendorUnavailable(f"{vendor} {what} ({_reason(exc)})") from None
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # aiohttp's headers are case-insensitive; a plain dict (in tests, say) may not be.
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
+
+
 def retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
     """Seconds to wait, from ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP-date).
 
@@ -68,13 +76,13 @@ def retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) 
     """
     if headers is None:
         return None
-    value = headers.get("retry-after-ms")
+    value = _header(headers, "retry-after-ms")
     if value is not None:
         try:
             return max(0.0, float(value) / 1000.0)
         except ValueError:
             pass
-    value = headers.get("Retry-After")
+    value = _header(headers, "retry-after")
     if value is None:
         return None
     try:
