@@ -79,6 +79,10 @@ class VendorContract:
         values = [v for v in self.credentials(fake).values() if isinstance(v, str)]
         return sorted({fake.secret, *values})
 
+    def base_url(self, fake: FakeVendor) -> str:
+        """The channel's ``base_url`` for ``fake`` (default ``fake.url``)."""
+        return fake.url
+
     def body(self, prompt: str, *, image: bool = False) -> dict[str, Any]:
         """The request body for a case (``POST /v1/video/generations``)."""
         body: dict[str, Any] = {"model": self.image_model if image else self.model, "prompt": prompt, **self.request}
@@ -107,7 +111,7 @@ class VendorContract:
         cfg: dict[str, Any] = {
             "plugins": {"enabled": []},  # the plugin comes in through extra_plugins
             "channels": [{
-                "name": "contract", "vendor": vendor, "base_url": fake.url,
+                "name": "contract", "vendor": vendor, "base_url": self.base_url(fake),
                 "credentials": self.credentials(fake),
                 "options": {"poll_interval": 0.05, **self.channel_options},
             }],

@@ -222,10 +222,11 @@ class FakeVendor:
             self._injected[phase].extend(faults)
 
     def new_job(self, prompt: str | None = "", *, seconds: int | None = None, size: str | None = None,
-                callback_url: str | None = None, **data: Any) -> FakeJob:
-        """Create and store a job; its poll-phase faults come from ``prompt``."""
+                callback_url: str | None = None, job_id: str | None = None, **data: Any) -> FakeJob:
+        """Create and store a job (id ``job_id`` or :meth:`new_job_id`); its poll-phase
+        faults come from ``prompt``."""
         faults = [k for k in keywords(prompt) if KEYWORDS[k] == "poll"]
-        job = FakeJob(self.new_job_id(), prompt or "", seconds, size, callback_url, faults=faults, data=data)
+        job = FakeJob(job_id or self.new_job_id(), prompt or "", seconds, size, callback_url, faults=faults, data=data)
         job.held = job.take("hold")
         self.jobs[job.id] = job
         return job

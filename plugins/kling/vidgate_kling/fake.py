@@ -267,12 +267,8 @@ class FakeKling(FakeVendor):
             return "callback_url must be a string"
         return None
 
-    def new_job_id(self) -> str:
-        return self._next_id
-
     def _new_job(self, task_id: str, body: dict[str, Any]) -> FakeJob:
-        self._next_id = task_id
-        job = self.new_job(body.get("prompt"), seconds=int(body.get("duration", "5")),
+        job = self.new_job(body.get("prompt"), seconds=int(body.get("duration", "5")), job_id=task_id,
                            image=body.get("image") or body.get("image_tail"))
         if self._fail_tasks:
             job.error = self._fail_tasks.popleft()
