@@ -161,7 +161,7 @@ class FakeVendor:
         self.jobs: dict[str, FakeJob] = {}
         self.callbacks_sent: list[tuple[str, Any, int | None]] = []
         self.base_url = ""  # set by serve(); else taken from each request
-        self._injected: dict[str, deque[str]] = {"create": deque(), "poll": deque()}
+        self._queued_faults: dict[str, deque[str]] = {"create": deque(), "poll": deque()}
         self._ids = itertools.count(1)
         self._spent: set[tuple[str | None, str]] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -219,7 +219,7 @@ class FakeVendor:
         """Queue ``faults`` (keywords without brackets) for the next ``times`` calls of
         ``phase`` (``create`` or ``poll``), whatever the prompt."""
         for _ in range(times):
-            self._injected[phase].extend(faults)
+            self._queued_faults[phase].extend(faults)
 
     def new_job(self, prompt: str | None = "", *, seconds: int | None = None, size: str | None = None,
                 callback_url: str | None = None, job_id: str | None = None, **data: Any) -> FakeJob:
@@ -239,7 +239,7 @@ class FakeVendor:
         HTTP 500.
         """
         spent = self._spent
-        fault = self._injected["create"].popleft() if self._injected["create"] else None
+        fault = self._queued_faults["create"].popleft() if self._queued_faults["create"] else None
         if fault is None:
             for k in keywords(prompt):
                 if k == "echo-key":
@@ -268,7 +268,7 @@ class FakeVendor:
         ``[500]`` -> HTTP 500, ``[malformed]`` -> an HTML 502 page, ``[slow]`` -> waits
         :attr:`slow_seconds` first (then answers normally; None is returned).
         """
-        fault = self._injected["poll"].popleft() if self._injected["poll"] else None
+        fault = self._queued_faults["poll"].popleft() if self._queued_faults["poll"] else None
         if fault is None and job is not None:
             fault = next((f for f in ("500", "malformed", "slow") if job.take(f)), None)
         resp: Response | None = None
@@ -383,6 +383,10 @@ class FakeVendor:
     def url(self) -> str:
         """The served base URL (no trailing slash); set by :meth:`serve`."""
         return self.base_url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self.base_url = value
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[FakeVendor]:
