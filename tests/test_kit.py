@@ -94,3 +94,26 @@ def test_new_plugin_scaffold_passes_its_contract_suite(tmp_path):
     tail = proc.stdout[-3000:]
     assert proc.returncode == 0, tail
     assert "9 passed" in tail and "failed" not in tail, tail
+
+
+def test_contract_catches_a_hook_that_answers_for_every_vendor():
+    from vidgate import VendorPlugin, hookimpl
+    from vidgate.testing import contract
+
+    class Greedy(VendorPlugin):
+        name = "greedy"
+
+        @hookimpl
+        def vidgate_validate_channel(self, vendor, channel):
+            return []  # forgot the vendor check
+
+    class Polite(VendorPlugin):
+        name = "polite"
+
+    class Case(contract.VendorContract):
+        plugin = Greedy()
+
+    with pytest.raises(AssertionError, match="vidgate_validate_channel answered"):
+        Case().test_other_vendors_answered_none()
+    Case.plugin = Polite()
+    Case().test_other_vendors_answered_none()
