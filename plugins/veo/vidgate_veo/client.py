@@ -20,7 +20,6 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import attrs
 
 from vidgate import CallContext, Channel
@@ -31,8 +30,9 @@ from vidgate.errors import (
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
-    request_maybe_received,
 )
+
+from vidgate.vendorhttp import retry_after, transport_errors
 
 from .auth import ServiceAccount, access_token, forget_token
 
@@ -115,12 +115,8 @@ def _error_parts(body: Any) -> tuple[str, str, list[Any]]:
 
 
 def _retry_after(headers: Any, details: list[Any]) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if (seconds := retry_after(headers)) is not None:
+        return seconds
     for d in details:  # google.rpc.RetryInfo {"retryDelay": "30s"}
         if isinstance(d, dict) and str(d.get("@type", "")).endswith("RetryInfo"):
             m = re.match(r"^\s*([\d.]+)s\s*$", str(d.get("retryDelay", "")))
@@ -179,14 +175,10 @@ class VeoClient:
 
     async def _call(self, method: str, url: str, body: Any | None, *, creating: bool) -> dict[str, Any]:
         headers = await self._headers()
-        try:
+        with transport_errors("Google", "unreachable"):
             async with self.ctx.http.request(method, url, json=body, headers=headers, timeout=self.ctx.timeout) as resp:
                 raw = await resp.read()
                 status, resp_headers = resp.status, resp.headers
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise VendorUnavailable(
-                f"Google unreachable: {type(exc).__name__}", maybe_received=request_maybe_received(exc)
-            ) from None
         try:
             data = await asyncio.to_thread(json.loads, raw) if len(raw) > _BIG_BODY else json.loads(raw)
         except ValueError:
