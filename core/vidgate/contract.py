@@ -19,9 +19,8 @@ channel of the plugin's vendor, and drives it over HTTP. The fake's prompt keywo
 :meth:`body` or :attr:`config` where a vendor needs something else; override a case
 with ``pytest.mark.skip`` only with a reason the README states.
 
-Extension points: a case for a vendor verb the core does not have yet is a method that
-skips unless the plugin declares the verb (:meth:`VendorContract.declares`); see
-``test_cancel`` and ``test_batch_poll``. Adding the real case is a few lines there.
+Cases for optional vendor verbs (``test_cancel``, ``test_batch_poll``) skip unless the
+plugin declares the verb (:meth:`VendorContract.declares`).
 """
 
 from __future__ import annotations
@@ -306,20 +305,43 @@ class VendorContract:
             answer = caller(**kwargs)
             assert answer in (None, []), f"{name} answered {answer!r} for another vendor"
 
-    # -- extension points (contract v2) ------------------------------------------------
-    # The core has no cancel or batch-poll verb yet. When it does, replace the skip in
-    # each case with the flow sketched in its docstring; the fake base already has
-    # ``[hold]`` jobs and ``FakeVendor.set_state`` for them.
+    # -- verbs a plugin may declare -----------------------------------------------------
 
     def test_cancel(self, tmp_path: Path) -> None:
-        """(extension point) A ``[hold]`` task cancelled through the API ends
-        ``cancelled``, the fake's job is cancelled and the charge is refunded."""
+        """A ``[hold]`` task cancelled through the API ends ``cancelled``: the plugin's
+        cancel reached the vendor, progress stops, and the token pays at most the charge
+        (a confirmed cancel before work started refunds it whole), each ledger entry once."""
         if not self.declares("cancel"):
             pytest.skip("the plugin declares no cancel verb")
-        pytest.skip("the core has no cancel verb yet (contract v2)")
+
+        async def case() -> None:
+            async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
+                key = await gw.token()
+                task = await self.submit(gw, key, "a long render [hold]")
+                # Wait until the vendor has the job, so the cancel has something to cancel.
+                for _ in range(200):
+                    if fake.jobs:
+                        break
+                    await asyncio.sleep(0.02)
+                seen = len(fake.requests)
+                status, answer = await gw.post(f"/v1/video/generations/{task['id']}/cancel", key)
+                assert status == 200, answer
+                done = await gw.wait(task["id"], key, timeout=self.case_timeout * 0.8)
+                assert done["status"] == "cancelled", done
+                assert len(fake.requests) > seen, "the plugin's cancel never reached the vendor"
+                again_status, again = await gw.post(f"/v1/video/generations/{task['id']}/cancel", key)
+                assert again_status == 200 and again["status"] == "cancelled", again
+                rows = await gw.gateway.store.db.fetchall(
+                    "SELECT kind, amount FROM ledger WHERE task_id = ?", task["id"])
+                kinds = [r["kind"] for r in rows]
+                assert len(kinds) == len(set(kinds)), rows
+                charge = sum(r["amount"] for r in rows if r["kind"] == "charge")
+                paid = sum(r["amount"] for r in rows)
+                assert 0 <= paid <= charge, rows
+        self._run(case)
 
     def test_batch_poll(self, tmp_path: Path) -> None:
         """(extension point) Several tasks are polled in one vendor call and all complete."""
         if not self.declares("poll_many"):
             pytest.skip("the plugin declares no batch-poll verb")
-        pytest.skip("the core has no batch-poll verb yet (contract v2)")
+        pytest.skip("the core has no batch-poll verb yet (contract v2, item 3)")
