@@ -45,6 +45,19 @@ class MediaConfig:
     path: str = f"{DEFAULT_DATA_DIR}/media"
     # How long a finished video stays downloadable (drives ``expires_at``).
     retention_hours: float = 24 * 7
+    # "s3://BUCKET/PREFIX" stores media in an S3-compatible bucket instead of ``path``.
+    url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    # Without these, the usual AWS chain (AWS_* environment, shared files, instance role).
+    access_key_id: str | None = attrs.field(default=None, repr=False)
+    secret_access_key: str | None = attrs.field(default=None, repr=False)
+    # "path" for stores that want bucket names in the path (MinIO and most self-hosted).
+    addressing_style: str = "auto"
+    part_size_bytes: int = 8 * 1024 * 1024
+    # "stream" (through the gateway) or "redirect" (302 to a presigned URL; S3 only).
+    serve: str = "stream"
+    presign_seconds: int = 300
 
 
 @attrs.frozen
@@ -230,12 +243,36 @@ def _check_consistency(config: Config) -> None:
     for g in config.groups:
         if g.ratio < 0:
             raise ConfigError(f"{src}: groups: ratio of {g.name!r} must be 0 or more")
+    _check_media(config)
     for name, price in config.models.items():
         if price.price_per_second is not None and price.price_per_request is not None:
             raise ConfigError(f"{src}: models.{name}: set price_per_second or price_per_request, not both")
         for v in (price.price_per_second, price.price_per_request):
             if v is not None and v < 0:
                 raise ConfigError(f"{src}: models.{name}: prices must be 0 or more")
+
+
+def _check_media(config: Config) -> None:
+    from .media import MIN_PART_BYTES, parse_s3_url
+
+    m, where = config.media, f"{config.source}: media"
+    if m.url is not None:
+        try:
+            parse_s3_url(m.url)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url: {exc} (expected s3://BUCKET/PREFIX)") from None
+    if (m.access_key_id is None) != (m.secret_access_key is None):
+        raise ConfigError(f"{where}: set access_key_id and secret_access_key together")
+    if m.serve not in ("stream", "redirect"):
+        raise ConfigError(f"{where}.serve: must be 'stream' or 'redirect', not {m.serve!r}")
+    if m.serve == "redirect" and m.url is None:
+        raise ConfigError(f"{where}.serve: 'redirect' needs an S3 url (local files are always streamed)")
+    if m.addressing_style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"{where}.addressing_style: must be 'auto', 'path' or 'virtual'")
+    if m.part_size_bytes < MIN_PART_BYTES:
+        raise ConfigError(f"{where}.part_size_bytes: must be at least {MIN_PART_BYTES} (S3's minimum part)")
+    if not 1 <= m.presign_seconds <= 7 * 24 * 3600:
+        raise ConfigError(f"{where}.presign_seconds: must be from 1 to 604800 (a week, S3's limit)")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

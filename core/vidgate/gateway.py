@@ -47,7 +47,7 @@ from .errors import (
     not_found,
     unauthorized,
 )
-from .media import MediaStore
+from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks
 from .plugins import Plugins
 from .request import VideoRequest
@@ -72,13 +72,14 @@ class Gateway:
     """Everything one gateway process holds: config, plugins, store, media, HTTP."""
 
     def __init__(
-        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None
+        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None,
+        media: MediaStorage | None = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
         self.store = store
         self.http = http
-        self.media = MediaStore(Path(config.media.path))
+        self.media: MediaStorage = media if media is not None else LocalMedia(Path(config.media.path))
         self.dispatcher = dispatcher or Dispatcher(config, plugins)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.workdir = config.data_dir / "vendors"
@@ -91,6 +92,11 @@ class Gateway:
         plugins = Plugins.load(enabled=config.plugins.enabled, extra=extra_plugins)
         dispatcher = Dispatcher(config, plugins)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
+        try:
+            media = await open_media(config.media)
+        except BaseException:
+            await store.close()
+            raise
         net = config.network
         http = HTTP(
             total_timeout=net.outbound_timeout_seconds,
@@ -99,11 +105,12 @@ class Gateway:
             download_idle_timeout=net.download_idle_timeout_seconds,
             allowed_networks=parse_networks(net.allow_image_networks),
         )
-        return cls(config, plugins, store, http, dispatcher)
+        return cls(config, plugins, store, http, dispatcher, media)
 
     async def close(self) -> None:
         await self.plugins.shutdown()
         await self.http.close()
+        await self.media.close()
         await self.store.close()
 
     @contextlib.asynccontextmanager
