@@ -21,8 +21,6 @@ from vidgate.media import MIN_PART_BYTES, S3Media
 from vidgate.testing import run_gateway
 from vidgate.worker import Worker
 
-pytest.importorskip("aiobotocore")
-
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):
