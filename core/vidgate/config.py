@@ -67,6 +67,19 @@ class MediaConfig:
     # decoded; enforced while streaming. 512 MiB is several times a minute of 4K at the
     # bitrates vendors deliver, and small enough that one task cannot fill a disk.
     max_result_bytes: int = 512 * 1024 * 1024
+    # "s3://BUCKET/PREFIX" stores media in an S3-compatible bucket instead of ``path``.
+    url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    # Without these, the usual AWS chain (AWS_* environment, shared files, instance role).
+    access_key_id: str | None = attrs.field(default=None, repr=False)
+    secret_access_key: str | None = attrs.field(default=None, repr=False)
+    # "path" for stores that want bucket names in the path (MinIO and most self-hosted).
+    addressing_style: str = "auto"
+    part_size_bytes: int = 8 * 1024 * 1024
+    # "stream" (through the gateway) or "redirect" (302 to a presigned URL; S3 only).
+    serve: str = "stream"
+    presign_seconds: int = 300
 
 
 @attrs.frozen
@@ -354,6 +367,7 @@ def _check_consistency(config: Config) -> None:
 
     if config.billing.refund_on_unconfirmed_cancel not in REFUND_POLICIES:
         raise ConfigError(f"{src}: billing.refund_on_unconfirmed_cancel: must be one of {', '.join(REFUND_POLICIES)}")
+    _check_media(config)
     for name, price in config.models.items():
         where = f'{src}: models."{name}"'
         if sum(v is not None for v in (price.price, price.price_per_second, price.price_per_request)) > 1:
@@ -368,6 +382,29 @@ def _check_consistency(config: Config) -> None:
                 Price(price.price)
             except PriceError as exc:
                 raise ConfigError(f"{where}.price: {exc}") from None
+
+
+def _check_media(config: Config) -> None:
+    from .media import MIN_PART_BYTES, parse_s3_url
+
+    m, where = config.media, f"{config.source}: media"
+    if m.url is not None:
+        try:
+            parse_s3_url(m.url)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url: {exc} (expected s3://BUCKET/PREFIX)") from None
+    if (m.access_key_id is None) != (m.secret_access_key is None):
+        raise ConfigError(f"{where}: set access_key_id and secret_access_key together")
+    if m.serve not in ("stream", "redirect"):
+        raise ConfigError(f"{where}.serve: must be 'stream' or 'redirect', not {m.serve!r}")
+    if m.serve == "redirect" and m.url is None:
+        raise ConfigError(f"{where}.serve: 'redirect' needs an S3 url (local files are always streamed)")
+    if m.addressing_style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"{where}.addressing_style: must be 'auto', 'path' or 'virtual'")
+    if m.part_size_bytes < MIN_PART_BYTES:
+        raise ConfigError(f"{where}.part_size_bytes: must be at least {MIN_PART_BYTES} (S3's minimum part)")
+    if not 1 <= m.presign_seconds <= 7 * 24 * 3600:
+        raise ConfigError(f"{where}.presign_seconds: must be from 1 to 604800 (a week, S3's limit)")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

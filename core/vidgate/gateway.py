@@ -51,8 +51,8 @@ from .errors import (
     unauthorized,
 )
 from .events import LocalNotifier, TaskNotifier
-from .media import MediaStore
 from .logs import SCRUB_KEY, ScrubSecrets
+from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
 from .plugins import Plugins, channel_secrets
 from .request import VideoRequest
@@ -82,13 +82,16 @@ class Gateway:
     """Everything one gateway process holds: config, plugins, store, media, HTTP."""
 
     def __init__(
-        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None
+        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None,
+        media: MediaStorage | None = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
         self.store = store
         self.http = http
-        self.media = MediaStore(Path(config.media.path), config.media.max_result_bytes)
+        self.media: MediaStorage = (
+            media if media is not None else LocalMedia(Path(config.media.path), config.media.max_result_bytes)
+        )
         self.dispatcher = dispatcher or Dispatcher(config, plugins)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.workdir = config.data_dir / "vendors"
@@ -143,6 +146,11 @@ class Gateway:
         plugins = Plugins.load(enabled=config.plugins.enabled, extra=extra_plugins)
         dispatcher = Dispatcher(config, plugins)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
+        try:
+            media = await open_media(config.media)
+        except BaseException:
+            await store.close()
+            raise
         net = config.network
         http = HTTP(
             total_timeout=net.outbound_timeout_seconds,
@@ -156,11 +164,12 @@ class Gateway:
             allowed_networks=parse_networks(net.allow_image_networks),
             result_networks=parse_networks(net.allow_result_networks),
         )
-        return cls(config, plugins, store, http, dispatcher)
+        return cls(config, plugins, store, http, dispatcher, media)
 
     async def close(self) -> None:
         await self.plugins.shutdown()
         await self.http.close()
+        await self.media.close()
         await self.store.close()
 
     @contextlib.asynccontextmanager

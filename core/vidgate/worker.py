@@ -27,6 +27,7 @@ from . import billing, failpoints
 from .errors import TaskFailed, VendorError, VendorRateLimited
 from .gateway import Gateway
 from .prices import PriceError
+from .media import temp_dir
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
 from .vendor import PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
@@ -336,10 +337,13 @@ class Worker:
         except Exception as exc:  # the video is what matters; a thumbnail is a nicety
             log.warning("vendor_thumbnail_failed", error=str(exc))
         try:
-            target = media.path(task.id, "thumbnail")
-            await asyncio.to_thread(make_thumbnail, media.path(task.id, "video"), target)
-            size = (await asyncio.to_thread(target.stat)).st_size
-            return {"size": size, "content_type": THUMBNAIL_TYPE}
+            # Object storage: the video comes back to a temp file (the thumbnail needs its
+            # index, often at the end); local storage hands out its own file.
+            async with media.local_copy(task.id, "video") as video_path, temp_dir() as tmp:
+                target = tmp / "thumbnail"
+                await asyncio.to_thread(make_thumbnail, video_path, target)
+                thumb = await media.put_file(task.id, "thumbnail", target, THUMBNAIL_TYPE)
+            return {"size": thumb.size, "content_type": THUMBNAIL_TYPE}
         except Exception as exc:
             log.warning("thumbnail_failed", error=str(exc))
             return None
