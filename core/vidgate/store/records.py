@@ -88,6 +88,9 @@ class TaskRecord:
     cost: int | None = None
     # When the client asked to cancel; the cancel is carried out once a handle is known.
     cancel_requested_at: float | None = None
+    # When the vendor accepted the task (None for tasks stored before this column: their
+    # created_at is used); a vendor's "no such task" is only believed some time after it.
+    submitted_at: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -142,4 +142,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks ADD COLUMN cost BIGINT",
         "ALTER TABLE tasks ADD COLUMN cancel_requested_at DOUBLE PRECISION",
     ],
+    # Plugin contract v2: poll failure policy (grace for "no such task" after a submit).
+    [
+        "ALTER TABLE tasks ADD COLUMN submitted_at DOUBLE PRECISION",
+    ],
 ]
