@@ -159,13 +159,15 @@ class VendorRateLimited(VendorError):
 class VendorUnavailable(VendorError):
     """A transient failure: 5xx, timeout, connection error, malformed body.
 
-    ``maybe_received`` is True when the vendor may have acted on the request although the
-    answer was lost (a read timeout, a dropped connection, a 5xx from a proxy), False
-    when it certainly did not (connection refused): after a submit, only the former
-    makes the core look the task up before trying another channel.
+    ``maybe_received`` says the vendor may have acted on the request although the answer
+    was lost (a read timeout, a dropped connection, a 5xx from a proxy). Pass False when
+    it certainly did not (connection refused, a 503 before any work): after a submit,
+    only a maybe-received failure makes the core look the task up by our id before trying
+    another channel. The default, True, is the safe one (a lookup is cheaper than a
+    duplicate the client pays twice for).
     """
 
-    def __init__(self, message: str, *, maybe_received: bool = False, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, maybe_received: bool = True, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.maybe_received = maybe_received
 

@@ -195,11 +195,11 @@ def classify(exc: BaseException) -> VendorError | None:
             return VendorRejected(text, http_status=status)
         return VendorUnavailable(text, http_status=status, maybe_received=status != 503)
     if isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ())):
-        return VendorUnavailable(f"timeout connecting to the vendor ({name})")
+        return VendorUnavailable(f"timeout connecting to the vendor ({name})", maybe_received=False)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return VendorUnavailable(f"timeout waiting for the vendor ({name})", maybe_received=True)
     if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
-        return VendorUnavailable(f"could not connect to the vendor ({name})")
+        return VendorUnavailable(f"could not connect to the vendor ({name})", maybe_received=False)
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return VendorUnavailable(f"connection to the vendor failed ({name})", maybe_received=True)
     if isinstance(exc, (ValueError, UnicodeDecodeError)):
