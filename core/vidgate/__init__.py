@@ -5,9 +5,11 @@ The names exported here are the public API for plugin authors; see ``docs/plugin
 
 from .errors import (
     ChannelUnusable,
+    ModelRetired,
     Problem,
     RequestInvalid,
     TaskFailed,
+    TaskNotFound,
     VendorError,
     VendorRateLimited,
     VendorRejected,
@@ -42,6 +44,7 @@ __all__ = [
     "Image",
     "MediaSource",
     "Model",
+    "ModelRetired",
     "PollResult",
     "Problem",
     "RequestInvalid",
@@ -49,6 +52,7 @@ __all__ = [
     "Submission",
     "TaskError",
     "TaskFailed",
+    "TaskNotFound",
     "Vendor",
     "VendorError",
     "VendorJob",

@@ -95,6 +95,12 @@ class WorkerConfig:
     # Result downloads run in their own slots, so slow downloads never hold the slots
     # that poll other tasks.
     fetch_concurrency: int = 8
+    # Consecutive failed polls of one task (transport errors, 5xx, malformed answers,
+    # unknown status words) before it fails ``poll_failures_exceeded`` and is refunded.
+    max_poll_failures: int = 20
+    # A vendor saying it does not know a task fails it ``vendor_task_lost`` only this
+    # long after the submit: vendors are eventually consistent right after a create.
+    not_found_grace_seconds: float = 120.0
 
 
 @attrs.frozen
@@ -330,6 +336,10 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"{src}: media.max_result_bytes: must be at least 1")
     if config.worker.fetch_concurrency < 1:
         raise ConfigError(f"{src}: worker.fetch_concurrency: must be at least 1")
+    if config.worker.max_poll_failures < 1:
+        raise ConfigError(f"{src}: worker.max_poll_failures: must be at least 1")
+    if config.worker.not_found_grace_seconds < 0:
+        raise ConfigError(f"{src}: worker.not_found_grace_seconds: must not be negative")
     seen: set[str] = set()
     groups = {g.name for g in config.groups}
     for i, ch in enumerate(config.channels):

@@ -115,7 +115,15 @@ class VendorError(VidgateError):
                                cool-down and the task moves on
     :class:`TaskFailed`        the vendor says this task will never finish
                                (used from ``poll`` and ``fetch_result``)
+    :class:`TaskNotFound`      the vendor does not know this task (404 for the
+                               task id): fails it ``vendor_task_lost``, but only
+                               after ``worker.not_found_grace_seconds``
+    :class:`ModelRetired`      the vendor retired the model (404/410 naming the
+                               model): fails the task with the vendor's message
     ========================  ==================================================
+
+    What each class means in each phase (submit, poll, fetch, cancel) is the table in
+    :mod:`vidgate.outcomes`; ``docs/plugins.md`` prints it.
 
     ``vendor_code`` is the vendor's own error code and ``http_status`` the HTTP status it
     came with, kept for operators' logs; they never reach a client. ``message`` must not contain credentials.
@@ -202,6 +210,24 @@ class TaskFailed(VendorError):
     def __init__(self, message: str, *, code: str = "vendor_failed", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.code = code
+
+
+class TaskNotFound(VendorError):
+    """The vendor says the task behind the handle does not exist (e.g. 404 for its id).
+
+    Vendors are eventually consistent right after a create, so while polling this is
+    transient for ``worker.not_found_grace_seconds`` after the submit and fails the task
+    (``vendor_task_lost``, refunded) after that. Raise :class:`ModelRetired` instead when
+    the vendor says the *model* is gone.
+    """
+
+
+class ModelRetired(VendorError):
+    """The vendor retired the model (a 404/410 that names the model, not the task).
+
+    The task fails at once with the vendor's message (``model_retired``), no retries; at
+    submit the core tries the next channel.
+    """
 
 
 class PluginLoadError(VidgateError):

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 import structlog
 
-from . import billing, failpoints
+from . import billing, failpoints, outcomes
 from .auth import hash_key, key_hint, new_key
 from .config import Config
 from .dispatch import Dispatcher
@@ -550,6 +550,7 @@ class Gateway:
                 vendor_task_id=submission.vendor_task_id,
                 next_poll_at=now + delay,
                 deadline_at=now + self.deadline(channel),
+                submitted_at=now,
                 lease_owner=None,
                 lease_until=None,
             )
@@ -713,10 +714,13 @@ class Gateway:
             ctx = self.context(task.id, channel)
             try:
                 result = await self.plugins.cancel(channel.vendor, task.handle, ctx)
-            except TaskFailed as exc:
-                result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
             except VendorError as exc:
-                result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {self._detail(exc)}")
+                found = outcomes.rule(outcomes.Phase.CANCEL, exc)
+                self.breaker_effect(channel, found, exc)
+                if found.action is outcomes.Action.LEARN_ENDING:
+                    result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
+                else:
+                    result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {self._detail(exc)}")
             except Exception as exc:  # a plugin bug must not keep the client's task alive
                 log.exception("plugin_cancel_crashed", task_id=task.id)
                 result = CancelResult(CancelOutcome.REFUSED, f"plugin error: {type(exc).__name__}: {exc}")
@@ -741,13 +745,15 @@ class Gateway:
         (a completed one goes on to be fetched). None if it turns out to be running."""
         try:
             polled = await self.plugins.poll(channel.vendor, task.handle or {}, ctx)
-        except TaskFailed as exc:
+        except VendorError as exc:
+            found = outcomes.rule(outcomes.Phase.POLL, exc)
+            if found.action is not outcomes.Action.FAIL_TASK:
+                return None
+            code = outcomes.failure_code(found, exc)
             await self.store.finish_task(
-                task.id, status="failed", refund=True, reason=exc.code, error_code=exc.code, error_message=exc.message
+                task.id, status="failed", refund=True, reason=code, error_code=code, error_message=exc.message
             )
             return await self.store.get_task(task.id)
-        except VendorError:
-            return None
         if polled.status == "completed":
             await self.store.update_task(
                 task.id, phase="fetching", result=polled.result or {}, status="in_progress", progress=99,
@@ -805,6 +811,15 @@ class Gateway:
             await self.media.delete(task.id)
             log.info("task_cancelled", task_id=task.id, outcome=result.outcome.value)
         return done
+
+    def breaker_effect(self, channel: Channel, found: outcomes.Rule, exc: VendorError) -> None:
+        """Apply what ``exc`` does to the channel's breaker, per the phase table."""
+        if found.breaker is outcomes.BreakerEffect.OPEN:
+            self.dispatcher.failed(channel.name, exc.message, account=True)
+        elif found.breaker is outcomes.BreakerEffect.COUNT:
+            self.dispatcher.failed(channel.name, exc.message)
+        elif found.breaker is outcomes.BreakerEffect.SUCCESS:
+            self.dispatcher.succeeded(channel.name)
 
     def remix_capable(self, task: TaskRecord) -> bool:
         model = self.plugins.model(task.model, task.vendor)

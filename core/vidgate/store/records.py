@@ -91,6 +91,9 @@ class TaskRecord:
     # The error answered when no vendor took the task (status, type, param, code,
     # message), replayed to an Idempotency-Key retry of it.
     submit_error: dict[str, Any] | None = None
+    # When the vendor accepted the task (None for tasks stored before this column: their
+    # created_at is used); a vendor's "no such task" is only believed some time after it.
+    submitted_at: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -144,4 +144,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # The answer given when no vendor took a task, replayed for its Idempotency-Key.
     ["ALTER TABLE tasks ADD COLUMN submit_error TEXT"],
+    # Plugin contract v2: poll failure policy (grace for "no such task" after a submit).
+    [
+        "ALTER TABLE tasks ADD COLUMN submitted_at DOUBLE PRECISION",
+    ],
 ]

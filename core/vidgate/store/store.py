@@ -482,6 +482,30 @@ class Store:
         )
         return [_task_from_row(r) for r in rows]
 
+    async def lease_batch(
+        self, owner: str, channel: str, *, now: float, due_by: float, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` more polling tasks of ``channel`` to poll in one batch with
+        tasks already leased: those due, and those due by ``due_by`` whose last poll did
+        not fail (polling a healthy task a little early is what lets a batch call carry
+        the whole channel; a task backing off after a failure keeps its backoff)."""
+        rows = await self.db.fetchall(
+            "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            " SELECT id FROM tasks WHERE status IN ('queued', 'in_progress')"
+            " AND channel = ? AND phase = 'polling' AND cancel_requested_at IS NULL"
+            " AND (next_poll_at <= ? OR (next_poll_at <= ? AND poll_failures = 0))"
+            " AND (lease_until IS NULL OR lease_until < ?)"
+            f" ORDER BY next_poll_at LIMIT ?{self.db.skip_locked}) RETURNING *",
+            owner,
+            now + lease_seconds,
+            channel,
+            now,
+            due_by,
+            now,
+            limit,
+        )
+        return [_task_from_row(r) for r in rows]
+
     async def release(self, task_id: str, owner: str, **fields: Any) -> bool:
         """Drop our lease on an unfinished task, saving ``fields`` (e.g. next_poll_at)."""
         fields.update(lease_owner=None, lease_until=None, updated_at=time.time())
