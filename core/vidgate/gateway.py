@@ -38,8 +38,10 @@ from .dispatch import Dispatcher
 from .errors import (
     APIError,
     ChannelUnusable,
+    ModelRetired,
     RequestInvalid,
     TaskFailed,
+    TaskNotFound,
     VendorError,
     VendorRateLimited,
     VendorRejected,
@@ -67,6 +69,17 @@ log = structlog.get_logger("vidgate.gateway")
 REPLAY_WAIT_SECONDS = 60.0
 #: ``_lookup_after_unclear_submit``: the vendor could not be asked.
 UNKNOWN = object()
+
+
+def _submit_outcome(error: VendorError) -> str:
+    """The attempt outcome operators see for a submit that failed with ``error``."""
+    for cls, outcome in (
+        (VendorRejected, "rejected"), (TaskFailed, "rejected"), (VendorRateLimited, "rate_limited"),
+        (ChannelUnusable, "channel_error"), (ModelRetired, "model_retired"), (TaskNotFound, "rejected"),
+    ):
+        if isinstance(error, cls):
+            return outcome
+    return "unavailable"
 
 
 def new_task_id() -> str:
@@ -483,43 +496,32 @@ class Gateway:
                 maybe_received = False
                 try:
                     submission = await self._submit_with_retries(task, channel, job, remix_source)
-                except VendorRejected as exc:
-                    await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
-                    self.dispatcher.succeeded(channel.name)  # the channel works; the request is bad
-                    error = APIError(exc.message, 400, "invalid_request_error", exc.param, "vendor_rejected", retryable=False)
-                    await self._abandon(task, "invalid_request", error)
-                    raise error from None
-                except TaskFailed as exc:
-                    await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
-                    self.dispatcher.succeeded(channel.name)  # the vendor answered: the channel works
-                    error = APIError(exc.message, 400, "invalid_request_error", exc.param, exc.code, retryable=False)
-                    await self._abandon(task, exc.code, error)
-                    raise error from None
-                except VendorRateLimited as exc:
-                    rate_limited += 1
-                    last_error = exc
-                    await self.store.add_attempt(task.id, channel.name, "rate_limited", self._detail(exc))
-                    continue
-                except ChannelUnusable as exc:
-                    last_error = exc
-                    self.dispatcher.failed(channel.name, exc.message, account=True)
-                    await self.store.add_attempt(task.id, channel.name, "channel_error", self._detail(exc))
-                    continue
-                except VendorUnavailable as exc:
-                    last_error = exc
-                    self.dispatcher.failed(channel.name, exc.message)
-                    await self.store.add_attempt(task.id, channel.name, "unavailable", self._detail(exc))
-                    maybe_received = exc.maybe_received
-                    if not maybe_received:
-                        continue
                 except Exception as exc:
-                    # A plugin bug, quite possibly triggered by this request's input: it is
-                    # answered to this client but never counted against the channel, or any
-                    # client could take channels out of rotation (see vidgate.dispatch).
-                    log.exception("plugin_submit_crashed", channel=channel.name)
-                    await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
-                    last_error = VendorUnavailable(f"plugin error: {type(exc).__name__}")
-                    maybe_received = request_maybe_received(exc)
+                    # What each error means at submit is the phase table's (vidgate.outcomes).
+                    crashed = not isinstance(exc, VendorError) and outcomes.classify(exc) is None
+                    error = outcomes.as_vendor_error(exc)
+                    rule = outcomes.rule(outcomes.Phase.SUBMIT, error)
+                    if crashed:
+                        # A plugin bug, quite possibly triggered by this request's input: it is
+                        # answered to this client but never counted against the channel, or any
+                        # client could take channels out of rotation (see vidgate.dispatch).
+                        log.exception("plugin_submit_crashed", channel=channel.name)
+                        await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
+                    else:
+                        self.breaker_effect(channel, rule, error)
+                        await self.store.add_attempt(task.id, channel.name, _submit_outcome(error), self._detail(error))
+                    if rule.action is outcomes.Action.REJECT_CLIENT:
+                        code = outcomes.failure_code(rule, error)
+                        answer = APIError(error.message, 400, "invalid_request_error", error.param, code, retryable=False)
+                        await self._abandon(task, "invalid_request" if isinstance(error, VendorRejected) else code, answer)
+                        raise answer from None
+                    last_error = error
+                    if rule.action is outcomes.Action.RETRY_SAME_CHANNEL:
+                        rate_limited += 1  # already retried on this channel by _submit_with_retries
+                        continue
+                    maybe_received = isinstance(error, VendorUnavailable) and error.maybe_received
+                    if crashed:
+                        maybe_received = request_maybe_received(exc)
                     if not maybe_received:
                         continue
                 if maybe_received:

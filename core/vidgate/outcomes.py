@@ -97,7 +97,8 @@ A, B = Action, BreakerEffect
 TABLE: dict[tuple[Phase, type[VendorError]], Rule] = {
     # -- submit -----------------------------------------------------------------------
     (Phase.SUBMIT, VendorRejected): Rule(A.REJECT_CLIENT, B.SUCCESS, code="vendor_rejected"),
-    (Phase.SUBMIT, TaskFailed): Rule(A.REJECT_CLIENT),
+    # The vendor answered: the channel works (a half-open probe closes the breaker).
+    (Phase.SUBMIT, TaskFailed): Rule(A.REJECT_CLIENT, B.SUCCESS),
     (Phase.SUBMIT, VendorRateLimited): Rule(A.RETRY_SAME_CHANNEL),
     (Phase.SUBMIT, VendorUnavailable): Rule(A.NEXT_CHANNEL, B.COUNT),
     (Phase.SUBMIT, ChannelUnusable): Rule(A.NEXT_CHANNEL, B.OPEN),
