@@ -16,6 +16,8 @@ from .errors import (
 from .markers import hookimpl, hookspec
 from .request import Image, Size, VideoRequest
 from .vendor import (
+    ARTIFACTS,
+    DERIVE_OPERATIONS,
     CallContext,
     CancelOutcome,
     CancelResult,
@@ -23,6 +25,7 @@ from .vendor import (
     MediaSource,
     Model,
     PollResult,
+    SourceTask,
     Submission,
     TaskError,
     Vendor,
@@ -33,6 +36,8 @@ from .vendor import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARTIFACTS",
+    "DERIVE_OPERATIONS",
     "CallContext",
     "CancelOutcome",
     "CancelResult",
@@ -45,6 +50,7 @@ __all__ = [
     "Problem",
     "RequestInvalid",
     "Size",
+    "SourceTask",
     "Submission",
     "TaskError",
     "TaskFailed",

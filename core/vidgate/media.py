@@ -1,10 +1,11 @@
-"""Media storage: finished videos and thumbnails, kept by the gateway.
+"""Media storage: finished videos and their other artifacts, kept by the gateway.
 
 Files live under ``[media] path`` as ``<task id>/<variant>``. For several replicas, point
 every replica at the same shared directory. All file I/O runs in threads.
 
 What is stored is checked, whatever the vendor claimed: a video must start like MP4,
-QuickTime, WebM or Matroska, a thumbnail like PNG, JPEG, WebP or GIF, and the type
+QuickTime, WebM or Matroska, a thumbnail, spritesheet or last frame like PNG, JPEG, WebP
+or GIF, audio like MP3, M4A/AAC, WAV or Ogg, and the type
 recorded (and later served) is the one sniffed here; anything else (an HTML page, a JSON
 error) fails the task instead of being served. Size is capped by ``media.max_result_bytes``.
 """
@@ -23,11 +24,21 @@ import attrs
 from .errors import TaskFailed
 from .request import sniff_image_type
 
-VARIANTS = ("video", "thumbnail")
+from .vendor import ARTIFACTS
+
+VARIANTS = ARTIFACTS  # video, thumbnail, spritesheet, last_frame, audio
+IMAGE_VARIANTS = frozenset({"thumbnail", "spritesheet", "last_frame"})
 # The only types the content endpoint ever sends; anything else is octet-stream.
 VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"})
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-SERVABLE_TYPES = VIDEO_TYPES | IMAGE_TYPES
+AUDIO_TYPES = frozenset({"audio/mpeg", "audio/mp4", "audio/wav", "audio/ogg"})
+SERVABLE_TYPES = VIDEO_TYPES | IMAGE_TYPES | AUDIO_TYPES
+#: File name extensions for downloads, by stored type.
+EXTENSIONS = {
+    "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm", "video/x-matroska": "mkv",
+    "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+    "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/wav": "wav", "audio/ogg": "ogg",
+}
 _SNIFF_BYTES = 64
 
 
@@ -47,8 +58,25 @@ def sniff_video_type(head: bytes) -> str | None:
     return None
 
 
+def sniff_audio_type(head: bytes) -> str | None:
+    """Return the MIME type of an MP3, M4A (MP4 audio), WAV or Ogg file from its first bytes."""
+    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return "audio/mpeg"  # ID3 tag, or an MPEG audio frame sync with a layer set
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:11] in (b"M4A", b"M4B", b"mp4", b"iso", b"dash"):
+        return "audio/mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"OggS":
+        return "audio/ogg"
+    return None
+
+
 def sniff_media_type(variant: str, head: bytes) -> str | None:
-    return sniff_video_type(head) if variant == "video" else sniff_image_type(head)
+    if variant == "video":
+        return sniff_video_type(head)
+    if variant == "audio":
+        return sniff_audio_type(head)
+    return sniff_image_type(head)
 
 
 @attrs.frozen
@@ -79,7 +107,8 @@ class MediaStore:
 
         ``content_type`` is the source's claim; the stored type is sniffed from the first
         bytes. Raises ``TaskFailed`` (``result_unavailable``) for a stream that is not a
-        video (``variant="video"``) or image (``"thumbnail"``), or is larger than the cap."""
+        video (``variant="video"``), audio (``"audio"``) or image (the others), or is larger
+        than the cap."""
         final = self.path(task_id, variant)
         tmp = final.with_name(f".{variant}.part")
         await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
@@ -121,7 +150,9 @@ class MediaStore:
     def _sniff(variant: str, head: bytes) -> str:
         mime = sniff_media_type(variant, head)
         if mime is None:
-            kind = "an MP4, QuickTime, WebM or Matroska video" if variant == "video" else "a PNG, JPEG, WebP or GIF image"
+            kind = {
+                "video": "an MP4, QuickTime, WebM or Matroska video", "audio": "MP3, M4A, WAV or Ogg audio",
+            }.get(variant, "a PNG, JPEG, WebP or GIF image")
             raise TaskFailed(f"The vendor's {variant} is not {kind}.", code="result_unavailable")
         return mime
 
