@@ -131,7 +131,9 @@ def vidgate_fetch_result(
         I/O, for variants your vendor never makes); for ``"thumbnail"`` the gateway then
         makes its own.
 
-    Called by the worker once a poll reports ``completed``, once per variant; the
+    ``video`` and ``thumbnail`` are always asked for; the others only when listed in
+    ``result["artifacts"]`` by the completing poll. Called by the worker once a poll
+    reports ``completed``, once per variant; the
     gateway copies every artifact into its media storage so downloads outlive the
     vendor's URL. Only ``video`` is required: an error on another variant is logged and
     that variant is left out.

@@ -230,7 +230,9 @@ class PollResult:
     :meth:`unknown` for a vendor status word the plugin does not know: the task stays
     alive and the word is logged. ``progress`` is 0-100 when the vendor reports it.
     ``result`` (JSON-serialisable) is stored when completed and handed to
-    ``fetch_result``. ``error`` explains a failure. ``poll_after`` suggests when to poll
+    ``fetch_result``; its key ``artifacts`` lists the variants beyond ``video`` and
+    ``thumbnail`` the completion carries (``["last_frame", "spritesheet", "audio"]``),
+    which are then asked for with ``fetch_result``. ``error`` explains a failure. ``poll_after`` suggests when to poll
     next (seconds). ``usage`` (with ``completed``) holds the usage facts the vendor
     reports for the finished task (``seconds``, ``width``/``height``, ``resolution``,
     ``tokens``, ``video_tokens``, ``audio_tokens``, ``credits``, ``count``, ...): the

@@ -304,8 +304,11 @@ class Worker:
         thumb = await self._thumbnail(task, channel, ctx)
         if thumb is not None:
             stored["thumbnail"] = thumb
+        # Beyond video and thumbnail, only the variants the completion lists are asked
+        # for: a plugin written before them may answer any variant with its video.
+        listed = (task.result or {}).get("artifacts")
         for variant in ARTIFACTS:
-            if variant not in stored and (extra := await self._artifact(task, channel, ctx, variant)) is not None:
+            if variant not in stored and isinstance(listed, list) and variant in listed and (extra := await self._artifact(task, channel, ctx, variant)) is not None:
                 stored[variant] = extra
         now = time.time()
         finished = await self.gw.store.finish_task(

@@ -255,7 +255,7 @@ async def test_text_to_video(pm: pluggy.PluginManager, make_ctx: Callable[..., C
     answers = await poll_until_done(pm, submission.handle, ctx)
     # The actual usage facts: what the renderer made.
     made = {"seconds": 2.0, "width": 320, "height": 180, "fps": 15, "frames": 30, "resolution": "180p"}
-    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1"}, usage=made)
+    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1", "artifacts": ["last_frame"]}, usage=made)
     progress = [a.progress for a in answers]
     assert progress == sorted(progress)
     assert {a.status for a in answers[:-1]} <= {"queued", "in_progress"}

@@ -333,7 +333,7 @@ class Local(vidgate.VendorPlugin):
                 return PollResult(status="cancelled"), False
             if files.video.exists():
                 self._running.pop(files.spec, None)
-                return PollResult(status="completed", progress=100, result={"job": files.id}, usage=_usage(files)), False
+                return PollResult(status="completed", progress=100, result=_result(files), usage=_usage(files)), False
             if files.error.exists():
                 self._running.pop(files.spec, None)
                 return _failed(files.error.read_text(errors="replace")), False
@@ -361,6 +361,11 @@ class Local(vidgate.VendorPlugin):
 def _write_spec(files: JobFiles, spec: dict[str, Any]) -> None:
     files.dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.spec, json.dumps(spec).encode())
+
+
+def _result(files: JobFiles) -> dict[str, Any]:
+    """The completion: the job, and its extra artifacts (older jobs have no last frame)."""
+    return {"job": files.id, "artifacts": ["last_frame"] if files.last_frame.exists() else []}
 
 
 def _usage(files: JobFiles) -> dict[str, Any] | None:
