@@ -377,7 +377,7 @@ async def test_render_lost_with_the_gateway_is_restarted(
     first = await restarted.hook.vidgate_poll(vendor="local", handle=submission.handle, ctx=ctx)
     assert first.status == "in_progress"
     answers = await poll_until_done(restarted, submission.handle, ctx)
-    assert answers[-1].status == "completed"
+    assert answers[-1].status == "completed", answers[-1]
     stream, _, frames = decode(await fetch(restarted, submission.handle, answers[-1].result, ctx))
     assert (stream.width, stream.height, len(frames)) == (160, 90, 24)
     assert not list(jobs.glob("*.part.mp4"))
