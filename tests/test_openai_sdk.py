@@ -157,9 +157,10 @@ async def test_openai_sdk_videos(tmp_path, kind):
             r, g, b = (int(c) for c in first[180, 320])
             assert r > 150 and g < 100 and b < 100, (r, g, b)
 
-            # -- remix where the vendor cannot: 400 naming the reason ------------------
+            # -- remix where the model cannot: 400 naming the reason -------------------
+            plain = await sdk("create_and_poll", model="scripted-2", prompt="a dog", poll_interval_ms=50)
             with pytest.raises(openai.BadRequestError) as bad:
-                await sdk("remix", video.id, prompt="now at night")
+                await sdk("remix", plain.id, prompt="now at night")
             assert bad.value.code == "remix_not_supported" and bad.value.param == "video_id"
 
             # -- remix where it can --------------------------------------------------
@@ -171,10 +172,10 @@ async def test_openai_sdk_videos(tmp_path, kind):
             # -- list: auto-pagination over more tasks than one page -----------------
             for i in range(9):
                 await sdk("create", model="scripted-1", prompt=f"clip {i}")
-            mine = {video.id, ref.id, source.id, remixed.id}
+            mine = {video.id, ref.id, source.id, remixed.id, plain.id}
             newest_first = await sdk.list_all(limit=3)
             ids = [v.id for v in newest_first]
-            assert len(ids) == len(set(ids)) == 13
+            assert len(ids) == len(set(ids)) == 14
             assert mine <= set(ids)
             created = [v.created_at for v in newest_first]
             assert created == sorted(created, reverse=True)
@@ -191,7 +192,7 @@ async def test_openai_sdk_videos(tmp_path, kind):
             with pytest.raises(openai.NotFoundError):
                 await sdk("download_content", source.id)
             assert not (gw.gateway.media.root / source.id).exists()
-            assert len(await sdk.list_all(limit=100)) == 12
+            assert len(await sdk.list_all(limit=100)) == 13
 
             # -- conflicts: unfinished tasks -----------------------------------------
             scripted.polls_to_finish = 10_000
@@ -215,9 +216,9 @@ async def test_openai_sdk_videos(tmp_path, kind):
             with pytest.raises(openai.BadRequestError) as bad:
                 await sdk("create", model="local-v1", prompt="x", seconds="4", input_reference=("a.png", b"nope", "image/png"))
             assert bad.value.param == "input_reference"
-            with pytest.raises(openai.BadRequestError) as bad:
+            with pytest.raises(openai.NotFoundError) as absent:  # local makes no spritesheet
                 await sdk("download_content", video.id, variant="spritesheet")
-            assert bad.value.param == "variant"
+            assert absent.value.param == "variant"
         finally:
             await sdk.close()
 

@@ -114,7 +114,9 @@ async def test_local_task_keeps_video_and_thumbnail_in_s3_and_streams_them(tmp_p
         assert status == 200, task
         done = await gw.wait(task["id"], key)
         assert done["status"] == "completed", done
-        assert await keys(storage) == [f"some/prefix/{task['id']}/thumbnail", f"some/prefix/{task['id']}/video"]
+        assert await keys(storage) == [
+            f"some/prefix/{task['id']}/{variant}" for variant in ("last_frame", "thumbnail", "video")
+        ]
         assert not (tmp_path / "data" / "media").exists()
 
         auth = {"Authorization": f"Bearer {key}"}
@@ -303,3 +305,21 @@ def test_secret_interpolated_from_the_environment_and_not_in_repr(monkeypatch):
     config = parse_config({"media": {"url": "s3://b/p", "access_key_id": "AK", "secret_access_key": "${VG_TEST_S3_SECRET}"}})
     assert config.media.secret_access_key == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(config)
+
+
+async def test_extend_reads_the_source_from_object_storage(tmp_path, bucket):
+    """A derived task gets the source's media as local files for the derive call, also
+    when they live in the bucket (the local vendor copies what its render reads later)."""
+    media, storage = bucket
+    async with run_gateway({"media": media}, tmp_path) as gw:
+        key = await gw.token()
+        status, source = await gw.post("/v1/videos", key, json={"model": "local-v1", "prompt": "a red ball", "seconds": "2"})
+        assert status == 200, source
+        assert (await gw.wait(source["id"], key))["status"] == "completed"
+        status, task = await gw.post(
+            "/v1/videos/extensions", key, json={"prompt": "it rolls on", "seconds": "2", "video": {"id": source["id"]}}
+        )
+        assert status == 200, task
+        done = await gw.wait(task["id"], key)
+        assert done["status"] == "completed", done
+        assert f"some/prefix/{task['id']}/video" in await keys(storage)

@@ -285,7 +285,10 @@ async def test_content_variants_ranges_and_states(tmp_path):
         # The scripted video does not decode, so there is no thumbnail: a 404, not a 500.
         status, error = await gw.get(f"/v1/videos/{task['id']}/content?variant=thumbnail", key)
         assert status == 404 and error["error"]["param"] == "variant"
+        # A variant the vendor did not make is absent (404); one nobody makes is a 400.
         status, error = await gw.get(f"/v1/videos/{task['id']}/content?variant=spritesheet", key)
+        assert status == 404 and error["error"]["param"] == "variant"
+        status, error = await gw.get(f"/v1/videos/{task['id']}/content?variant=poster", key)
         assert status == 400 and error["error"]["param"] == "variant"
 
         vendor.polls_to_finish = 10_000

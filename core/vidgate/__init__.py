@@ -19,6 +19,8 @@ from .errors import (
 from .markers import hookimpl, hookspec
 from .request import Image, Size, VideoRequest
 from .vendor import (
+    ARTIFACTS,
+    DERIVE_OPERATIONS,
     CallContext,
     CancelOutcome,
     CancelResult,
@@ -26,6 +28,7 @@ from .vendor import (
     MediaSource,
     Model,
     PollResult,
+    SourceTask,
     Submission,
     TaskError,
     Vendor,
@@ -36,6 +39,8 @@ from .vendor import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARTIFACTS",
+    "DERIVE_OPERATIONS",
     "CallContext",
     "CancelOutcome",
     "CancelResult",
@@ -49,6 +54,7 @@ __all__ = [
     "Problem",
     "RequestInvalid",
     "Size",
+    "SourceTask",
     "Submission",
     "TaskError",
     "TaskFailed",

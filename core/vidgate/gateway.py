@@ -57,11 +57,11 @@ from .logs import SCRUB_KEY, ScrubSecrets
 from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
 from .plugins import Plugins, channel_secrets
-from .request import VideoRequest
+from .request import Size, VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
 from .prices import PriceError
-from .vendor import CallContext, CancelOutcome, CancelResult, Channel, Model, PollResult, VendorJob
-from .wire import job_from_json, job_to_json, request_to_json, video_object
+from .vendor import ARTIFACTS, CallContext, CancelOutcome, CancelResult, Channel, Model, SourceTask, VendorJob
+from .wire import job_from_json, job_to_json, request_from_json, request_to_json, video_object
 
 log = structlog.get_logger("vidgate.gateway")
 
@@ -326,7 +326,15 @@ class Gateway:
         fingerprint: str | None = None,
         remix_source: TaskRecord | None = None,
         webhook_url: str | None = None,
+        source: TaskRecord | None = None,
+        operation: str | None = None,
     ) -> TaskRecord:
+        """Submit ``request``. A derived task (see :meth:`derive`) passes its completed
+        ``source`` and ``operation``; it runs on the source's channel. ``remix_source=X``
+        is the older spelling of ``source=X, operation="remix"``."""
+        if remix_source is not None:
+            source, operation = remix_source, "remix"
+        remix_source = source
         if webhook_url is not None:
             webhook_url = await self.check_webhook_url(webhook_url)
         if idempotency_key is not None:
@@ -373,7 +381,9 @@ class Gateway:
             resolution=job.resolution,
             charge=charge,
             usage=estimate,
-            remixed_from=remix_source.id if remix_source else None,
+            remixed_from=remix_source.id if remix_source and operation == "remix" else None,
+            derived_from=remix_source.id if remix_source else None,
+            operation=operation if remix_source else None,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
             webhook_url=webhook_url or token.webhook_url,
@@ -608,8 +618,7 @@ class Gateway:
             failpoints.hit("submit.before_vendor")
             try:
                 if remix_source is not None:
-                    assert remix_source.handle is not None
-                    submission = await self.plugins.remix(channel.vendor, remix_source.handle, job, ctx)
+                    submission = await self.derive_call(task, remix_source, job, ctx)
                 else:
                     submission = await self.plugins.submit(channel.vendor, job, ctx)
                 failpoints.hit("submit.after_vendor")
@@ -823,15 +832,94 @@ class Gateway:
         elif found.breaker is outcomes.BreakerEffect.SUCCESS:
             self.dispatcher.succeeded(channel.name)
 
+    # -- derived tasks (remix, extend, edit) ---------------------------------------------
+
     def remix_capable(self, task: TaskRecord) -> bool:
+        return self.can_derive(task, "remix")
+
+    def can_derive(self, task: TaskRecord, operation: str) -> bool:
         model = self.plugins.model(task.model, task.vendor)
-        return bool(model and model.supports_remix)
+        return bool(model and model.can(operation))
 
     def check_remix(self, task: TaskRecord) -> None:
+        self.check_derivable(task, "remix", "video_id")
+
+    def check_derivable(self, task: TaskRecord, operation: str, param: str) -> None:
+        """409 unless ``task`` is completed; 400 naming ``param`` unless its model can
+        make ``operation`` from it."""
         if task.status != "completed":
+            done = {"remix": "remixed", "extend": "extended", "edit": "edited"}[operation]
             raise APIError(
-                f"Video '{task.id}' is {task.status}; only completed videos can be remixed.",
-                409, "invalid_request_error", None, "video_not_finished", retryable=False,
+                f"Video '{task.id}' is {task.status}; only completed videos can be {done}.",
+                409, "invalid_request_error", param if param != "video_id" else None, "video_not_finished",
+                retryable=False,
             )
-        if not self.remix_capable(task):
-            raise invalid(f"The model '{task.model}' does not support remix.", "video_id", "remix_not_supported")
+        if not self.can_derive(task, operation):
+            raise invalid(
+                f"The model '{task.model}' does not support {operation}.", param, f"{operation}_not_supported"
+            )
+
+    async def derive(
+        self,
+        token: TokenRecord,
+        source_id: str,
+        operation: str,
+        *,
+        prompt: str,
+        seconds: int | None = None,
+        param: str = "video",
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> TaskRecord:
+        """A new task made from the caller's completed task ``source_id`` (``operation``:
+        remix, extend or edit). 404 for another token's task, 409 for an unfinished one,
+        400 naming ``param`` for a model that cannot do it. It runs on the source's
+        channel and is billed as a new task on what the plugin maps. ``seconds`` is the
+        new clip's length (extend); remix and edit keep the source's."""
+        source = await self.task_for(token, source_id)
+        if token.models is not None and source.model not in token.models:
+            # The source's channel is reused as is, so apply the key's model list here.
+            raise forbidden(f"This API key may not use the model '{source.model}'.", "model")
+        self.check_derivable(source, operation, param)
+        if fingerprint is not None:
+            # One key, one derived task: the same body on another source or operation differs.
+            fingerprint = request_fingerprint({"operation": operation, "source": source.id, "body": fingerprint})
+        stored = await self.store.task_request(source.id)
+        assert stored is not None
+        base = await asyncio.to_thread(request_from_json, stored)  # inline images are decoded here
+        if operation == "remix":
+            size = base.size
+        else:
+            # Extend and edit continue or change the very frames made: keep their size.
+            size = Size.parse(source.size) if source.size else base.size
+        unified = VideoRequest(
+            model=source.model, prompt=prompt, seconds=seconds if seconds is not None else source.seconds,
+            size=size, metadata=base.metadata, remix_of=source.id if operation == "remix" else None,
+            operation=operation, derived_from=source.id,
+        )
+        return await self.submit(
+            token, unified, idempotency_key=idempotency_key, fingerprint=fingerprint, source=source,
+            operation=operation,
+        )
+
+    async def source_task(self, task: TaskRecord, media: dict[str, Path]) -> SourceTask:
+        """What ``vidgate_derive`` gets of a source task: handle, result, job, media files."""
+        job = await self.store.task_job(task.id)
+        return SourceTask(
+            id=task.id, handle=dict(task.handle or {}), result=dict(task.result or {}),
+            job=job_from_json(job) if job else None, prompt=task.prompt, seconds=task.seconds, size=task.size,
+            media=media,
+        )
+
+    async def derive_call(self, task: TaskRecord, source: TaskRecord, job: VendorJob, ctx: CallContext) -> Any:
+        """Ask the plugin to start the derived ``task`` of ``source``, with the source's
+        stored media as local files for the duration of the call (object storage is
+        copied to temporary files; local storage hands out its own)."""
+        async with contextlib.AsyncExitStack() as stack:
+            media = {
+                variant: await stack.enter_async_context(self.media.local_copy(source.id, variant))
+                for variant in (source.media or {}) if variant in ARTIFACTS
+            }
+            return await self.plugins.derive(
+                ctx.channel.vendor, task.operation or "remix", await self.source_task(source, media), job, ctx
+            )

@@ -6,7 +6,8 @@ I/O like this, once and for all:
 * Hooks that only compute (``vidgate_register_vendors``, ``vidgate_validate_request``,
   ``vidgate_map_request``, ``vidgate_parse_callback``) return their answer directly.
 * Hooks that talk to a vendor (``vidgate_submit``, ``vidgate_poll``, ``vidgate_poll_many``,
-  ``vidgate_fetch_result``, ``vidgate_recover``, ``vidgate_remix``, ``vidgate_cancel``)
+  ``vidgate_fetch_result``, ``vidgate_recover``, ``vidgate_derive``, ``vidgate_remix``,
+  ``vidgate_cancel``)
   are *plain* functions
   that return an **awaitable** (typically the coroutine of an ``async def`` helper,
   called but not awaited), and the core awaits it. They return ``None`` when the
@@ -35,7 +36,7 @@ from .markers import hookspec
 if TYPE_CHECKING:
     from .errors import Problem
     from .request import VideoRequest
-    from .vendor import CallContext, CancelResult, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
+    from .vendor import CallContext, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask, Submission, Vendor, VendorJob
 
 
 @hookspec
@@ -150,11 +151,18 @@ def vidgate_fetch_result(
     """Return an awaitable of the result bytes as a :class:`vidgate.MediaSource`.
 
     :param result: the ``result`` dict of the completing :class:`vidgate.PollResult`.
-    :param variant: ``"video"`` or ``"thumbnail"``. Resolve to ``None`` when the vendor
-        has no such variant; for ``"thumbnail"`` the gateway then makes its own.
+    :param variant: one of ``vidgate.ARTIFACTS``: ``"video"``, ``"thumbnail"``,
+        ``"spritesheet"``, ``"last_frame"`` (an image of the last frame), ``"audio"``.
+        Resolve to ``None`` when the vendor has no such variant (answer at once, without
+        I/O, for variants your vendor never makes); for ``"thumbnail"`` the gateway then
+        makes its own.
 
-    Called by the worker once a poll reports ``completed``; the gateway copies the bytes
-    into its media storage so downloads outlive the vendor's URL.
+    ``video`` and ``thumbnail`` are always asked for; the others only when listed in
+    ``result["artifacts"]`` by the completing poll. Called by the worker once a poll
+    reports ``completed``, once per variant; the
+    gateway copies every artifact into its media storage so downloads outlive the
+    vendor's URL. Only ``video`` is required: an error on another variant is logged and
+    that variant is left out.
     """
 
 
@@ -170,11 +178,33 @@ def vidgate_recover(vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[
 
 
 @hookspec(firstresult=True)
+def vidgate_derive(
+    vendor: str, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext
+) -> Awaitable[Submission] | None:
+    """Start a task derived from an earlier completed task of the same token.
+
+    :param operation: ``"remix"``, ``"extend"`` or ``"edit"`` (``vidgate.DERIVE_OPERATIONS``);
+        the core only asks for operations the model declares in ``Model.operations``.
+    :param source: the :class:`vidgate.SourceTask`: its vendor ``handle``, stored
+        ``result``, original ``job`` and the gateway's stored ``media`` files.
+    :param job: what ``vidgate_map_request`` made of the new request (whose
+        ``operation`` and ``derived_from`` are set); the task is billed on it.
+    :return: an awaitable of :class:`vidgate.Submission`, or ``None`` for other vendors.
+
+    The task runs on the source's channel (no failover). For ``remix`` a plugin
+    implementing only ``vidgate_remix`` is used when this answers ``None``.
+    """
+
+
+@hookspec(firstresult=True)
 def vidgate_remix(
     vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext
 ) -> Awaitable[Submission] | None:
     """Start a remix of the completed task behind ``handle`` (the vendor's handle, never
-    the public id), described by ``job``. Return ``None`` if the vendor cannot remix."""
+    the public id), described by ``job``. Return ``None`` if the vendor cannot remix.
+
+    The older remix-only verb, asked when ``vidgate_derive`` answers ``None`` for a
+    remix; new plugins implement ``vidgate_derive``."""
 
 
 @hookspec(firstresult=True)

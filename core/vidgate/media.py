@@ -1,4 +1,4 @@
-"""Media storage: finished videos and thumbnails, kept by the gateway.
+"""Media storage: finished videos and their other artifacts, kept by the gateway.
 
 Two implementations of one small interface (:class:`MediaStorage`):
 
@@ -9,9 +9,10 @@ Two implementations of one small interface (:class:`MediaStorage`):
   Results are streamed in with multipart upload, so a video is never held whole in memory.
 
 Both check what they store, whatever the vendor claimed (:class:`CheckedStream`): a video
-must start like MP4, QuickTime, WebM or Matroska, a thumbnail like PNG, JPEG, WebP or
-GIF, and the type recorded (and later served) is the one sniffed; anything else (an HTML
-page, a JSON error) fails the task instead of being served. Size is capped by
+must start like MP4, QuickTime, WebM or Matroska, a thumbnail, spritesheet or last frame
+like PNG, JPEG, WebP or GIF, audio like MP3, M4A/AAC, WAV or Ogg, and the type recorded
+(and later served) is the one sniffed; anything else (an HTML page, a JSON error) fails
+the task instead of being served. Size is capped by
 ``media.max_result_bytes``, counted while the bytes flow.
 """
 
@@ -31,18 +32,27 @@ import attrs
 
 from .errors import TaskFailed
 from .request import sniff_image_type
+from .vendor import ARTIFACTS
 
 if TYPE_CHECKING:
     from .config import MediaConfig
 
-VARIANTS = ("video", "thumbnail")
+VARIANTS = ARTIFACTS  # video, thumbnail, spritesheet, last_frame, audio
+IMAGE_VARIANTS = frozenset({"thumbnail", "spritesheet", "last_frame"})
 # S3's floor for every part but the last.
 MIN_PART_BYTES = 5 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 # The only types the content endpoint ever sends; anything else is octet-stream.
 VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"})
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-SERVABLE_TYPES = VIDEO_TYPES | IMAGE_TYPES
+AUDIO_TYPES = frozenset({"audio/mpeg", "audio/mp4", "audio/wav", "audio/ogg"})
+SERVABLE_TYPES = VIDEO_TYPES | IMAGE_TYPES | AUDIO_TYPES
+#: File name extensions for downloads, by stored type.
+EXTENSIONS = {
+    "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm", "video/x-matroska": "mkv",
+    "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+    "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/wav": "wav", "audio/ogg": "ogg",
+}
 _SNIFF_BYTES = 64
 
 
@@ -62,8 +72,25 @@ def sniff_video_type(head: bytes) -> str | None:
     return None
 
 
+def sniff_audio_type(head: bytes) -> str | None:
+    """Return the MIME type of an MP3, M4A (MP4 audio), WAV or Ogg file from its first bytes."""
+    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return "audio/mpeg"  # ID3 tag, or an MPEG audio frame sync with a layer set
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:11] in (b"M4A", b"M4B", b"mp4", b"iso", b"dash"):
+        return "audio/mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"OggS":
+        return "audio/ogg"
+    return None
+
+
 def sniff_media_type(variant: str, head: bytes) -> str | None:
-    return sniff_video_type(head) if variant == "video" else sniff_image_type(head)
+    if variant == "video":
+        return sniff_video_type(head)
+    if variant == "audio":
+        return sniff_audio_type(head)
+    return sniff_image_type(head)
 
 
 class CheckedStream:
@@ -73,7 +100,8 @@ class CheckedStream:
     from the first bytes (set before the chunk that completes them is yielded, so a
     storage may use it for an upload it starts later) and :attr:`size` counts against
     ``max_bytes``. Raises ``TaskFailed`` (``result_unavailable``) for bytes that are not
-    a video (``variant="video"``) or an image (otherwise), or too many of them; the
+    a video (``variant="video"``), audio (``"audio"``) or an image (the others), or too
+    many of them; the
     source is closed then, so a download's connection goes back to its pool.
     """
 
@@ -111,10 +139,9 @@ class CheckedStream:
     def _sniff(self, head: bytes) -> str:
         mime = sniff_media_type(self.variant, head)
         if mime is None:
-            kind = (
-                "an MP4, QuickTime, WebM or Matroska video" if self.variant == "video"
-                else "a PNG, JPEG, WebP or GIF image"
-            )
+            kind = {
+                "video": "an MP4, QuickTime, WebM or Matroska video", "audio": "MP3, M4A, WAV or Ogg audio",
+            }.get(self.variant, "a PNG, JPEG, WebP or GIF image")
             raise TaskFailed(f"The vendor's {self.variant} is not {kind}.", code="result_unavailable")
         return mime
 

@@ -21,12 +21,15 @@ import pluggy
 import structlog
 
 from . import hookspecs
-from .errors import PluginLoadError, Problem, VendorError
+from .errors import PluginLoadError, Problem, VendorError, VendorRejected
 from .logs import scrubbing
 from .outcomes import classify
 from .markers import PROJECT
 from .request import VideoRequest
-from .vendor import CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
+from .vendor import (
+    CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask, Submission, Vendor,
+    VendorJob,
+)
 
 log = structlog.get_logger("vidgate.plugins")
 T = TypeVar("T")
@@ -277,6 +280,21 @@ class Plugins:
                 "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx),
                 ctx,
             )
+
+    async def derive(
+        self, vendor: str, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext
+    ) -> Submission:
+        """Start a derived task (``vidgate_derive``; for a remix, ``vidgate_remix`` when no
+        plugin derives for ``vendor``). ``VendorRejected`` naming ``video`` when neither does."""
+        with scrubbing(channel_secrets(ctx.channel)):
+            answer = self.pm.hook.vidgate_derive(vendor=vendor, operation=operation, source=source, job=job, ctx=ctx)
+            hook = "vidgate_derive"
+            if answer is None and operation == "remix":
+                answer = self.pm.hook.vidgate_remix(vendor=vendor, handle=source.handle, job=job, ctx=ctx)
+                hook = "vidgate_remix"
+            if answer is None:
+                raise VendorRejected(f"vendor {vendor!r} cannot {operation} videos", param="video")
+            return await self._await(hook, vendor, answer, ctx)
 
     async def cancel(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> CancelResult | None:
         """The vendor's answer to a cancel; ``None`` when no plugin cancels for ``vendor``."""

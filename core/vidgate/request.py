@@ -154,6 +154,9 @@ class VideoRequest:
     images: tuple[Image, ...] = ()
     metadata: dict[str, Any] = attrs.field(factory=dict)
     remix_of: str | None = None  # public id of the source task, for remixes
+    # Derived tasks (remix, extend, edit): the operation and the source's public id.
+    operation: str | None = None
+    derived_from: str | None = None
 
     @property
     def image(self) -> Image | None:

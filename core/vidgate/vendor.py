@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from .errors import Problem
+from .errors import Problem, VendorRejected
 from .markers import hookimpl
 
 if TYPE_CHECKING:
@@ -56,6 +56,16 @@ PUBLIC_STATUSES: tuple[str, ...] = ("queued", "in_progress", "completed", "faile
 #: every vendor; report the ones your vendor knows and leave the others out.
 Usage = Mapping[str, Any]
 
+#: The kinds of derived task (a new task made from an earlier completed task of the same
+#: token): ``remix`` (a new take of the source with a new prompt), ``extend`` (a
+#: continuation of the source) and ``edit`` (the source changed as the prompt says).
+DERIVE_OPERATIONS: tuple[str, ...] = ("remix", "extend", "edit")
+
+#: The result variants a completion may carry, as ``GET /v1/videos/{id}/content?variant=``
+#: names them. ``video`` is required; the others are asked for with ``fetch_result`` and
+#: are absent when it answers None.
+ARTIFACTS: tuple[str, ...] = ("video", "thumbnail", "spritesheet", "last_frame", "audio")
+
 
 @attrs.frozen
 class Model:
@@ -65,7 +75,9 @@ class Model:
     the vendor's own name (defaults to ``name``). ``aliases`` are extra public names for
     the same model. ``seconds`` lists the durations the model can make (empty = any);
     ``default_seconds`` is what it makes when the client does not say.
-    ``supports_remix`` marks models whose vendor can remix a finished video.
+    ``operations`` names the derived tasks (:data:`DERIVE_OPERATIONS`: ``remix``,
+    ``extend``, ``edit``) the model can make from one of its finished videos;
+    ``supports_remix=True`` is the older spelling of ``"remix" in operations``.
     """
 
     name: str
@@ -77,6 +89,11 @@ class Model:
     image_to_video: bool = True
     text_to_video: bool = True
     supports_remix: bool = False
+    operations: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+
+    def can(self, operation: str) -> bool:
+        """Whether the model can make the derived task ``operation`` (``remix``, ``extend``, ``edit``)."""
+        return operation in self.operations or (operation == "remix" and self.supports_remix)
 
     @property
     def upstream(self) -> str:
@@ -159,6 +176,33 @@ class VendorJob:
 
 
 @attrs.frozen
+class SourceTask:
+    """The finished task a derived task (remix, extend, edit) is made from, as ``derive``
+    receives it. Always a completed task of the same token, on the same channel.
+
+    * ``id``: the gateway's public id (for logs; never send it to the vendor).
+    * ``handle``: the vendor handle ``submit`` returned for it (the vendor's id is here).
+    * ``result``: the ``result`` of its completing :class:`PollResult`.
+    * ``job``: the :class:`VendorJob` it was made from (its ``payload`` as mapped then).
+    * ``prompt``, ``seconds``, ``size``: what it made.
+    * ``media``: the variants the gateway stored for it (``video``, ``thumbnail``,
+      ``last_frame``, ...) as local files, for vendors that need the bytes (upload them,
+      decode them). Read them off the event loop (``asyncio.to_thread``,
+      :meth:`MediaSource.from_file`). They exist for the duration of the ``derive`` call
+      only (with object storage they are temporary copies): copy what a later step needs.
+    """
+
+    id: str
+    handle: dict[str, Any]
+    result: dict[str, Any]
+    job: VendorJob | None
+    prompt: str | None
+    seconds: int | None
+    size: str | None
+    media: Mapping[str, Path] = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class Submission:
     """A vendor accepted a task.
 
@@ -190,7 +234,9 @@ class PollResult:
     :meth:`unknown` for a vendor status word the plugin does not know: the task stays
     alive and the word is logged. ``progress`` is 0-100 when the vendor reports it.
     ``result`` (JSON-serialisable) is stored when completed and handed to
-    ``fetch_result``. ``error`` explains a failure. ``poll_after`` suggests when to poll
+    ``fetch_result``; its key ``artifacts`` lists the variants beyond ``video`` and
+    ``thumbnail`` the completion carries (``["last_frame", "spritesheet", "audio"]``),
+    which are then asked for with ``fetch_result``. ``error`` explains a failure. ``poll_after`` suggests when to poll
     next (seconds). ``usage`` (with ``completed``) holds the usage facts the vendor
     reports for the finished task (``seconds``, ``width``/``height``, ``resolution``,
     ``tokens``, ``video_tokens``, ``audio_tokens``, ``credits``, ``count``, ...): the
@@ -327,7 +373,7 @@ class VendorPlugin:
     an instance through the ``vidgate`` entry point. Each hook answers only for its own
     vendor and returns ``None`` for the others, so several vendors can coexist.
 
-    Async methods (``submit``, ``poll``, ``poll_many``, ``fetch_result``, ``recover``,
+    Async methods (``submit``, ``poll``, ``poll_many``, ``fetch_result``, ``recover``, ``derive``,
     ``remix``, ``cancel``) are
     *called* by the synchronous hook implementations, which hand the coroutine to the core
     to await. Never decorate an ``async def`` with ``@hookimpl``; pluggy would return an
@@ -379,8 +425,11 @@ class VendorPlugin:
     async def fetch_result(
         self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
     ) -> MediaSource | None:
-        """Return the bytes of ``variant`` (``video`` or ``thumbnail``), or None when the
-        vendor has no such variant (the gateway then makes its own thumbnail)."""
+        """Return the bytes of ``variant`` (one of :data:`ARTIFACTS`: ``video``,
+        ``thumbnail``, ``spritesheet``, ``last_frame``, ``audio``), or None when the
+        vendor has no such variant (the gateway then makes its own thumbnail). Every
+        variant is asked for once per completed task: answer None for the ones you never
+        make without doing any I/O."""
         raise NotImplementedError
 
     async def recover(self, job: VendorJob, ctx: CallContext) -> Submission | None:
@@ -391,8 +440,22 @@ class VendorPlugin:
         then fails and refunds such a task rather than risk a duplicate."""
         raise NotImplementedError
 
+    async def derive(self, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext) -> Submission:
+        """Start the derived task ``operation`` (``remix``, ``extend`` or ``edit``) of the
+        finished ``source``, described by ``job`` (what ``map_request`` made of the new
+        request: ``request.operation`` and ``request.derived_from`` are set there).
+
+        Only called for models whose :attr:`Model.operations` hold ``operation``. The
+        default hands ``remix`` to :meth:`remix` (the older verb) and refuses the others
+        with ``VendorRejected``.
+        """
+        if operation == "remix" and self._implements("remix"):
+            return await self.remix(source.handle, job, ctx)
+        raise VendorRejected(f"vendor {self.name!r} cannot {operation} videos", param="video")
+
     async def remix(self, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
-        """Start a remix of the finished task ``handle`` with ``job`` (prompt in payload)."""
+        """Start a remix of the finished task ``handle`` with ``job`` (prompt in payload).
+        Older verb: new plugins implement :meth:`derive`, which also gets the stored result."""
         raise NotImplementedError
 
     async def cancel(self, handle: dict[str, Any], ctx: CallContext) -> CancelResult:
@@ -479,6 +542,14 @@ class VendorPlugin:
     def vidgate_recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission | None] | None:
         if self._mine(vendor) and self._implements("recover"):
             return self.recover(job, ctx)
+        return None
+
+    @hookimpl
+    def vidgate_derive(
+        self, vendor: str, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext
+    ) -> Awaitable[Submission] | None:
+        if self._mine(vendor) and (self._implements("derive") or self._implements("remix")):
+            return self.derive(operation, source, job, ctx)
         return None
 
     @hookimpl

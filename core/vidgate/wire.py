@@ -43,6 +43,12 @@ class VideoError:
 
 
 @attrs.frozen
+class DerivedFrom:
+    video_id: str
+    operation: str
+
+
+@attrs.frozen
 class VideoObject:
     """The public task: a superset of OpenAI's Video object (all 13 of its fields)."""
 
@@ -60,6 +66,7 @@ class VideoObject:
     size: str | None
     error: VideoError | None
     remixed_from_video_id: str | None
+    derived_from: DerivedFrom | None
     url: str | None
     usage: dict[str, Any] | None
 
@@ -92,6 +99,7 @@ def video_object(task: TaskRecord, content_url: str | None) -> dict[str, Any]:
         size=task.size,
         error=error,
         remixed_from_video_id=task.remixed_from,
+        derived_from=DerivedFrom(task.derived_from, task.operation or "remix") if task.derived_from else None,
         url=content_url if task.status == "completed" else None,
         usage=public_usage(task),
     )

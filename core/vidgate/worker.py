@@ -36,7 +36,7 @@ from .prices import PriceError
 from .media import temp_dir
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
-from .vendor import PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
+from .vendor import ARTIFACTS, PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
 from .wire import job_from_json
 
 log = structlog.get_logger("vidgate.worker")
@@ -267,7 +267,11 @@ class Worker:
                 return
             if submission is None:
                 log.info("task_resubmitting", channel=channel.name)
-                submission = await self.gw.plugins.submit(channel.vendor, job, ctx)
+                source = await self.gw.store.get_task(task.derived_from) if task.derived_from else None
+                if source is not None:
+                    submission = await self.gw.derive_call(task, source, job, ctx)
+                else:
+                    submission = await self.gw.plugins.submit(channel.vendor, job, ctx)
         except TaskFailed as exc:
             await self._fail(task, exc.code, exc.message)
             return
@@ -440,6 +444,12 @@ class Worker:
         thumb = await self._thumbnail(task, channel, ctx)
         if thumb is not None:
             stored["thumbnail"] = thumb
+        # Beyond video and thumbnail, only the variants the completion lists are asked
+        # for: a plugin written before them may answer any variant with its video.
+        listed = (task.result or {}).get("artifacts")
+        for variant in ARTIFACTS:
+            if variant not in stored and isinstance(listed, list) and variant in listed and (extra := await self._artifact(task, channel, ctx, variant)) is not None:
+                stored[variant] = extra
         now = time.time()
         finished = await self.gw.store.finish_task(
             task.id,
@@ -463,6 +473,21 @@ class Worker:
         except PriceError as exc:
             log.error("price_failed", model=task.model, error=str(exc), facts=task.usage)
             return task.charge
+
+    async def _artifact(
+        self, task: TaskRecord, channel: Channel, ctx: CallContext, variant: str
+    ) -> dict[str, Any] | None:
+        """Copy one more artifact (last frame, spritesheet, audio) if the vendor has it.
+        Only the video is required: a failure here leaves the variant out."""
+        try:
+            source = await self.gw.plugins.fetch_result(channel.vendor, task.handle or {}, task.result or {}, variant, ctx)
+            if source is None:
+                return None
+            stored = await self.gw.media.put(task.id, variant, source.chunks, source.content_type)
+        except Exception as exc:
+            log.warning("artifact_failed", variant=variant, error=str(exc))
+            return None
+        return {"size": stored.size, "content_type": stored.content_type}
 
     async def _thumbnail(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> dict[str, Any] | None:
         media = self.gw.media

@@ -156,6 +156,42 @@ SCHEMAS: dict[str, Any] = {
                        "description": "Must not be blank."},
         },
     },
+    "DeriveVideoRef": {
+        "type": "object",
+        "required": ["id"],
+        "properties": {"id": {"type": "string", "description": "One of your completed videos."}},
+    },
+    "ExtendRequest": {
+        "type": "object",
+        "description": "As the openai SDK sends it. In multipart/urlencoded forms the source is the text field "
+        "`video[id]`; a `video` file upload is a 400 naming `video` (no bundled vendor takes uploaded videos).",
+        "required": ["prompt", "video"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
+            "seconds": {"type": ["string", "integer"], "pattern": "^[0-9]{1,4}$",
+                        "description": "Length of the new segment; the model's default when left out."},
+            "video": ref("DeriveVideoRef"),
+            "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
+        },
+    },
+    "EditRequest": {
+        "type": "object",
+        "description": "As the openai SDK sends it (see ExtendRequest for the form spellings).",
+        "required": ["prompt", "video"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
+            "video": ref("DeriveVideoRef"),
+            "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
+        },
+    },
+    "DerivedFrom": {
+        "type": "object",
+        "required": ["video_id", "operation"],
+        "properties": {
+            "video_id": {"type": "string", "description": "The source task."},
+            "operation": {"type": "string", "enum": ["remix", "extend", "edit"]},
+        },
+    },
     "VideoError": {
         "type": "object",
         "required": ["code", "message"],
@@ -170,7 +206,7 @@ SCHEMAS: dict[str, Any] = {
         "`id`) and `url` (where to download the finished video). Vendor ids and URLs never appear.",
         "required": [
             "id", "task_id", "object", "model", "status", "progress", "created_at", "completed_at",
-            "expires_at", "prompt", "seconds", "size", "error", "remixed_from_video_id", "url", "usage",
+            "expires_at", "prompt", "seconds", "size", "error", "remixed_from_video_id", "derived_from", "url", "usage",
         ],
         "properties": {
             "id": {"type": "string", "examples": ["video_3f2a…"]},
@@ -190,6 +226,8 @@ SCHEMAS: dict[str, Any] = {
             "size": {"type": ["string", "null"], "description": "`WxH` or `W:H` the vendor makes."},
             "error": nullable(ref("VideoError")),
             "remixed_from_video_id": {"type": ["string", "null"]},
+            "derived_from": {**nullable(ref("DerivedFrom")),
+                             "description": "For a remix, extension or edit: the source task and the operation."},
             "url": {"type": ["string", "null"], "format": "uri",
                     "description": "`/v1/videos/{id}/content` on this gateway, once completed."},
             "usage": nullable(ref("Usage")),
@@ -507,7 +545,8 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getVideoContent",
             "tags": ["openai"],
-            "summary": "Download a completed task's video (MP4) or thumbnail (WebP). Supports Range.",
+            "summary": "Download a completed task's video (MP4) or another artifact: thumbnail (WebP), "
+            "spritesheet, last_frame (images), audio, where the vendor made them (else 404). Supports Range.",
             "parameters": [
                 _path_id("video_id"),
                 {"name": "variant", "in": "query", "required": False,
@@ -525,6 +564,7 @@ PATHS: dict[str, Any] = {
                     "content": {
                         "video/*": {"schema": {"type": "string", "contentMediaType": "video/mp4"}},
                         "image/*": {"schema": {"type": "string", "contentMediaType": "image/webp"}},
+                        "audio/*": {"schema": {"type": "string"}},
                         "application/octet-stream": {"schema": {"type": "string"}},
                     },
                 },
@@ -535,6 +575,7 @@ PATHS: dict[str, Any] = {
                     "content": {
                         "video/*": {"schema": {"type": "string"}},
                         "image/*": {"schema": {"type": "string"}},
+                        "audio/*": {"schema": {"type": "string"}},
                         "application/octet-stream": {"schema": {"type": "string"}},
                         "multipart/byteranges": {"schema": {"type": "string"}},
                     },
@@ -566,6 +607,46 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": _created("The new task; `remixed_from_video_id` names the source."),
+                **errors(400, 403, 404, 408, 409, 413, 429, 503),
+            },
+        }
+    },
+    "/v1/videos/extensions": {
+        "post": {
+            "operationId": "extendVideo",
+            "tags": ["openai"],
+            "summary": "Continue one of your completed videos (models whose vendor extends). 404 for an unknown source, 409 for an unfinished one, 400 naming `video` for a model that cannot.",
+            "parameters": [_IDEMPOTENCY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {"schema": ref("ExtendRequest")},
+                    MULTIPART: {"schema": ref("ExtendRequest")},
+                    FORM: {"schema": ref("ExtendRequest")},
+                },
+            },
+            "responses": {
+                "200": _created("The new task; `derived_from` names the source."),
+                **errors(400, 403, 404, 408, 409, 413, 429, 503),
+            },
+        }
+    },
+    "/v1/videos/edits": {
+        "post": {
+            "operationId": "editVideo",
+            "tags": ["openai"],
+            "summary": "Edit one of your completed videos as the prompt says (models whose vendor edits); errors as for extensions.",
+            "parameters": [_IDEMPOTENCY],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {"schema": ref("EditRequest")},
+                    MULTIPART: {"schema": ref("EditRequest")},
+                    FORM: {"schema": ref("EditRequest")},
+                },
+            },
+            "responses": {
+                "200": _created("The new task; `derived_from` names the source."),
                 **errors(400, 403, 404, 408, 409, 413, 429, 503),
             },
         }

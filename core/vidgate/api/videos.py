@@ -1,5 +1,5 @@
-"""The OpenAI Videos surface: ``/v1/videos`` create, retrieve, list, delete, content, remix,
-cancel.
+"""The OpenAI Videos surface: ``/v1/videos`` create, retrieve, list, delete, content, cancel,
+and the derived tasks: remix, extensions, edits.
 
 Create accepts JSON and ``multipart/form-data`` (what current openai SDKs always send),
 and maps both into the same unified request as ``/v1/video/generations``.
@@ -27,9 +27,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
-from ..media import SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
-from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, prompt_problem
-from ..wire import request_from_json
+from ..media import EXTENSIONS, SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
+from ..request import MAX_IMAGE_BYTES, Image, image_from_bytes, prompt_problem
 from .errors import error_response
 from .forms import parse_multipart, parse_urlencoded, text
 from . import events
@@ -234,7 +233,6 @@ async def content(request: Request) -> Response:
     task = await gw.task_for(caller, request.path_params["video_id"])
     variant = request.query_params.get("variant", "video")
     if variant not in VARIANTS:
-        # OpenAI also had "spritesheet"; no vendor behind vidgate makes one.
         raise invalid(f"variant must be one of {', '.join(VARIANTS)}; got {variant[:40]!r}.", "variant", "unsupported_variant")
     if task.status != "completed":
         # 409 for every unfinished state, failed included: the video is in the wrong
@@ -258,7 +256,9 @@ async def content(request: Request) -> Response:
     media_type = info.get("content_type")
     if media_type not in SERVABLE_TYPES:
         media_type = "application/octet-stream"
-    filename = f"{task.id}.{'mp4' if variant == 'video' else 'webp'}"
+    ext = EXTENSIONS.get(media_type, "bin")
+    name = task.id if variant in ("video", "thumbnail") else f"{task.id}.{variant}"
+    filename = f"{name}.{ext}"
     cfg = gw.config.media
     if cfg.serve == "redirect":
         url = await gw.media.presigned_url(
@@ -376,6 +376,15 @@ class _RangedReader:
             await reader.aclose()
 
 
+def _derive_prompt(body: dict[str, Any]) -> str:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise invalid("prompt is required.", "prompt", "missing_required_parameter")
+    if (bad := prompt_problem(prompt)) is not None:
+        raise invalid(f"prompt {bad[0]}.", "prompt", bad[1])
+    return prompt
+
+
 async def remix(request: Request) -> Response:
     caller = await token(request)
     gw = gateway(request)
@@ -388,31 +397,105 @@ async def remix(request: Request) -> Response:
         fingerprint = request_fingerprint(body)
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
-    # One key, one request: a remix of another video is another request.
-    fingerprint = request_fingerprint({"remix_of": source.id, "body": fingerprint})
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise invalid("prompt is required.", "prompt", "missing_required_parameter")
-    if (bad := prompt_problem(prompt)) is not None:
-        raise invalid(f"prompt {bad[0]}.", "prompt", bad[1])
-    if caller.models is not None and source.model not in caller.models:
-        # The source's channel is reused as is, so apply the key's model list here.
-        raise APIError(
-            f"This API key may not use the model '{source.model}'.", 403, "permission_error", "model",
-            "model_not_allowed", retryable=False,
-        )
-    gw.check_remix(source)
-    stored = await gw.store.task_request(source.id)
-    assert stored is not None
-    base = await asyncio.to_thread(request_from_json, stored)  # inline images are decoded here
-    unified = VideoRequest(
-        model=source.model, prompt=prompt, seconds=source.seconds, size=base.size, metadata=base.metadata,
-        remix_of=source.id,
-    )
-    task = await gw.submit(
-        caller, unified, idempotency_key=idempotency_key(request), fingerprint=fingerprint, remix_source=source
+    prompt = _derive_prompt(body)
+    task = await gw.derive(
+        caller, source.id, "remix", prompt=prompt, param="video_id",
+        idempotency_key=idempotency_key(request), fingerprint=fingerprint,
     )
     return task_response(request, task)
+
+
+_SECONDS = re.compile(r"[0-9]{1,4}")
+
+
+async def _derive_body(request: Request) -> tuple[dict[str, Any], str]:
+    """The body of ``/v1/videos/extensions`` and ``/edits`` as the openai SDK sends it:
+    JSON ``{"prompt", "seconds", "video": {"id"}}``, or a form with ``video[id]`` (or
+    ``video`` as plain text), or a form with a ``video`` file (refused: no bundled vendor
+    takes an uploaded source video). Returns ``(fields, fingerprint)`` with ``video_id``."""
+    if not _is_form(request):
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise invalid("The request body must be a JSON object.", None, "invalid_json")
+        video = body.get("video")
+        if isinstance(video, dict):
+            video_id = video.get("id")
+        else:
+            video_id = None
+        if not isinstance(video_id, str) or not video_id.strip():
+            raise invalid('video must be an object {"id": "<the id of one of your completed videos>"}.', "video",
+                          "missing_required_parameter")
+        return {**body, "video_id": video_id.strip()}, request_fingerprint(body)
+    raw = await read_body(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        parts = await asyncio.to_thread(parse_multipart, content_type, raw)
+    else:
+        parts = parse_urlencoded(raw)
+    fields: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for part in parts:
+        if part.name == "video" and part.filename is not None:
+            raise invalid(
+                "Uploading a source video is not supported by this gateway's vendors; send "
+                'video[id] (or JSON {"video": {"id": ...}}) naming one of your completed videos.',
+                "video", "unsupported_video_upload",
+            )
+        if part.filename is not None:
+            continue
+        if len(part.data) > _MAX_TEXT_PART:
+            problems.append(Problem(part.name, "is too large for a text field", "too_large"))
+            continue
+        value = text(part, problems)
+        if value is None:
+            continue
+        if part.name in ("video[id]", "video"):
+            fields["video_id"] = value.strip()
+        elif part.name in ("prompt", "seconds"):
+            fields[part.name] = value
+    if problems:
+        raise RequestInvalid(problems)
+    if not fields.get("video_id"):
+        raise invalid("video[id] is required: the id of one of your completed videos.", "video",
+                      "missing_required_parameter")
+    fingerprint = request_fingerprint(fields)
+    return fields, fingerprint
+
+
+def _derive_seconds(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and _SECONDS.fullmatch(raw.strip()):
+        value = int(raw.strip())
+    else:
+        raise invalid(f"seconds must be a whole number of seconds, got {str(raw)[:40]!r}.", "seconds")
+    if value < 1:
+        raise invalid("seconds must be at least 1.", "seconds")
+    return value
+
+
+def _derived(operation: str):
+    async def endpoint(request: Request) -> Response:
+        caller = await token(request)
+        gw = gateway(request)
+        fields, fingerprint = await _derive_body(request)
+        source = await gw.task_for(caller, fields["video_id"])
+        prompt = _derive_prompt(fields)
+        seconds = _derive_seconds(fields.get("seconds")) if operation == "extend" else None
+        task = await gw.derive(
+            caller, source.id, operation, prompt=prompt, seconds=seconds, param="video",
+            idempotency_key=idempotency_key(request), fingerprint=fingerprint,
+        )
+        return task_response(request, task)
+
+    endpoint.__name__ = f"{operation}_video"
+    return endpoint
+
+
+extensions = _derived("extend")
+edits = _derived("edit")
 
 
 async def cancel(request: Request) -> Response:
@@ -433,6 +516,8 @@ async def item(request: Request) -> Response:
 # One route per path, so a 405 lists every method the path allows.
 routes = [
     Route("/v1/videos", collection, methods=["GET", "POST"]),
+    Route("/v1/videos/extensions", extensions, methods=["POST"]),
+    Route("/v1/videos/edits", edits, methods=["POST"]),
     Route("/v1/videos/{video_id}", item, methods=["GET", "DELETE"]),
     Route("/v1/videos/{video_id}/content", content, methods=["GET", "HEAD"]),
     Route("/v1/videos/{video_id}/remix", remix, methods=["POST"]),

@@ -69,6 +69,9 @@ class TaskRecord:
     charge: int = 0
     refunded: bool = False
     remixed_from: str | None = None
+    # A derived task (remix, extend, edit): the source's public id and the operation.
+    derived_from: str | None = None
+    operation: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
     completed_at: float | None = None

@@ -148,4 +148,9 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE tasks ADD COLUMN submitted_at DOUBLE PRECISION",
     ],
+    # Derived tasks: extend and edit besides remix.
+    [
+        "ALTER TABLE tasks ADD COLUMN derived_from TEXT",
+        "ALTER TABLE tasks ADD COLUMN operation TEXT",
+    ],
 ]

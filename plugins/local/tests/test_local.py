@@ -255,7 +255,7 @@ async def test_text_to_video(pm: pluggy.PluginManager, make_ctx: Callable[..., C
     answers = await poll_until_done(pm, submission.handle, ctx)
     # The actual usage facts: what the renderer made.
     made = {"seconds": 2.0, "width": 320, "height": 180, "fps": 15, "frames": 30, "resolution": "180p"}
-    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1"}, usage=made)
+    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1", "artifacts": ["last_frame"]}, usage=made)
     progress = [a.progress for a in answers]
     assert progress == sorted(progress)
     assert {a.status for a in answers[:-1]} <= {"queued", "in_progress"}
@@ -377,7 +377,7 @@ async def test_render_lost_with_the_gateway_is_restarted(
     first = await restarted.hook.vidgate_poll(vendor="local", handle=submission.handle, ctx=ctx)
     assert first.status == "in_progress"
     answers = await poll_until_done(restarted, submission.handle, ctx)
-    assert answers[-1].status == "completed"
+    assert answers[-1].status == "completed", answers[-1]
     stream, _, frames = decode(await fetch(restarted, submission.handle, answers[-1].result, ctx))
     assert (stream.width, stream.height, len(frames)) == (160, 90, 24)
     assert not list(jobs.glob("*.part.mp4"))

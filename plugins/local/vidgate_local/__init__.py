@@ -6,6 +6,12 @@ animates the reference image, and reports real progress through files in
 ``<workdir>/jobs``. Because the job's state lives in those files, a gateway killed in the
 middle of a render finds the job again after a restart and finishes it.
 
+Derived tasks: ``remix`` renders the source's look (background, reference image, fps)
+again with the new prompt; ``extend`` continues the source (the new clip starts from the
+source's last frame and slowly zooms into it, with the new prompt as caption); ``edit``
+re-renders the source's frames with the new prompt drawn in. Every task also has a
+``last_frame`` artifact (PNG).
+
 Metadata keys: ``background`` (``#rrggbb`` colour behind the text) and ``fps`` (1-60,
 default 24). Other keys are ignored.
 """
@@ -13,6 +19,8 @@ default 24). Other keys are ignored.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import os
 import base64
 import json
 import multiprocessing
@@ -113,6 +121,13 @@ def _dimensions(size: Size | None) -> tuple[int, int]:
     return int(width * shrink), int(height * shrink)
 
 
+def _copy_source(video: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    shutil.copyfile(video, tmp)
+    os.replace(tmp, target)
+
+
 def _job_files(workdir: Path, job_id: Any) -> JobFiles:
     if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
         raise TaskFailed(f"local job {job_id!r} not found", code="not_found")
@@ -130,6 +145,7 @@ class Local(vidgate.VendorPlugin):
             description="Draws the prompt onto an animated background, or animates the reference image.",
             seconds=tuple(range(1, MAX_SECONDS + 1)),
             default_seconds=4,
+            operations=frozenset({"remix", "extend", "edit"}),
         )
     ]
     poll_interval = 0.5
@@ -188,6 +204,8 @@ class Local(vidgate.VendorPlugin):
             "background": request.metadata.get("background") or DEFAULT_BACKGROUND,
             "image": image,
         }
+        if request.operation is not None:
+            payload["operation"] = request.operation
         resolution = f"{min(width, height)}p"
         return VendorJob(
             payload=payload, seconds=seconds, size=f"{width}x{height}", resolution=resolution,
@@ -202,9 +220,34 @@ class Local(vidgate.VendorPlugin):
         The task id is the job id, so submitting the same task again finds the same job
         and never starts a second render of it.
         """
+        return await self._start_job(dict(job.payload), ctx)
+
+    async def derive(self, operation: str, source: vidgate.SourceTask, job: VendorJob, ctx: CallContext) -> Submission:
+        """Remix: the source's spec again with the new prompt. Extend and edit: a render
+        that reads the gateway's stored copy of the source video (``source.media``)."""
+        spec = dict(job.payload)
+        if operation == "remix":
+            if source.job is not None and source.job.payload.get("image"):
+                spec["image"] = source.job.payload["image"]
+        elif operation in ("extend", "edit"):
+            video = source.media.get("video")
+            if video is None or not await asyncio.to_thread(video.exists):
+                raise vidgate.VendorRejected(f"the stored video of {source.id} is gone", param="video")
+            # The gateway's file lives only for this call (object storage hands out a
+            # temporary copy): the render, maybe restarted later, reads its own copy.
+            files = _job_files(ctx.workdir, ctx.task_id)
+            await asyncio.to_thread(_copy_source, video, files.source)
+            spec["source_video"] = str(files.source)
+            if source.job is not None and isinstance(fps := source.job.payload.get("fps"), int):
+                spec["fps"] = fps  # the continuation plays at the source's rate
+        else:
+            raise vidgate.VendorRejected(f"local cannot {operation} videos", param="video")
+        spec["operation"] = operation
+        return await self._start_job(spec, ctx)
+
+    async def _start_job(self, spec: dict[str, Any], ctx: CallContext) -> Submission:
         files = _job_files(ctx.workdir, ctx.task_id)
         if not await asyncio.to_thread(files.spec.exists):
-            spec = dict(job.payload)
             if (image := spec.get("image")) and "url" in image:
                 # Fetch now, so the spec alone can restart the render after a crash.
                 data, mime = await ctx.fetch_image(image["url"])
@@ -226,7 +269,13 @@ class Local(vidgate.VendorPlugin):
     async def fetch_result(
         self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
     ) -> MediaSource | None:
-        """Stream the finished MP4; there is no vendor thumbnail."""
+        """Stream the finished MP4, or the PNG of its last frame (``last_frame``); there is
+        no vendor thumbnail (the gateway makes one)."""
+        if variant == "last_frame":
+            files = _job_files(ctx.workdir, handle.get("job"))
+            if not await asyncio.to_thread(files.last_frame.exists):
+                return None  # rendered before last frames existed
+            return MediaSource.from_file(files.last_frame, "image/png")
         if variant != "video":
             return None
         files = _job_files(ctx.workdir, handle.get("job"))
@@ -297,7 +346,7 @@ class Local(vidgate.VendorPlugin):
                 return PollResult(status="cancelled"), False
             if files.video.exists():
                 self._running.pop(files.spec, None)
-                return PollResult(status="completed", progress=100, result={"job": files.id}, usage=_usage(files)), False
+                return PollResult(status="completed", progress=100, result=_result(files), usage=_usage(files)), False
             if files.error.exists():
                 self._running.pop(files.spec, None)
                 return _failed(files.error.read_text(errors="replace")), False
@@ -325,6 +374,11 @@ class Local(vidgate.VendorPlugin):
 def _write_spec(files: JobFiles, spec: dict[str, Any]) -> None:
     files.dir.mkdir(parents=True, exist_ok=True)
     write_atomic(files.spec, json.dumps(spec).encode())
+
+
+def _result(files: JobFiles) -> dict[str, Any]:
+    """The completion: the job, and its extra artifacts (older jobs have no last frame)."""
+    return {"job": files.id, "artifacts": ["last_frame"] if files.last_frame.exists() else []}
 
 
 def _usage(files: JobFiles) -> dict[str, Any] | None:

@@ -17,6 +17,8 @@ being killed: the gateway can always tell from the files how far a job got.
     why the render failed (plain text)
 ``jobs/<id>.usage.json``
     what was rendered (seconds, width, height, fps, frames), written before the ``.mp4``
+``jobs/<id>.last.png``
+    the last frame of the video (the ``last_frame`` artifact), written before the ``.mp4``
 ``jobs/<id>.pid``
     the process rendering the job, while it runs (each render is its own process, so a
     cancel can kill exactly that render)
@@ -103,8 +105,11 @@ class JobFiles:
         self.video = jobs_dir / f"{job_id}.mp4"
         self.error = jobs_dir / f"{job_id}.error"
         self.usage = jobs_dir / f"{job_id}.usage.json"
+        self.last_frame = jobs_dir / f"{job_id}.last.png"
         self.pid = jobs_dir / f"{job_id}.pid"
         self.cancelled = jobs_dir / f"{job_id}.cancelled"
+        # The source video of an extend or edit, copied from the gateway's media.
+        self.source = jobs_dir / f"{job_id}.source.mp4"
 
     def part(self) -> Path:
         """The file this process writes the video to until it is complete."""
@@ -193,6 +198,7 @@ def _render_process(spec_path: str) -> None:
         spec = json.loads(spec_file.read_bytes())
         write_atomic(files.progress, b"0")
         made = render(spec, part, lambda percent: write_atomic(files.progress, str(percent).encode()))
+        write_atomic(files.last_frame, encode_png(last_frame(part)))
         write_atomic(files.usage, json.dumps(made).encode())
         os.replace(part, files.video)
         # Partial files of renders of this job that were killed are garbage now.
@@ -206,8 +212,10 @@ def _render_process(spec_path: str) -> None:
 
 def _exit_when_stdin_closes() -> None:
     def watch() -> None:
+        # The raw descriptor, not sys.stdin: a thread blocked in the buffered reader holds
+        # its lock, and the interpreter aborts (SIGABRT) if it finalizes meanwhile.
         try:
-            while sys.stdin.buffer.read(1 << 16):
+            while os.read(0, 1 << 16):
                 pass
         finally:
             os._exit(1)
@@ -221,7 +229,10 @@ def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> dict:
 
     ``spec`` holds ``prompt``, ``seconds``, ``width``, ``height`` (even), and optionally
     ``fps``, ``background`` (``#rrggbb``) and ``image`` (``{"b64": ..., "mime": ...}``).
-    The video has exactly ``seconds * fps`` frames. ``on_progress`` gets 0-99 as frames
+    The video has exactly ``seconds * fps`` frames. With ``operation`` ``extend`` and a
+    ``source_video`` path, the clip starts at that video's last frame and zooms into it;
+    with ``edit``, it is that video's frames with ``prompt`` drawn in as a caption (as
+    many frames as the source has). ``on_progress`` gets 0-99 as frames
     are encoded; 100 is left for "the file is in place".
     """
     width, height = int(spec["width"]), int(spec["height"])
@@ -229,7 +240,13 @@ def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> dict:
     total = int(spec["seconds"]) * fps
     background = parse_colour(spec.get("background") or DEFAULT_BACKGROUND)
     prompt = spec.get("prompt") or ""
-    if spec.get("image"):
+    operation = spec.get("operation")
+    if operation == "extend":
+        frames = image_frames(last_frame(Path(spec["source_video"])), prompt, width, height, total)
+    elif operation == "edit":
+        total = count_frames(Path(spec["source_video"]))
+        frames = edited_frames(Path(spec["source_video"]), prompt, width, height)
+    elif spec.get("image"):
         picture = decode_image(spec["image"], background)
         frames = image_frames(picture, prompt, width, height, total)
     else:
@@ -246,12 +263,58 @@ def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> dict:
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts, frame.time_base = index, time_base
             container.mux(stream.encode(frame))
-            percent = (index + 1) * 99 // total
+            percent = min(99, (index + 1) * 99 // max(total, 1))
             if percent != reported:
                 on_progress(percent)
                 reported = percent
         container.mux(stream.encode())
     return {"seconds": made / fps, "width": width, "height": height, "fps": fps, "frames": made}
+
+
+def _decoded(path: Path) -> Iterator[np.ndarray]:
+    """The RGB frames of the video at ``path``."""
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as exc:
+        raise RenderError(f"the source video could not be decoded: {exc}") from exc
+
+
+def last_frame(path: Path) -> np.ndarray:
+    """The last frame of the video at ``path`` as RGB."""
+    last = None
+    for last in _decoded(path):
+        pass
+    if last is None:
+        raise RenderError("the source video has no frames")
+    return last
+
+
+def count_frames(path: Path) -> int:
+    return sum(1 for _ in _decoded(path)) or 1
+
+
+def edited_frames(path: Path, prompt: str, width: int, height: int) -> Iterator[np.ndarray]:
+    """The frames of the video at ``path`` with ``prompt`` drawn in as a caption."""
+    overlay = None
+    for rgb in _decoded(path):
+        if rgb.shape[:2] != (height, width):
+            rgb = resize(rgb, width, height)
+        frame = np.array(rgb)
+        if overlay is None:
+            overlay = caption_overlay(prompt, width, height) or False
+        if overlay:
+            overlay.draw(frame)
+        yield frame
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """``rgb`` as PNG bytes (PyAV's PNG encoder)."""
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return b"".join(bytes(packet) for packet in [*codec.encode(frame), *codec.encode(None)])
 
 
 @functools.cache
@@ -473,3 +536,8 @@ def image_frames(picture: np.ndarray, prompt: str, width: int, height: int, tota
 if __name__ == "__main__":
     _exit_when_stdin_closes()
     _render_process(sys.argv[1])
+    # The outcome is on disk; skip finalization, which the watcher thread could only
+    # disturb (it is blocked reading stdin).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -375,3 +375,28 @@ async def test_image_urls_that_break_the_resolver_are_400s_and_the_channel_stays
             assert status == 200, task
             assert (await gw.wait(task["id"], key))["status"] == "completed"
     assert len(fake.creates()) == 1
+
+
+async def test_extend_and_edit_pass_through_to_the_upstream(tmp_path):
+    fake = FakeVideosAPI()
+    async with served(fake) as up, run_gateway(config(channel(up)), tmp_path) as gw:
+        key = await gw.token("t", quota=100)
+        _, source = await gw.post("/v1/videos", key, json={"model": "sora-2", "prompt": "a cat", "seconds": "8"})
+        assert (await gw.wait(source["id"], key))["status"] == "completed"
+        source_upstream = next(iter(fake.videos))
+
+        status, ext = await gw.post(
+            "/v1/videos/extensions", key, json={"prompt": "the cat jumps", "seconds": "4", "video": {"id": source["id"]}}
+        )
+        assert status == 200, ext
+        assert ext["derived_from"] == {"video_id": source["id"], "operation": "extend"}
+        assert ext["remixed_from_video_id"] is None and ext["seconds"] == "4"
+        status, edit = await gw.post("/v1/videos/edits", key, json={"prompt": "make it blue", "video": {"id": source["id"]}})
+        assert status == 200, edit
+        for task in (ext, edit):
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+
+    [ex] = fake.extensions()
+    assert ex.json == {"prompt": "the cat jumps", "seconds": "4", "video": {"id": source_upstream}} and ex.status == 200
+    [ed] = fake.edits()
+    assert ed.json == {"prompt": "make it blue", "video": {"id": source_upstream}} and ed.status == 200

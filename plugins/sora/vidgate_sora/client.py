@@ -94,7 +94,7 @@ def classify(
 ) -> VendorError:
     """The vidgate error for a non-2xx upstream answer.
 
-    :param operation: ``create``, ``remix`` or ``poll`` (a 404 while polling means the
+    :param operation: ``create``, ``remix``, ``extend``, ``edit`` or ``poll`` (a 404 while polling means the
         video is gone; on create it means the request named something unknown).
     :param extra_keys: metadata keys sent as body fields, so a complaint about one of
         them names ``metadata.<key>``.
@@ -124,6 +124,8 @@ def classify(
         mapped = f"metadata.{param}"
     if operation == "remix" and status == 404:
         mapped = mapped or "video_id"
+    if operation in ("extend", "edit") and (status == 404 or param in ("video", "video[id]", "video.id")):
+        mapped = "video"
     # 400/404/422 and other 4xx on create/remix: the request itself is wrong.
     return VendorRejected(message, param=mapped, **kwargs)
 

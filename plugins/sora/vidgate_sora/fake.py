@@ -208,6 +208,12 @@ class FakeVideosAPI(FakeVendor):
         """Recorded ``POST /v1/videos`` requests (all, answered or refused)."""
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/videos"]
 
+    def extensions(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/videos/extensions")]
+
+    def edits(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/videos/edits")]
+
     def remixes(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path.endswith("/remix")]
 
@@ -217,6 +223,9 @@ class FakeVideosAPI(FakeVendor):
         routes = [
             Route("/videos", self._create, methods=["POST"]),
             Route("/videos", self._list, methods=["GET"]),
+            # Before /videos/{video_id}: the same paths with POST.
+            Route("/videos/extensions", self._extension, methods=["POST"]),
+            Route("/videos/edits", self._edit, methods=["POST"]),
             Route("/videos/{video_id}", self._retrieve, methods=["GET"]),
             Route("/videos/{video_id}", self._delete, methods=["DELETE"]),
             Route("/videos/{video_id}/content", self._content, methods=["GET"]),
@@ -569,6 +578,55 @@ class FakeVideosAPI(FakeVendor):
             model=source["model"], prompt=prompt, seconds=source["seconds"], size=source["size"],
             remixed_from=source["id"],
         )
+        rec.status = 200
+        return self._ok(video, poll_hint=True)
+
+
+    async def _extension(self, request: Request) -> Response:
+        return await self._derived(request, "extend")
+
+    async def _edit(self, request: Request) -> Response:
+        return await self._derived(request, "edit")
+
+    async def _derived(self, request: Request, operation: str) -> Response:
+        """``POST /videos/extensions`` and ``/videos/edits``: JSON ``{prompt, [seconds],
+        video: {id}}`` or multipart with ``video[id]`` (or a ``video`` file, which this
+        fake refuses: it keeps no uploaded sources)."""
+        rec, refused = await self._guard(request)
+        if refused is not None:
+            return refused
+        body = rec.fields
+        allowed = {"prompt", "video", "video[id]"} | ({"seconds"} if operation == "extend" else set())
+        for name in body:
+            if name not in allowed:
+                rec.status = 400
+                return self._error(400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+        if "video" in rec.files:
+            rec.status = 400
+            return self._error(400, "This fake does not keep uploaded videos.", param="video", code="unsupported")
+        ref = body.get("video")
+        video_id = ref.get("id") if isinstance(ref, dict) else body.get("video[id]")
+        if not isinstance(video_id, str) or not video_id:
+            rec.status = 400
+            return self._error(400, "Missing required parameter: 'video'.", param="video", code="missing_required_parameter")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt or len(prompt) > MAX_PROMPT:
+            rec.status = 400
+            return self._error(400, "prompt must be 1 to 32000 characters.", param="prompt", code="invalid_value")
+        seconds = str(body.get("seconds", ""))
+        if operation == "extend" and seconds not in ("4", "8", "12", "16", "20"):
+            rec.status = 400
+            return self._error(400, "seconds must be one of 4, 8, 12, 16, 20.", param="seconds", code="invalid_value")
+        source = self._lookup(video_id)
+        if source is None:
+            rec.status = 404
+            return self._missing(video_id)
+        if source["status"] != "completed":
+            rec.status = 400
+            return self._error(400, "Only completed videos can be used.", param="video", code="video_not_ready")
+        # OpenAI: "For extensions, this is the stitched total duration."
+        total = str(int(source["seconds"]) + int(seconds)) if operation == "extend" else source["seconds"]
+        video = self._video(model=source["model"], prompt=prompt, seconds=total, size=source["size"], remixed_from=None)
         rec.status = 200
         return self._ok(video, poll_hint=True)
 

@@ -24,17 +24,19 @@ SIZES_SORA_2_PRO: tuple[str, ...] = SIZES_SORA_2 + ("1024x1792", "1792x1024")
 MODELS: tuple[Model, ...] = (
     Model(
         "sora-2",
-        description="OpenAI Sora 2: 720p portrait or landscape, 4/8/12 s, remix.",
+        description="OpenAI Sora 2: 720p portrait or landscape, 4/8/12 s, remix, extend, edit.",
         seconds=SECONDS,
         default_seconds=DEFAULT_SECONDS,
         supports_remix=True,
+        operations=frozenset({"remix", "extend", "edit"}),
     ),
     Model(
         "sora-2-pro",
-        description="OpenAI Sora 2 Pro: adds 1024x1792 and 1792x1024, 4/8/12 s, remix.",
+        description="OpenAI Sora 2 Pro: adds 1024x1792 and 1792x1024, 4/8/12 s, remix, extend, edit.",
         seconds=SECONDS,
         default_seconds=DEFAULT_SECONDS,
         supports_remix=True,
+        operations=frozenset({"remix", "extend", "edit"}),
     ),
 )
 

@@ -16,6 +16,7 @@ from vidgate import (
     Model,
     PollResult,
     Problem,
+    SourceTask,
     Submission,
     TaskError,
     VendorJob,
@@ -123,6 +124,28 @@ class Sora(VendorPlugin):
         )
         vid = client.video_id(body, headers, "remix")
         ctx.log.info("sora_remixed", vendor_task_id=vid, source=source, request_id=headers.get("x-request-id"))
+        return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=client.poll_after(headers))
+
+    async def derive(self, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext) -> Submission:
+        """Remix as :meth:`remix`; ``extend`` and ``edit`` pass through to the upstream's
+        ``POST /videos/extensions`` and ``/videos/edits`` with ``video: {"id": <upstream
+        id>}`` (the upstream id from the source's handle). An extension's ``seconds`` is
+        the new segment's (what the gateway bills)."""
+        if operation == "remix":
+            return await self.remix(source.handle, job, ctx)
+        upstream = _handle_id(source.handle)
+        body: dict[str, Any] = {"prompt": job.payload["prompt"], "video": {"id": upstream}}
+        if operation == "extend":
+            body["seconds"] = str(job.payload["seconds"])
+            path = "/videos/extensions"
+        elif operation == "edit":
+            path = "/videos/edits"
+        else:
+            raise VendorRejected(f"sora cannot {operation} videos", param="video")
+        answer, headers = await client.call(ctx, "POST", path, operation=operation, json_body=body)
+        vid = client.video_id(answer, headers, operation)
+        ctx.log.info("sora_derived", operation=operation, vendor_task_id=vid, source=upstream,
+                     request_id=headers.get("x-request-id"))
         return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=client.poll_after(headers))
 
     # -- poll -------------------------------------------------------------------------
