@@ -157,15 +157,15 @@ async def test_410_stops_deliveries_to_that_url(tmp_path, store_url):
 
 
 async def test_429_retry_after_delays_the_next_attempt(tmp_path, store_url):
-    receiver = Receiver([(429, {"Retry-After": "1"})])
+    receiver = Receiver([(429, {"Retry-After": "2"})])
     async with serve_app(receiver.app()) as rx, run_gateway(on(store_url), tmp_path) as gw:
         key = await gw.token("hooks")
         _, task = await gw.post("/v1/video/generations", key, json={**BODY, "webhook_url": rx.url + "/hook"})
         await receiver.wait_for(2)
         (first, _), (second, _) = receiver.received[:2]
         assert first["webhook-id"] == second["webhook-id"]
-        # The schedule alone would retry after 0.1 s (jittered); the receiver asked for 1 s.
-        assert receiver.times[1] - receiver.times[0] >= 0.95
+        # The schedule alone would retry after 0.1 s (jittered); the receiver asked for 2 s.
+        assert receiver.times[1] - receiver.times[0] >= 1.95
         await gw.wait(task["id"], key)
         await receiver.wait_for(4)
         assert receiver.types() == ["video.in_progress"] * 2 + ["video.completed"] * 2
