@@ -16,10 +16,10 @@ BODY = {"model": "local-v1", "prompt": "an event stream", "seconds": 4, "size": 
 FAST_KEEPALIVE = {"server": {"events_keepalive_seconds": 0.2}}
 
 
-async def read_stream(gw, path, key, headers=None, on_event=None):
+async def read_stream(gw, path, key, headers=None, on_event=None, events=None):
     """The events of a stream, read to its end, and its raw bytes; ``on_event`` (an
-    asyncio.Event) is set when the first event has been read."""
-    events, raw = [], b""
+    asyncio.Event) is set at every event read, and ``events`` is filled as they come."""
+    events, raw = [] if events is None else events, b""
     async with gw.http.get(gw.url + path, headers={"Authorization": f"Bearer {key}", **(headers or {})}) as resp:
         assert resp.status == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -138,6 +138,39 @@ async def test_streams_of_several_tasks_and_two_streams_of_one(tmp_path):
             (e["id"], e["event"], e["data"]["progress"]) for e in a2[0]
         ]
         assert len(a1[0]) >= 3
+
+
+async def test_a_change_right_after_the_stream_reads_the_task_is_not_missed(tmp_path):
+    # A change that commits between the stream's read of the task and its wait for the
+    # next change must wake it: here the re-read timer (30 s) would come too late.
+    async with run_gateway({"server": {"events_poll_seconds": 30}}, tmp_path, run_worker=False) as gw:
+        key = await gw.token()
+        _, task = await gw.post("/v1/video/generations", key, json=BODY)
+        store = gw.gateway.store
+        read = store.get_task
+        changed = []
+
+        async def read_then_change(task_id):
+            row = await read(task_id)
+            if not changed:
+                changed.append(await store.update_task(task_id, status="in_progress", progress=10))
+            return row
+
+        store.get_task = read_then_change
+        arrived, live = asyncio.Event(), []
+        stream = asyncio.create_task(
+            read_stream(gw, f"/v1/videos/{task['id']}/events", key, on_event=arrived, events=live)
+        )
+
+        async def until_events(n):
+            while len([e for e in live if "data" in e]) < n:
+                arrived.clear()
+                await arrived.wait()
+
+        await asyncio.wait_for(until_events(2), 10)
+        await store.finish_task(task["id"], status="failed", error_code="x", error_message="stop")
+        events, _ = await asyncio.wait_for(stream, 10)
+        assert [e["event"] for e in events] == ["video.queued", "video.in_progress", "video.failed"]
 
 
 async def _create(gw, key, prefer, body=BODY, path="/v1/videos"):
