@@ -3,6 +3,7 @@ embedded local vendor."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -15,8 +16,10 @@ BODY = {"model": "local-v1", "prompt": "an event stream", "seconds": 4, "size": 
 FAST_KEEPALIVE = {"server": {"events_keepalive_seconds": 0.2}}
 
 
-async def read_stream(gw, path, key, headers=None):
-    events, raw = [], b""
+async def read_stream(gw, path, key, headers=None, on_event=None, events=None):
+    """The events of a stream, read to its end, and its raw bytes; ``on_event`` (an
+    asyncio.Event) is set at every event read, and ``events`` is filled as they come."""
+    events, raw = [] if events is None else events, b""
     async with gw.http.get(gw.url + path, headers={"Authorization": f"Bearer {key}", **(headers or {})}) as resp:
         assert resp.status == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -28,6 +31,8 @@ async def read_stream(gw, path, key, headers=None):
                 events[-1]["event"] = line.split(b":", 1)[1].strip().decode()
             elif line.startswith(b"data:"):
                 events[-1]["data"] = json.loads(line.split(b":", 1)[1])
+                if on_event is not None:
+                    on_event.set()
     return events, raw
 
 
@@ -110,6 +115,96 @@ async def test_prefer_wait_1_answers_the_task_as_it_is_after_a_second(tmp_path):
         assert len(listing["data"]) == 3
         done = await gw.wait(listing["data"][2]["id"], key)
         assert done["status"] == "completed"
+
+
+async def test_streams_of_several_tasks_and_two_streams_of_one(tmp_path):
+    async with run_gateway(None, tmp_path) as gw:
+        key = await gw.token()
+        _, a = await gw.post("/v1/video/generations", key, json=BODY)
+        _, b = await gw.post("/v1/video/generations", key, json={**BODY, "seconds": 2})
+        a1, a2, b1 = await asyncio.wait_for(
+            asyncio.gather(
+                read_stream(gw, f"/v1/videos/{a['id']}/events", key),
+                read_stream(gw, f"/v1/video/generations/{a['id']}/events", key),
+                read_stream(gw, f"/v1/videos/{b['id']}/events", key),
+            ),
+            60,
+        )
+        for events, task in ((a1[0], a), (a2[0], a), (b1[0], b)):
+            assert {e["data"]["id"] for e in events} == {task["id"]}  # never another task's change
+            assert events[-1]["event"] == "video.completed"
+        # Both streams of one task saw every change, the same events in the same order.
+        assert [(e["id"], e["event"], e["data"]["progress"]) for e in a1[0]] == [
+            (e["id"], e["event"], e["data"]["progress"]) for e in a2[0]
+        ]
+        assert len(a1[0]) >= 3
+
+
+async def test_a_change_right_after_the_stream_reads_the_task_is_not_missed(tmp_path):
+    # A change that commits between the stream's read of the task and its wait for the
+    # next change must wake it: here the re-read timer (30 s) would come too late.
+    async with run_gateway({"server": {"events_poll_seconds": 30}}, tmp_path, run_worker=False) as gw:
+        key = await gw.token()
+        _, task = await gw.post("/v1/video/generations", key, json=BODY)
+        store = gw.gateway.store
+        read = store.get_task
+        changed = []
+
+        async def read_then_change(task_id):
+            row = await read(task_id)
+            if not changed:
+                changed.append(await store.update_task(task_id, status="in_progress", progress=10))
+            return row
+
+        store.get_task = read_then_change
+        arrived, live = asyncio.Event(), []
+        stream = asyncio.create_task(
+            read_stream(gw, f"/v1/videos/{task['id']}/events", key, on_event=arrived, events=live)
+        )
+
+        async def until_events(n):
+            while len([e for e in live if "data" in e]) < n:
+                arrived.clear()
+                await arrived.wait()
+
+        await asyncio.wait_for(until_events(2), 10)
+        await store.finish_task(task["id"], status="failed", error_code="x", error_message="stop")
+        events, _ = await asyncio.wait_for(stream, 10)
+        assert [e["event"] for e in events] == ["video.queued", "video.in_progress", "video.failed"]
+
+
+async def _create(gw, key, prefer, body=BODY, path="/v1/videos"):
+    async with gw.http.post(
+        gw.url + path, json=body, headers={"Authorization": f"Bearer {key}", "Prefer": prefer},
+        timeout=aiohttp.ClientTimeout(total=20),  # well below the 60 s a held answer could take
+    ) as resp:
+        return resp.status, resp.headers.get("Preference-Applied"), await resp.json()
+
+
+async def test_prefer_wait_edge_cases(tmp_path):
+    async with run_gateway(None, tmp_path) as gw:
+        key = await gw.token()
+        slow = {**BODY, "seconds": 12, "size": "1280x720"}
+        # wait=0 answers at once, and says it applied the wait.
+        status, applied, task = await _create(gw, key, "wait=0", slow)
+        assert status == 200 and applied == "wait=0" and task["status"] in ("queued", "in_progress")
+        # More than 60 s is held for 60 at most, and the answer says so.
+        status, applied, task = await _create(gw, key, "wait=999")
+        assert status == 200 and applied == "wait=60" and task["status"] == "completed"
+        # Among other preferences, and quoted (RFC 7240 allows both).
+        status, applied, task = await _create(gw, key, 'respond-async, wait="30"; x=1', path="/v1/video/generations")
+        assert status == 200 and applied == "wait=30" and task["status"] == "completed"
+        # A wait that does not parse is ignored: an immediate answer, no Preference-Applied.
+        for prefer in ("wait=abc", "wait=-1", "wait=1.5", "wait=\u0661", "wait=9999999", "wai t=5", "=5", ",,;"):
+            status, applied, task = await _create(gw, key, prefer, slow)
+            assert status == 200 and applied is None, prefer
+            assert task["status"] in ("queued", "in_progress"), prefer
+        # A request that fails validation is answered 400 at once, whatever it prefers.
+        for path in ("/v1/videos", "/v1/video/generations"):
+            status, applied, body = await _create(gw, key, "wait=60", {"model": "local-v1"}, path)
+            assert status == 400 and body["error"]["param"] == "prompt" and applied is None
+            status, applied, body = await _create(gw, key, "wait=60", {**BODY, "seconds": "x"}, path)
+            assert status == 400 and body["error"]["param"] == "seconds"
 
 
 async def test_sse_reader_of_the_cli_client():

@@ -9,6 +9,7 @@ with the task (status rank and progress), so a client reconnecting with
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -43,18 +44,28 @@ def stream(param: str) -> Callable[[Request], Awaitable[Response]]:
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             nonlocal task, last
-            while True:
-                obj = gw.render_task(task, base)
-                seq = sequence(obj)
-                if seq > last:
-                    same_status = last >= 0 and last // _STEP == seq // _STEP
-                    kind = "video.progress" if same_status else f"video.{obj['status']}"
-                    yield ServerSentEvent(json.dumps(obj, separators=(",", ":")), event=kind, id=str(seq))
-                    last = seq
-                if task.finished:
-                    return
-                await gw.notifier.wait(task.id, gw.config.server.events_poll_seconds)
-                task = await gw.store.get_task(task.id) or task
+            changed: asyncio.Future[bool] | None = None
+            try:
+                while True:
+                    obj = gw.render_task(task, base)
+                    seq = sequence(obj)
+                    if seq > last:
+                        same_status = last >= 0 and last // _STEP == seq // _STEP
+                        kind = "video.progress" if same_status else f"video.{obj['status']}"
+                        yield ServerSentEvent(json.dumps(obj, separators=(",", ":")), event=kind, id=str(seq))
+                        last = seq
+                    if task.finished:
+                        return
+                    if changed is not None:
+                        await changed
+                    # Wait for the next change from before re-reading the task, so one that
+                    # commits between the read and the wait still wakes this stream.
+                    changed = asyncio.ensure_future(gw.notifier.wait(task.id, gw.config.server.events_poll_seconds))
+                    await asyncio.sleep(0)  # let the waiter register
+                    task = await gw.store.get_task(task.id) or task
+            finally:
+                if changed is not None:
+                    changed.cancel()
 
         return EventSourceResponse(events(), ping=gw.config.server.events_keepalive_seconds)
 
