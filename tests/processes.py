@@ -61,14 +61,25 @@ class GatewayProcess:
                 time.sleep(0.1)
         raise AssertionError(f"server did not start: {''.join(self.output)}")
 
+    def _release(self) -> None:
+        """Close our ends of the ended process's pipe and log file."""
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+
     def wait_dead(self, timeout: float = 30) -> int:
         assert self.proc is not None
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self._release()
+        return code
 
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._release()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -78,6 +89,7 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self._release()
 
     @property
     def dev_token(self) -> str:
