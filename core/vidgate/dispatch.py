@@ -8,8 +8,12 @@ its breaker is open (after an account error, or three consecutive failures, for 
 ``rate_per_minute`` budget is spent. When a cool-down ends, one probe request is let
 through (half-open); its success closes the breaker, its failure opens it again.
 
-Breaker and rate state live in each process; the concurrency count is read from the
-store, so it holds across replicas.
+Breaker and rate state live behind a :class:`DispatchState` backend: in each process
+(:class:`LocalDispatchState`) by default, or in Redis (``[coordination] redis_url``,
+:class:`vidgate.coordination.RedisDispatchState`) so that replicas share one breaker, one
+half-open probe and one rate window. The decisions stay here; a backend only reads and
+updates records atomically. The concurrency count is read from the store, so it holds
+across replicas either way.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import collections
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 import attrs
 import structlog
@@ -31,12 +36,66 @@ log = structlog.get_logger("vidgate.dispatch")
 FAILURES_TO_OPEN = 3
 
 
+T = TypeVar("T")
+
+
 @attrs.define
 class Breaker:
+    """One channel's breaker record (times on the backend's clock, see ``DispatchState.now``)."""
+
     failures: int = 0
     open_until: float = 0.0
     probing: bool = False
     reason: str = ""
+
+
+class DispatchState(Protocol):
+    """Where breaker records and rate windows live. Implementations only store: every
+    decision is the Dispatcher's, passed in as ``change``."""
+
+    def now(self) -> float:
+        """The clock breaker times and rate windows use (shared backends: wall clock)."""
+
+    async def update_breaker(self, name: str, change: Callable[[Breaker], T]) -> T:
+        """Apply ``change`` to channel ``name``'s record atomically (no other update to it
+        in between, in any process sharing the backend), store the mutated record, and
+        return what ``change`` returned. ``change`` is synchronous and may run again if a
+        concurrent update forced a retry."""
+
+    async def breakers(self, names: Iterable[str]) -> dict[str, Breaker]:
+        """The current records (a fresh Breaker for a channel never touched)."""
+
+    async def sent_in_window(self, name: str, window: float, now: float) -> int:
+        """How many sends ``note_sent`` recorded for ``name`` after ``now - window``."""
+
+    async def note_sent(self, name: str, now: float, window: float) -> None:
+        """Record one send (kept at least ``window`` seconds)."""
+
+
+class LocalDispatchState:
+    """This process's own breakers and rate windows (the default)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Breaker] = collections.defaultdict(Breaker)
+        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def update_breaker(self, name: str, change: Callable[[Breaker], T]) -> T:
+        return change(self.records[name])  # no await in between: atomic on one event loop
+
+    async def breakers(self, names: Iterable[str]) -> dict[str, Breaker]:
+        return {name: self.records[name] for name in names}
+
+    async def sent_in_window(self, name: str, window: float, now: float) -> int:
+        sent = self._sent[name]
+        while sent and sent[0] <= now - window:
+            sent.popleft()
+        return len(sent)
+
+    async def note_sent(self, name: str, now: float, window: float) -> None:
+        self._sent[name].append(now)
 
 
 def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
@@ -60,8 +119,11 @@ def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
 
 
 class Dispatcher:
-    def __init__(self, config: Config, plugins: Plugins, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: Config, plugins: Plugins, rng: random.Random | None = None, state: DispatchState | None = None
+    ) -> None:
         self.config = config
+        self.state: DispatchState = state or LocalDispatchState()
         self.channels: dict[str, Channel] = {}
         self.cooldowns: dict[str, float] = {}
         for cfg in config.channels:
@@ -76,8 +138,6 @@ class Dispatcher:
                 )
             self.channels[cfg.name] = channel
             self.cooldowns[cfg.name] = cfg.cooldown_seconds
-        self.breakers: dict[str, Breaker] = collections.defaultdict(Breaker)
-        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._rng = rng or random.Random()
 
     def serving(self, model: str, group: str | None = None) -> list[Channel]:
@@ -105,53 +165,66 @@ class Dispatcher:
 
     # -- admission ---------------------------------------------------------------------
 
-    def breaker_allows(self, name: str, now: float | None = None) -> bool:
-        b = self.breakers[name]
-        now = time.monotonic() if now is None else now
-        if b.open_until == 0.0:
-            return True
-        if now < b.open_until or b.probing:
-            return False
-        b.probing = True  # half-open: this caller is the one probe
-        log.info("channel_probe", channel=name)
-        return True
+    async def breaker_allows(self, name: str, now: float | None = None) -> bool:
+        now = self.state.now() if now is None else now
 
-    def rate_allows(self, channel: Channel, now: float | None = None) -> bool:
+        def decide(b: Breaker) -> str:
+            if b.open_until == 0.0:
+                return "closed"
+            if now < b.open_until or b.probing:
+                return "refused"
+            b.probing = True  # half-open: this caller is the one probe
+            return "probe"
+
+        verdict = await self.state.update_breaker(name, decide)
+        if verdict == "probe":
+            log.info("channel_probe", channel=name)
+        return verdict != "refused"
+
+    async def rate_allows(self, channel: Channel, now: float | None = None) -> bool:
         if channel.rate_per_minute is None:
             return True
-        now = time.monotonic() if now is None else now
-        sent = self._sent[channel.name]
-        while sent and sent[0] <= now - 60.0:
-            sent.popleft()
-        return len(sent) < channel.rate_per_minute
+        now = self.state.now() if now is None else now
+        return await self.state.sent_in_window(channel.name, 60.0, now) < channel.rate_per_minute
 
-    def note_sent(self, channel: Channel) -> None:
+    async def note_sent(self, channel: Channel) -> None:
         if channel.rate_per_minute is not None:
-            self._sent[channel.name].append(time.monotonic())
+            await self.state.note_sent(channel.name, self.state.now(), 60.0)
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def succeeded(self, name: str) -> None:
-        b = self.breakers[name]
-        if b.open_until:
+    async def succeeded(self, name: str) -> None:
+        def close(b: Breaker) -> bool:
+            was_open = bool(b.open_until)
+            b.failures, b.open_until, b.probing, b.reason = 0, 0.0, False, ""
+            return was_open
+
+        if await self.state.update_breaker(name, close):
             log.info("channel_restored", channel=name)
-        self.breakers[name] = Breaker()
 
-    def failed(self, name: str, reason: str, *, account: bool = False) -> None:
+    async def failed(self, name: str, reason: str, *, account: bool = False) -> None:
         """Count a failure; an account error (or repeated failures) opens the breaker."""
-        b = self.breakers[name]
-        b.failures += 1
-        b.probing = False
-        if account or b.failures >= FAILURES_TO_OPEN or b.open_until:
-            b.open_until = time.monotonic() + self.cooldowns.get(name, 60.0)
-            b.reason = reason
-            log.warning("channel_out_of_rotation", channel=name, reason=reason, cooldown=self.cooldowns.get(name))
+        cooldown = self.cooldowns.get(name, 60.0)
+        now = self.state.now()
 
-    def status(self) -> list[dict[str, object]]:
-        now = time.monotonic()
+        def count(b: Breaker) -> bool:
+            b.failures += 1
+            b.probing = False
+            if account or b.failures >= FAILURES_TO_OPEN or b.open_until:
+                b.open_until = now + cooldown
+                b.reason = reason
+                return True
+            return False
+
+        if await self.state.update_breaker(name, count):
+            log.warning("channel_out_of_rotation", channel=name, reason=reason, cooldown=cooldown)
+
+    async def status(self) -> list[dict[str, object]]:
+        now = self.state.now()
+        breakers = await self.state.breakers(self.channels)
         out = []
         for name, ch in self.channels.items():
-            b = self.breakers[name]
+            b = breakers[name]
             out.append(
                 {
                     "name": name,

@@ -76,7 +76,8 @@ class Gateway:
     """Everything one gateway process holds: config, plugins, store, media, HTTP."""
 
     def __init__(
-        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None
+        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None,
+        coordination: Any = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
@@ -100,12 +101,27 @@ class Gateway:
         # Set when a webhook event may have been queued (the delivery loop's doorbell).
         self.webhook_wakeup = asyncio.Event()
         self.webhook_networks = parse_networks(config.webhooks.allow_networks)
+        # A RedisCoordination when replicas share state ([coordination] redis_url).
+        self.coordination = coordination
+        if coordination is not None:
+            from .coordination import RedisNotifier
+
+            notifier = RedisNotifier(coordination)
+            self.notifier = notifier
+            coordination.on_wake = self.wakeup.set
+            coordination.on_task_change = lambda task_id: (notifier.notify_local(task_id), self.webhook_wakeup.set())
         store.render_task = self.render_task
         store.on_task_change = self._task_changed
 
     def _task_changed(self, task_id: str) -> None:
         self.notifier.notify(task_id)
         self.webhook_wakeup.set()
+
+    def wake_worker(self) -> None:
+        """A task became due now: wake this process's worker, and every replica's."""
+        self.wakeup.set()
+        if self.coordination is not None:
+            self.coordination.wake_workers()
 
     def public_base_url(self) -> str:
         """Where clients reach this gateway (``[server] public_url``, else host and port)."""
@@ -135,8 +151,16 @@ class Gateway:
     @classmethod
     async def start(cls, config: Config, *, extra_plugins: dict[str, object] | None = None) -> Gateway:
         plugins = Plugins.load(enabled=config.plugins.enabled, extra=extra_plugins)
-        dispatcher = Dispatcher(config, plugins)  # validates every channel before anything opens
+        coordination = state = None
+        if config.coordination.redis_url:
+            from .coordination import RedisCoordination, RedisDispatchState
+
+            coordination = RedisCoordination(config.coordination.redis_url, config.coordination.key_prefix)
+            state = RedisDispatchState(coordination)
+        dispatcher = Dispatcher(config, plugins, state=state)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
+        if coordination is not None:
+            await coordination.start()
         net = config.network
         http = HTTP(
             total_timeout=net.outbound_timeout_seconds,
@@ -150,11 +174,13 @@ class Gateway:
             allowed_networks=parse_networks(net.allow_image_networks),
             result_networks=parse_networks(net.allow_result_networks),
         )
-        return cls(config, plugins, store, http, dispatcher)
+        return cls(config, plugins, store, http, dispatcher, coordination)
 
     async def close(self) -> None:
         await self.plugins.shutdown()
         await self.http.close()
+        if self.coordination is not None:
+            await self.coordination.close()
         await self.store.close()
 
     @contextlib.asynccontextmanager
@@ -406,7 +432,7 @@ class Gateway:
                 if other != task.charge:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "would bill differently")
                     continue
-            if not self.dispatcher.breaker_allows(channel.name):
+            if not await self.dispatcher.breaker_allows(channel.name):
                 await self.store.add_attempt(task.id, channel.name, "skipped", "out of rotation")
                 continue
             if channel.max_concurrent is not None:
@@ -415,7 +441,7 @@ class Gateway:
                 if others >= channel.max_concurrent:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "at max_concurrent")
                     continue
-            if not self.dispatcher.rate_allows(channel):
+            if not await self.dispatcher.rate_allows(channel):
                 rate_limited += 1
                 await self.store.add_attempt(task.id, channel.name, "skipped", "rate_per_minute reached")
                 continue
@@ -429,7 +455,7 @@ class Gateway:
                 submission = await self._submit_with_retries(task, channel, job, remix_source)
             except VendorRejected as exc:
                 await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
-                self.dispatcher.succeeded(channel.name)  # the channel works; the request is bad
+                await self.dispatcher.succeeded(channel.name)  # the channel works; the request is bad
                 await self._abandon(task, "invalid_request", exc.message)
                 raise APIError(exc.message, 400, "invalid_request_error", exc.param, "vendor_rejected", retryable=False) from None
             except TaskFailed as exc:
@@ -443,12 +469,12 @@ class Gateway:
                 continue
             except ChannelUnusable as exc:
                 last_error = exc
-                self.dispatcher.failed(channel.name, exc.message, account=True)
+                await self.dispatcher.failed(channel.name, exc.message, account=True)
                 await self.store.add_attempt(task.id, channel.name, "channel_error", self._detail(exc))
                 continue
             except VendorUnavailable as exc:
                 last_error = exc
-                self.dispatcher.failed(channel.name, exc.message)
+                await self.dispatcher.failed(channel.name, exc.message)
                 await self.store.add_attempt(task.id, channel.name, "unavailable", self._detail(exc))
                 # A timeout may hide a task the vendor did create: look for it by our id
                 # before sending the task anywhere else, or it would run (and bill) twice.
@@ -458,11 +484,11 @@ class Gateway:
                 submission = found
             except Exception as exc:  # a plugin bug must not become a 500 or lose the task
                 log.exception("plugin_submit_crashed", channel=channel.name)
-                self.dispatcher.failed(channel.name, f"plugin error: {type(exc).__name__}")
+                await self.dispatcher.failed(channel.name, f"plugin error: {type(exc).__name__}")
                 await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
                 last_error = VendorUnavailable(f"plugin error: {type(exc).__name__}")
                 continue
-            self.dispatcher.succeeded(channel.name)
+            await self.dispatcher.succeeded(channel.name)
             await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
             delay = self.next_poll_delay(channel, submission.poll_after)
             now = time.time()
@@ -519,7 +545,7 @@ class Gateway:
         ctx = self.context(task.id, channel)
         retries = self.config.network.submit_retries
         for attempt in range(retries + 1):
-            self.dispatcher.note_sent(channel)
+            await self.dispatcher.note_sent(channel)
             failpoints.hit("submit.before_vendor")
             try:
                 if remix_source is not None:

@@ -380,5 +380,5 @@ async def poll_now(gateway: Gateway, channel_name: str, vendor_task_id: str) -> 
     if task is None or task.finished:
         return False
     await gateway.store.update_task(task.id, next_poll_at=time.time())
-    gateway.wakeup.set()
+    gateway.wake_worker()
     return True

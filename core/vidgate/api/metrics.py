@@ -1,7 +1,8 @@
 """``GET /metrics``: Prometheus text exposition, computed from the store on each scrape.
 
 Counts come from the store, so every replica reports the same cluster-wide task and
-attempt figures; breaker states are this process's own view.
+attempt figures; breaker states are this process's own view unless replicas share them through
+``[coordination] redis_url``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ async def metrics(request: Request) -> Response:
             f'outcome="{_label(row["outcome"])}"}} {row["n"]}'
         )
     lines += [
-        "# HELP vidgate_channel_open 1 while a channel's breaker keeps it out of rotation (this process).",
+        "# HELP vidgate_channel_open 1 while a channel's breaker keeps it out of rotation (this process, or every replica sharing [coordination] redis_url).",
         "# TYPE vidgate_channel_open gauge",
     ]
-    for status in gw.dispatcher.status():
+    for status in await gw.dispatcher.status():
         lines.append(f'vidgate_channel_open{{channel="{_label(status["name"])}"}} {int(status["state"] == "open")}')
     lines += [
         "# HELP vidgate_scrape_timestamp_seconds When these figures were read.",

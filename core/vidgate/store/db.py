@@ -47,37 +47,66 @@ class _SQLiteConnection:
         return rows[0] if rows else None
 
 
-class SQLiteDatabase:
-    """One aiosqlite connection (its own thread), WAL mode, statements serialised.
+_READ_ONLY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 
-    SQLite allows one writer at a time anyway; serialising in-process keeps our own
-    coroutines out of each other's transactions, and ``busy_timeout`` covers other
-    processes (``vidgate worker`` beside ``vidgate serve``) on the same file.
+
+async def _sqlite_connect(path: str, *, reader: bool) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    if not reader:
+        await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA busy_timeout=10000")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    if reader:
+        # A reader never writes: a stray write would contend with the one writer.
+        await conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+class SQLiteDatabase:
+    """One writer connection and a few reader connections (each aiosqlite runs its own
+    thread), WAL mode.
+
+    SQLite allows one writer at a time anyway; serialising writes in-process keeps our
+    own coroutines out of each other's transactions, and ``busy_timeout`` covers other
+    processes (``vidgate worker`` beside ``vidgate serve``) on the same file. Plain
+    reads (``SELECT``/``WITH`` outside a transaction) go to the readers, which WAL lets
+    run while a write is in progress, so status reads never queue behind the writer.
+    Each read is its own implicit transaction and sees every write committed before it.
     """
 
     skip_locked = ""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, readers: list[aiosqlite.Connection] | None = None) -> None:
         self._raw = _SQLiteConnection(conn)
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._readers = list(readers or ())
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for reader in self._readers:
+            self._idle.put_nowait(reader)
 
     @classmethod
-    async def open(cls, path: str) -> SQLiteDatabase:
-        if path != ":memory:":
-            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=10000")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        return cls(conn)
+    async def open(cls, path: str, readers: int = 2) -> SQLiteDatabase:
+        if path == ":memory:":
+            # Every connection to :memory: is a database of its own: no readers.
+            return cls(await _sqlite_connect(path, reader=False))
+        await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        writer = await _sqlite_connect(path, reader=False)
+        return cls(writer, [await _sqlite_connect(path, reader=True) for _ in range(readers)])
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
             return await self._raw.execute(sql, *args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        if self._readers and _READ_ONLY.match(sql):
+            reader = await self._idle.get()
+            try:
+                cur = await reader.execute(sql, args)
+                return [dict(r) for r in await cur.fetchall()]
+            finally:
+                self._idle.put_nowait(reader)
         async with self._lock:
             return await self._raw.fetchall(sql, *args)
 
@@ -98,6 +127,8 @@ class SQLiteDatabase:
                 await self._conn.execute("COMMIT")
 
     async def close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
         await self._conn.close()
 
 
