@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
+T = TypeVar("T")
 
 class Database(Protocol):
     #: SQL appended to the due-task subquery so concurrent workers skip each other's rows.
@@ -48,14 +51,43 @@ class _SQLiteConnection:
 
 
 _READ_ONLY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
+# How long a write waits for another process (`vidgate worker` beside the API) to release
+# the database's write lock before it fails.
+_BUSY_SECONDS = 10.0
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        "database is locked" in str(exc)
+    )
+
+
+async def _when_unlocked(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt``, retrying while another process holds the write lock.
+
+    SQLite's own busy handler would sleep in its thread in steps of up to 100 ms, long
+    after the lock is free; retrying here with short sleeps keeps writes flowing when
+    the worker and the API write from separate processes, and never blocks the loop.
+    """
+    deadline = time.monotonic() + _BUSY_SECONDS
+    delay = 0.0005
+    while True:
+        try:
+            return await attempt()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.01)
 
 
 async def _sqlite_connect(path: str, *, reader: bool) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
     if not reader:
-        await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA busy_timeout=10000")
+        await _when_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+    # Writers retry in _when_unlocked; readers (WAL) are rarely blocked, only briefly.
+    await conn.execute(f"PRAGMA busy_timeout={10000 if reader else 0}")
     await conn.execute("PRAGMA synchronous=NORMAL")
     if reader:
         # A reader never writes: a stray write would contend with the one writer.
@@ -97,7 +129,7 @@ class SQLiteDatabase:
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
-            return await self._raw.execute(sql, *args)
+            return await _when_unlocked(lambda: self._raw.execute(sql, *args))
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         if self._readers and _READ_ONLY.match(sql):
@@ -108,7 +140,7 @@ class SQLiteDatabase:
             finally:
                 self._idle.put_nowait(reader)
         async with self._lock:
-            return await self._raw.fetchall(sql, *args)
+            return await _when_unlocked(lambda: self._raw.fetchall(sql, *args))
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self.fetchall(sql, *args)
@@ -117,7 +149,8 @@ class SQLiteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_SQLiteConnection]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            # Takes the write lock up front, so nothing inside the transaction waits for it.
+            await _when_unlocked(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._raw
             except BaseException:
