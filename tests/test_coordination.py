@@ -163,3 +163,30 @@ async def test_event_stream_on_b_sees_change_on_a(tmp_path, redis_prefix):
                 await worker
     assert seen[-1] == "video.completed", seen
     assert "video.in_progress" in seen, seen
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("coordination", {"redis_url": "http://127.0.0.1:6379"}, "coordination.redis_url"),
+        ("coordination", {"key_prefix": ""}, "coordination.key_prefix"),
+        ("server", {"workers": 0}, "server.workers"),
+    ],
+)
+def test_bad_settings_are_named(section, values, message):
+    from vidgate.config import parse_config
+    from vidgate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config({section: values})
+
+
+async def test_unreachable_redis_is_a_clear_error_at_start(tmp_path):
+    from processes import free_port
+
+    from vidgate.errors import ConfigError
+
+    cfg = scripted_config(coordination={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with pytest.raises(ConfigError, match="coordination.redis_url: cannot reach Redis"):
+        async with run_gateway(cfg, tmp_path, extra_plugins={"scripted": Scripted()}):
+            pass

@@ -58,10 +58,12 @@ async def _prepare(config: Config, embedded: bool) -> None:
         await gateway.close()
 
 
-def _exit_with_parent() -> None:
-    """In a child of `vidgate serve`: stop (as on SIGTERM) once the parent is gone, even
-    if it was killed with SIGKILL and could not stop us itself."""
-    parent = os.getppid()
+def _exit_with_parent(parent: int) -> None:
+    """In a child of `vidgate serve` (pid ``parent``, passed in: it may be gone before the
+    child has started): stop, as on SIGTERM, once the parent is gone, even if it was
+    killed with SIGKILL and could not stop us itself."""
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def watch() -> None:
         while os.getppid() == parent:
@@ -108,7 +110,7 @@ async def _run_api(
             stopper.cancel()
 
 
-def _api_process(config: Config, sock: Any, host: str, port: int, log_level: str) -> None:
+def _api_process(config: Config, sock: Any, host: str, port: int, log_level: str, parent: int) -> None:
     """One API process of `vidgate serve --workers N` (spawned; shares ``sock``)."""
     from .logs import configure, install_log_rate_limits
     from .serving import raise_open_files_limit
@@ -118,13 +120,13 @@ def _api_process(config: Config, sock: Any, host: str, port: int, log_level: str
     install_log_rate_limits()
 
     async def main() -> None:
-        _exit_with_parent()
+        _exit_with_parent(parent)
         await _run_api(config, host, port, [sock])
 
     asyncio.run(main())
 
 
-def _worker_process(config: Config, log_level: str) -> None:
+def _worker_process(config: Config, log_level: str, parent: int) -> None:
     """The poll worker of `vidgate serve`, in a process of its own (spawned)."""
     from .logs import configure, install_log_rate_limits
 
@@ -132,7 +134,7 @@ def _worker_process(config: Config, log_level: str) -> None:
     install_log_rate_limits()
 
     async def main() -> None:
-        _exit_with_parent()
+        _exit_with_parent(parent)
         await _run_worker(config, once=False)
 
     asyncio.run(main())
@@ -161,17 +163,20 @@ async def _serve(args: argparse.Namespace) -> int:
     spawn = multiprocessing.get_context("spawn")
     children: list[Any] = []
     if config.worker.enabled:
-        children.append(spawn.Process(target=_worker_process, args=(config, args.log_level), name="vidgate-worker"))
+        children.append(spawn.Process(
+            target=_worker_process, args=(config, args.log_level, os.getpid()), name="vidgate-worker",
+        ))
     sock = None
     if workers > 1:
         from .serving import uvicorn_config
 
-        # One listening socket, bound here, shared by every API process (the kernel
-        # spreads connections among them), as uvicorn's own --workers does.
+        # One listening socket, bound here; every API process accepts from it, as with
+        # uvicorn's own --workers.
         sock = uvicorn_config(None, config.server, host, port).bind_socket()
         for i in range(workers):
             children.append(spawn.Process(
-                target=_api_process, args=(config, sock, host, port, args.log_level), name=f"vidgate-api-{i}",
+                target=_api_process, args=(config, sock, host, port, args.log_level, os.getpid()),
+                name=f"vidgate-api-{i}",
             ))
     for child in children:
         child.start()

@@ -29,6 +29,7 @@ import attrs
 import structlog
 
 from .dispatch import Breaker
+from .errors import ConfigError
 from .events import LocalNotifier
 
 log = structlog.get_logger("vidgate.coordination")
@@ -58,7 +59,12 @@ class RedisCoordination:
 
     async def start(self) -> None:
         """Check the server answers, and subscribe (returns once subscribed)."""
-        await self.redis.ping()
+        from redis.exceptions import RedisError
+
+        try:
+            await self.redis.ping()
+        except (OSError, RedisError) as exc:
+            raise ConfigError(f"coordination.redis_url: cannot reach Redis: {exc}") from None
         self._listener = asyncio.create_task(self._listen())
         await asyncio.wait_for(self._ready.wait(), 10)
 

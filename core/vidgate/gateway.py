@@ -160,7 +160,12 @@ class Gateway:
         dispatcher = Dispatcher(config, plugins, state=state)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
         if coordination is not None:
-            await coordination.start()
+            try:
+                await coordination.start()
+            except BaseException:
+                await coordination.close()
+                await store.close()
+                raise
         net = config.network
         http = HTTP(
             total_timeout=net.outbound_timeout_seconds,
