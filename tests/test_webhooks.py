@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import textwrap
 
@@ -128,13 +129,22 @@ async def test_410_stops_deliveries_to_that_url(tmp_path):
 
 async def test_429_retry_after_is_honoured(tmp_path):
     receiver = Receiver([429])
-    async with serve_app(receiver.app()) as rx, run_gateway(FAST, tmp_path) as gw:
+    # The retry comes 30 s later, so the event stays pending with its 429 for the test.
+    slow_retry = {"webhooks": {**FAST["webhooks"], "retry_schedule": [0, 30]}}
+    async with serve_app(receiver.app()) as rx, run_gateway(slow_retry, tmp_path) as gw:
         key = await gw.token("hooks")
         await gw.post("/v1/video/generations", key, json={**BODY, "webhook_url": rx.url + "/hook"})
         await receiver.wait_for(1)
-        events = await gw.gateway.store.list_webhook_events(states=("pending",))
-        # The schedule says 0.1 s; the receiver's Retry-After is absent, so the schedule rules.
+        # The receiver answered; the gateway records the answer just after it (reads do
+        # not queue behind that write, so wait for it).
+        for _ in range(200):
+            events = await gw.gateway.store.list_webhook_events(states=("pending",))
+            if events and events[0].last_status is not None:
+                break
+            await asyncio.sleep(0.01)
+        # The receiver's Retry-After is absent, so the schedule rules.
         assert events and events[0].last_status == 429
+        assert events[0].next_attempt_at > time.time() + 10
 
 
 @pytest.mark.parametrize(
