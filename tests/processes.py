@@ -21,9 +21,12 @@ def free_port() -> int:
 class GatewayProcess:
     """`vidgate serve` in ``workdir`` (embedded default unless ``config`` is a path)."""
 
-    def __init__(self, workdir: Path, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: Path | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
         self.config = config
+        self.args = args  # extra `vidgate serve` arguments
         self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,6 +42,7 @@ class GatewayProcess:
         command = [sys.executable, "-m", "vidgate.cli", "serve", "--port", str(self.port)]
         if self.config is not None:
             command += ["--config", str(self.config)]
+        command += self.args
         # Logs go to a file in the work dir: they are what explains a failed test.
         self.log = open(self.workdir / "gateway.log", "a")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
@@ -91,11 +95,48 @@ class GatewayProcess:
                 self.proc.wait(5)
         self._release()
 
+    def children(self) -> list[int]:
+        """Pids of the processes `vidgate serve` started (API processes, the worker), not
+        multiprocessing's own helper (its resource tracker)."""
+        assert self.proc is not None
+        found = []
+        for pid in children_of(self.proc.pid):
+            try:
+                cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(pid)
+        return found
+
     @property
     def dev_token(self) -> str:
         lines = [line.strip() for line in self.output]
         index = next(i for i, line in enumerate(lines) if "created a development token" in line)
         return lines[index + 1]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces: the fields after its closing ')' are fixed.
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def create_token(config: Path, name: str = "client", quota: float | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -127,6 +128,10 @@ class Scripted(VendorPlugin):
         if variant == "thumbnail":
             return None
         return MediaSource.from_bytes(VIDEO)
+
+    def parse_callback(self, body: bytes, headers: Any) -> str | None:
+        """A callback body is ``{"id": VENDOR_TASK_ID}``."""
+        return json.loads(body).get("id")
 
     async def recover(self, job: VendorJob, ctx: CallContext) -> Submission | None:
         vid = self.known.get(ctx.task_id)

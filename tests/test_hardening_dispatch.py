@@ -66,7 +66,7 @@ async def test_plugin_crashes_caused_by_input_never_take_a_channel_out_of_rotati
         assert status == 200
         _, text = await gw.get("/metrics", raw=True)
     assert 'vidgate_channel_open{channel="only"} 0' in text.decode()
-    assert gw.gateway.dispatcher.status()[0]["state"] == "closed"
+    assert (await gw.gateway.dispatcher.status())[0]["state"] == "closed"
 
 
 async def test_an_image_url_that_breaks_the_resolver_is_a_400_and_counts_nothing(tmp_path):
@@ -101,9 +101,9 @@ async def _open_then_probe(gw, vendor, probe_error, key):
     """Open ``main`` with an account error, let the cool-down pass, and probe with ``probe_error``."""
     vendor.submit_errors["main"] = collections.deque([ChannelUnusable("no balance")])
     assert (await gw.post("/v1/video/generations", key, json=SUBMIT))[0] in (200, 503)
-    assert gw.gateway.dispatcher.status()[0]["state"] == "open"
+    assert (await gw.gateway.dispatcher.status())[0]["state"] == "open"
     await asyncio.sleep(0.25)
-    assert gw.gateway.dispatcher.status()[0]["state"] == "half-open"
+    assert (await gw.gateway.dispatcher.status())[0]["state"] == "half-open"
     if probe_error is not None:
         vendor.submit_errors["main"] = collections.deque([probe_error])
     return await gw.post("/v1/video/generations", key, json=SUBMIT)
@@ -140,7 +140,7 @@ async def test_a_probe_whose_task_the_vendor_fails_closes_the_breaker(tmp_path):
         key = await gw.token()
         status, _ = await _open_then_probe(gw, vendor, TaskFailed("moderated", code="content_policy"), key)
         assert status == 400
-        assert gw.gateway.dispatcher.status()[0]["state"] == "closed"
+        assert (await gw.gateway.dispatcher.status())[0]["state"] == "closed"
         assert (await gw.post("/v1/video/generations", key, json=SUBMIT))[0] == 200
         assert vendor.submitted[-1][0] == "main"
 
@@ -161,7 +161,7 @@ async def test_a_probe_that_fails_reopens_the_breaker(tmp_path):
         key = await gw.token()
         status, _ = await _open_then_probe(gw, vendor, VendorUnavailable("502", maybe_received=False), key)
         assert status == 200 and vendor.submitted[-1][0] == "spare"
-        assert gw.gateway.dispatcher.status()[0]["state"] == "open"
+        assert (await gw.gateway.dispatcher.status())[0]["state"] == "open"
 
 
 async def test_a_half_open_channel_skipped_for_its_limits_keeps_its_probe_free(tmp_path):
@@ -172,7 +172,7 @@ async def test_a_half_open_channel_skipped_for_its_limits_keeps_its_probe_free(t
         # The failed submit used main's one request of this minute: the probe is skipped.
         status, _ = await _open_then_probe(gw, vendor, None, key)
         assert status == 200 and vendor.submitted[-1][0] == "spare"
-        state = gw.gateway.dispatcher.status()[0]
+        state = (await gw.gateway.dispatcher.status())[0]
         assert state["state"] == "half-open" and state["probing"] is False
 
 
@@ -193,10 +193,10 @@ async def test_a_probe_whose_caller_is_cancelled_hands_the_probe_on(tmp_path):
         token = await gw.gateway.authenticate(f"Bearer {key}")
         caller = asyncio.create_task(gw.gateway.submit(token, parse_request(SUBMIT)))
         await vendor.entered.wait()
-        assert gw.gateway.dispatcher.status()[0]["probing"] is True
+        assert (await gw.gateway.dispatcher.status())[0]["probing"] is True
         caller.cancel()
         await asyncio.gather(caller, return_exceptions=True)
-        assert gw.gateway.dispatcher.status()[0]["probing"] is False
+        assert (await gw.gateway.dispatcher.status())[0]["probing"] is False
         vendor.release.set()
         assert (await gw.post("/v1/video/generations", key, json=SUBMIT))[0] == 200
         assert vendor.submitted[-1][0] == "main"
@@ -206,12 +206,12 @@ async def test_the_probe_is_a_lease_that_expires(tmp_path):
     vendor = Scripted()
     async with run_gateway(_probe_config(), tmp_path, extra_plugins={"scripted": vendor}, run_worker=False) as gw:
         dispatcher = gw.gateway.dispatcher
-        dispatcher.failed("main", "no balance", account=True)
-        later = dispatcher.breakers["main"].open_until + 0.01
-        ticket = dispatcher.admit("main", now=later)
+        await dispatcher.failed("main", "no balance", account=True)
+        later = (await dispatcher.state.breakers(["main"]))["main"].open_until + 0.01
+        ticket = await dispatcher.admit("main", now=later)
         assert ticket  # the probe, never ended by its holder (a path nobody foresaw)
-        assert dispatcher.admit("main", now=later + 1) is None
-        assert dispatcher.admit("main", now=later + dispatcher.probe_lease + 1)
+        assert await dispatcher.admit("main", now=later + 1) is None
+        assert await dispatcher.admit("main", now=later + dispatcher.probe_lease + 1)
 
 
 # -- finding 10: concurrent submits with one key, both stores ------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from .config import Config, default_config, load_config
 from .errors import ConfigError, PluginLoadError
 
 DEV_TOKEN_FILE = "dev-token"
+_WATCHERS: set[asyncio.Task[None]] = set()  # keeps the parent watch alive
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -44,39 +46,195 @@ async def _ensure_dev_token(gateway: Any) -> None:
     print(f"  {key}", flush=True)
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _prepare(config: Config, embedded: bool) -> None:
+    """Before any child starts: migrate the store once, print the dev token once."""
+    from .gateway import Gateway
+
+    gateway = await Gateway.start(config)
+    try:
+        if embedded:
+            await _ensure_dev_token(gateway)
+    finally:
+        await gateway.close()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a child of `vidgate serve` (pid ``parent``, passed in: it may be gone before the
+    child has started): stop, as on SIGTERM, once the parent is gone, even if it was
+    killed with SIGKILL and could not stop us itself."""
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def watch() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _WATCHERS.add(asyncio.get_running_loop().create_task(watch()))
+
+
+async def _run_api(
+    config: Config, host: str, port: int, sockets: list[Any] | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Serve the API until a signal (or, given ``stop``, until it is set: then the
+    caller owns the signals, and uvicorn must not re-raise them at the end)."""
     import uvicorn
 
     from .api import create_app
     from .gateway import Gateway
+    from .serving import uvicorn_config
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            if stop is None:
+                with super().capture_signals():
+                    yield
+            else:
+                yield
+
+    gateway = await Gateway.start(config)
+    app = create_app(gateway, run_worker=False, close_gateway=True)
+    server = Server(uvicorn_config(app, config.server, host, port))
+
+    async def stop_on_event() -> None:
+        assert stop is not None
+        await stop.wait()
+        server.should_exit = True
+
+    stopper = asyncio.create_task(stop_on_event()) if stop is not None else None
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        if stopper is not None:
+            stopper.cancel()
+
+
+def _api_process(config: Config, sock: Any, host: str, port: int, log_level: str, parent: int) -> None:
+    """One API process of `vidgate serve --workers N` (spawned; shares ``sock``)."""
+    from .logs import configure, install_log_rate_limits
+    from .serving import raise_open_files_limit
+
+    configure(log_level)
+    raise_open_files_limit()
+    install_log_rate_limits()
+
+    async def main() -> None:
+        _exit_with_parent(parent)
+        await _run_api(config, host, port, [sock])
+
+    asyncio.run(main())
+
+
+def _worker_process(config: Config, log_level: str, parent: int) -> None:
+    """The poll worker of `vidgate serve`, in a process of its own (spawned)."""
+    from .logs import configure, install_log_rate_limits
+
+    configure(log_level)
+    install_log_rate_limits()
+
+    async def main() -> None:
+        _exit_with_parent(parent)
+        await _run_worker(config, once=False)
+
+    asyncio.run(main())
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    """The API in ``workers`` processes, the poll worker in one more.
+
+    A child that dies ends the whole service (the others are stopped and we exit non-zero):
+    a process manager restarts it, and a half-running gateway never looks healthy.
+    """
+    import multiprocessing
+
     from .logs import install_log_rate_limits
-    from .serving import raise_open_files_limit, uvicorn_config
+    from .serving import raise_open_files_limit
 
     config = _config(args)
     raise_open_files_limit()
     install_log_rate_limits()
-    gateway = await Gateway.start(config)
-    if _embedded(args):
-        await _ensure_dev_token(gateway)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    app = create_app(gateway, close_gateway=True)
-    server = uvicorn.Server(uvicorn_config(app, config.server, host, port))
-    print(f"vidgate {__version__} serving on http://{host}:{port} (config: {config.source})", flush=True)
-    await server.serve()
-    return 0
+    workers = args.workers if args.workers is not None else config.server.workers
+    if workers < 1:
+        raise ConfigError("--workers: must be at least 1")
+    await _prepare(config, _embedded(args))
+    spawn = multiprocessing.get_context("spawn")
+    children: list[Any] = []
+    if config.worker.enabled:
+        children.append(spawn.Process(
+            target=_worker_process, args=(config, args.log_level, os.getpid()), name="vidgate-worker",
+        ))
+    sock = None
+    if workers > 1:
+        from .serving import uvicorn_config
+
+        # One listening socket, bound here; every API process accepts from it, as with
+        # uvicorn's own --workers.
+        sock = uvicorn_config(None, config.server, host, port).bind_socket()
+        for i in range(workers):
+            children.append(spawn.Process(
+                target=_api_process, args=(config, sock, host, port, args.log_level, os.getpid()),
+                name=f"vidgate-api-{i}",
+            ))
+    for child in children:
+        child.start()
+    print(f"vidgate {__version__} serving on http://{host}:{port} (config: {config.source},"
+          f" {workers} API process{'es' if workers > 1 else ''},"
+          f" worker {'in its own process' if config.worker.enabled else 'disabled'})", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    code = 0
+
+    async def supervise() -> None:
+        nonlocal code
+        while not stop.is_set():
+            dead = [c for c in children if c.exitcode is not None]
+            if dead:
+                code = 1
+                for c in dead:
+                    print(f"vidgate: {c.name} exited ({c.exitcode}); stopping", file=sys.stderr, flush=True)
+                stop.set()
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(supervise())
+    try:
+        if workers == 1:
+            await _run_api(config, host, port, stop=stop)
+        else:
+            await stop.wait()
+    finally:
+        stop.set()
+        await watcher
+        for child in children:
+            if child.exitcode is None:
+                child.terminate()  # SIGTERM: each stops gracefully
+        for child in children:
+            await asyncio.to_thread(child.join, 20)
+            if child.exitcode is None:
+                child.kill()
+                await asyncio.to_thread(child.join, 5)
+        if sock is not None:
+            sock.close()
+    return code
 
 
-async def _worker(args: argparse.Namespace) -> int:
+async def _run_worker(config: Config, *, once: bool) -> None:
     from .gateway import Gateway
     from .worker import Worker
 
-    gateway = await Gateway.start(_config(args))
+    gateway = await Gateway.start(config)
     worker = Worker(gateway)
     try:
-        if args.once:
+        if once:
             await worker.run_until_idle()
-            return 0
+            return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,6 +242,10 @@ async def _worker(args: argparse.Namespace) -> int:
         await worker.run(stop)
     finally:
         await gateway.close()
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    await _run_worker(_config(args), once=args.once)
     return 0
 
 
@@ -347,9 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="TOML config file (default: $VIDGATE_CONFIG, else the embedded default)")
         return p
 
-    p = with_config(sub.add_parser("serve", help="serve the API and run the poll worker"))
+    p = with_config(sub.add_parser("serve", help="serve the API and run the poll worker (in its own process)"))
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="API processes sharing the port (default: [server] workers, 1)")
     p.add_argument("--log-level", default="info")
     p = with_config(sub.add_parser("worker", help="run the poll worker alone"))
     p.add_argument("--once", action="store_true", help="process due tasks until none is due, then exit")

@@ -47,6 +47,8 @@ class ServerConfig:
     backlog: int = 2048
     # Largest request head (request line and headers) accepted.
     max_header_bytes: int = 16 * 1024
+    # API processes `vidgate serve` runs (sharing one listening socket).
+    workers: int = 1
     # Event streams (GET .../events): a keep-alive comment this often, and a re-read of
     # the task this often in case another replica changed it (this process wakes at once).
     events_keepalive_seconds: float = 15.0
@@ -143,6 +145,15 @@ class WebhooksConfig:
 
 
 @attrs.frozen
+class CoordinationConfig:
+    # Redis shared by every replica for breakers, rate windows, worker wake-ups and
+    # event fan-out (redis://HOST:PORT/DB, rediss:// for TLS). None: per process.
+    redis_url: str | None = None
+    # Prefix of every key and pub/sub channel, so deployments can share one Redis.
+    key_prefix: str = "vidgate"
+
+
+@attrs.frozen
 class PluginsConfig:
     # None means every installed plugin; a list limits loading to those names.
     enabled: tuple[str, ...] | None = None
@@ -217,6 +228,7 @@ class Config:
     worker: WorkerConfig = WorkerConfig()
     network: NetworkConfig = NetworkConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    coordination: CoordinationConfig = CoordinationConfig()
     plugins: PluginsConfig = PluginsConfig()
     billing: BillingConfig = BillingConfig()
     channels: tuple[ChannelConfig, ...] = ()
@@ -242,6 +254,7 @@ def _make_converter() -> cattrs.Converter:
         WorkerConfig,
         NetworkConfig,
         WebhooksConfig,
+        CoordinationConfig,
         PluginsConfig,
         ChannelConfig,
         GroupConfig,
@@ -334,6 +347,13 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"{src}: network.download_min_bytes_per_second: must be 0 or more")
     if config.media.max_result_bytes < 1:
         raise ConfigError(f"{src}: media.max_result_bytes: must be at least 1")
+    if server.workers < 1:
+        raise ConfigError(f"{src}: server.workers: must be at least 1")
+    redis_url = config.coordination.redis_url
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{src}: coordination.redis_url: must be a redis://, rediss:// or unix:// URL")
+    if not config.coordination.key_prefix:
+        raise ConfigError(f"{src}: coordination.key_prefix: must not be empty")
     if config.worker.fetch_concurrency < 1:
         raise ConfigError(f"{src}: worker.fetch_concurrency: must be at least 1")
     if config.worker.max_poll_failures < 1:

@@ -25,17 +25,22 @@ rate budget), a plugin crash or the caller being cancelled hand the probe to the
 request -- and should anything unforeseen keep it, the lease expires after
 ``probe_lease`` seconds so a channel can never stay out of rotation until a restart.
 
-Breaker and rate state live in each process; the concurrency count is read from the
-store, so it holds across replicas.
+Breaker and rate state live behind a :class:`DispatchState` backend: in each process
+(:class:`LocalDispatchState`) by default, or in Redis (``[coordination] redis_url``,
+:class:`vidgate.coordination.RedisDispatchState`) so that replicas share one breaker, one
+half-open probe and one rate window. The decisions stay here; a backend only reads and
+updates records atomically. The concurrency count is read from the store, so it holds
+across replicas either way.
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import random
+import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 import attrs
 import structlog
@@ -49,8 +54,13 @@ log = structlog.get_logger("vidgate.dispatch")
 FAILURES_TO_OPEN = 3
 
 
+T = TypeVar("T")
+
+
 @attrs.define
 class Breaker:
+    """One channel's breaker record (times on the backend's clock, see ``DispatchState.now``)."""
+
     failures: int = 0
     open_until: float = 0.0  # 0: closed; in the future: open; in the past: half-open
     probe_until: float = 0.0  # a half-open probe holds the channel until then (a lease)
@@ -62,9 +72,57 @@ class Breaker:
             return "closed"
         return "open" if now < self.open_until else "half-open"
 
-    @property
-    def probing(self) -> bool:
-        return self.probe_until > time.monotonic()
+    def reset(self) -> None:
+        self.failures, self.open_until, self.probe_until, self.probe_ticket, self.reason = 0, 0.0, 0.0, 0, ""
+
+
+class DispatchState(Protocol):
+    """Where breaker records and rate windows live. Implementations only store: every
+    decision is the Dispatcher's, passed in as ``change``."""
+
+    def now(self) -> float:
+        """The clock breaker times and rate windows use (shared backends: wall clock)."""
+
+    async def update_breaker(self, name: str, change: Callable[[Breaker], T]) -> T:
+        """Apply ``change`` to channel ``name``'s record atomically (no other update to it
+        in between, in any process sharing the backend), store the mutated record, and
+        return what ``change`` returned. ``change`` is synchronous and may run again if a
+        concurrent update forced a retry."""
+
+    async def breakers(self, names: Iterable[str]) -> dict[str, Breaker]:
+        """The current records (a fresh Breaker for a channel never touched)."""
+
+    async def sent_in_window(self, name: str, window: float, now: float) -> int:
+        """How many sends ``note_sent`` recorded for ``name`` after ``now - window``."""
+
+    async def note_sent(self, name: str, now: float, window: float) -> None:
+        """Record one send (kept at least ``window`` seconds)."""
+
+
+class LocalDispatchState:
+    """This process's own breakers and rate windows (the default)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Breaker] = collections.defaultdict(Breaker)
+        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def update_breaker(self, name: str, change: Callable[[Breaker], T]) -> T:
+        return change(self.records[name])  # no await in between: atomic on one event loop
+
+    async def breakers(self, names: Iterable[str]) -> dict[str, Breaker]:
+        return {name: self.records[name] for name in names}
+
+    async def sent_in_window(self, name: str, window: float, now: float) -> int:
+        sent = self._sent[name]
+        while sent and sent[0] <= now - window:
+            sent.popleft()
+        return len(sent)
+
+    async def note_sent(self, name: str, now: float, window: float) -> None:
+        self._sent[name].append(now)
 
 
 def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
@@ -88,8 +146,11 @@ def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
 
 
 class Dispatcher:
-    def __init__(self, config: Config, plugins: Plugins, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: Config, plugins: Plugins, rng: random.Random | None = None, state: DispatchState | None = None
+    ) -> None:
         self.config = config
+        self.state: DispatchState = state or LocalDispatchState()
         self.channels: dict[str, Channel] = {}
         self.cooldowns: dict[str, float] = {}
         for cfg in config.channels:
@@ -104,14 +165,15 @@ class Dispatcher:
                 )
             self.channels[cfg.name] = channel
             self.cooldowns[cfg.name] = cfg.cooldown_seconds
-        self.breakers: dict[str, Breaker] = collections.defaultdict(Breaker)
-        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._rng = rng or random.Random()
-        self._tickets = itertools.count(1)
         net = config.network
         # Long enough for a whole submit on one channel (every retry and its back-off);
         # only a path nobody foresaw ever waits for it.
-        self.probe_lease = net.outbound_timeout_seconds * (net.submit_retries + 1) + net.max_retry_after_seconds * net.submit_retries + 5.0
+        self.probe_lease = (
+            net.outbound_timeout_seconds * (net.submit_retries + 1)
+            + net.max_retry_after_seconds * net.submit_retries
+            + 5.0
+        )
 
     def serving(self, model: str, group: str | None = None) -> list[Channel]:
         return [
@@ -138,72 +200,90 @@ class Dispatcher:
 
     # -- admission ---------------------------------------------------------------------
 
-    def breaker_allows(self, name: str, now: float | None = None) -> bool:
+    async def breaker_allows(self, name: str, now: float | None = None) -> bool:
         """Whether a request may go to the channel now (without taking the probe)."""
-        b = self.breakers[name]
-        now = time.monotonic() if now is None else now
+        now = self.state.now() if now is None else now
+        b = (await self.state.breakers([name]))[name]
         state = b.state(now)
         return state == "closed" or (state == "half-open" and b.probe_until <= now)
 
-    def admit(self, name: str, now: float | None = None) -> int | None:
+    async def admit(self, name: str, now: float | None = None) -> int | None:
         """Let one request through: None when the breaker refuses, 0 when it is closed,
         else a probe ticket the caller must hand to :meth:`end_probe` when done."""
-        b = self.breakers[name]
-        now = time.monotonic() if now is None else now
-        if not self.breaker_allows(name, now):
-            return None
-        if b.state(now) == "closed":
-            return 0
-        b.probe_until = now + self.probe_lease  # half-open: this caller is the one probe
-        b.probe_ticket = next(self._tickets)
-        log.info("channel_probe", channel=name)
-        return b.probe_ticket
+        now = self.state.now() if now is None else now
+        ticket = secrets.randbits(62) | 1  # unique across the processes sharing the state
 
-    def end_probe(self, name: str, ticket: int | None) -> None:
+        def decide(b: Breaker) -> int | None:
+            state = b.state(now)
+            if state == "closed":
+                return 0
+            if state == "open" or b.probe_until > now:
+                return None
+            b.probe_until, b.probe_ticket = now + self.probe_lease, ticket  # the one probe
+            return ticket
+
+        verdict = await self.state.update_breaker(name, decide)
+        if verdict:
+            log.info("channel_probe", channel=name)
+        return verdict
+
+    async def end_probe(self, name: str, ticket: int | None) -> None:
         """The probe ``ticket`` ended without a verdict on the channel (a rate limit, a
         plugin crash, a cancelled caller): the next request probes instead. A no-op when
         the outcome already resolved it or another probe holds it."""
-        b = self.breakers[name]
-        if ticket and b.probe_ticket == ticket:
-            b.probe_until = 0.0
-            b.probe_ticket = 0
+        if not ticket:
+            return
 
-    def rate_allows(self, channel: Channel, now: float | None = None) -> bool:
+        def release(b: Breaker) -> None:
+            if b.probe_ticket == ticket:
+                b.probe_until, b.probe_ticket = 0.0, 0
+
+        await self.state.update_breaker(name, release)
+
+    async def rate_allows(self, channel: Channel, now: float | None = None) -> bool:
         if channel.rate_per_minute is None:
             return True
-        now = time.monotonic() if now is None else now
-        sent = self._sent[channel.name]
-        while sent and sent[0] <= now - 60.0:
-            sent.popleft()
-        return len(sent) < channel.rate_per_minute
+        now = self.state.now() if now is None else now
+        return await self.state.sent_in_window(channel.name, 60.0, now) < channel.rate_per_minute
 
-    def note_sent(self, channel: Channel) -> None:
+    async def note_sent(self, channel: Channel) -> None:
         if channel.rate_per_minute is not None:
-            self._sent[channel.name].append(time.monotonic())
+            await self.state.note_sent(channel.name, self.state.now(), 60.0)
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def succeeded(self, name: str) -> None:
-        b = self.breakers[name]
-        if b.open_until:
+    async def succeeded(self, name: str) -> None:
+        def close(b: Breaker) -> bool:
+            was_open = bool(b.open_until)
+            b.reset()
+            return was_open
+
+        if await self.state.update_breaker(name, close):
             log.info("channel_restored", channel=name)
-        self.breakers[name] = Breaker()
 
-    def failed(self, name: str, reason: str, *, account: bool = False) -> None:
+    async def failed(self, name: str, reason: str, *, account: bool = False) -> None:
         """Count a failure; an account error (or repeated failures) opens the breaker."""
-        b = self.breakers[name]
-        b.failures += 1
-        b.probe_until, b.probe_ticket = 0.0, 0
-        if account or b.failures >= FAILURES_TO_OPEN or b.open_until:
-            b.open_until = time.monotonic() + self.cooldowns.get(name, 60.0)
-            b.reason = reason
-            log.warning("channel_out_of_rotation", channel=name, reason=reason, cooldown=self.cooldowns.get(name))
+        cooldown = self.cooldowns.get(name, 60.0)
+        now = self.state.now()
 
-    def status(self) -> list[dict[str, object]]:
-        now = time.monotonic()
+        def count(b: Breaker) -> bool:
+            b.failures += 1
+            b.probe_until, b.probe_ticket = 0.0, 0
+            if account or b.failures >= FAILURES_TO_OPEN or b.open_until:
+                b.open_until = now + cooldown
+                b.reason = reason
+                return True
+            return False
+
+        if await self.state.update_breaker(name, count):
+            log.warning("channel_out_of_rotation", channel=name, reason=reason, cooldown=cooldown)
+
+    async def status(self) -> list[dict[str, object]]:
+        now = self.state.now()
+        breakers = await self.state.breakers(self.channels)
         out = []
         for name, ch in self.channels.items():
-            b = self.breakers[name]
+            b = breakers[name]
             out.append(
                 {
                     "name": name,

@@ -97,6 +97,7 @@ class Gateway:
     def __init__(
         self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None,
         media: MediaStorage | None = None,
+        coordination: Any = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
@@ -122,12 +123,27 @@ class Gateway:
         # Set when a webhook event may have been queued (the delivery loop's doorbell).
         self.webhook_wakeup = asyncio.Event()
         self.webhook_networks = parse_networks(config.webhooks.allow_networks)
+        # A RedisCoordination when replicas share state ([coordination] redis_url).
+        self.coordination = coordination
+        if coordination is not None:
+            from .coordination import RedisNotifier
+
+            notifier = RedisNotifier(coordination)
+            self.notifier = notifier
+            coordination.on_wake = self.wakeup.set
+            coordination.on_task_change = lambda task_id: (notifier.notify_local(task_id), self.webhook_wakeup.set())
         store.render_task = self.render_task
         store.on_task_change = self._task_changed
 
     def _task_changed(self, task_id: str) -> None:
         self.notifier.notify(task_id)
         self.webhook_wakeup.set()
+
+    def wake_worker(self) -> None:
+        """A task became due now: wake this process's worker, and every replica's."""
+        self.wakeup.set()
+        if self.coordination is not None:
+            self.coordination.wake_workers()
 
     def public_base_url(self) -> str:
         """Where clients reach this gateway (``[server] public_url``, else host and port)."""
@@ -157,11 +173,21 @@ class Gateway:
     @classmethod
     async def start(cls, config: Config, *, extra_plugins: dict[str, object] | None = None) -> Gateway:
         plugins = Plugins.load(enabled=config.plugins.enabled, extra=extra_plugins)
-        dispatcher = Dispatcher(config, plugins)  # validates every channel before anything opens
+        coordination = state = None
+        if config.coordination.redis_url:
+            from .coordination import RedisCoordination, RedisDispatchState
+
+            coordination = RedisCoordination(config.coordination.redis_url, config.coordination.key_prefix)
+            state = RedisDispatchState(coordination)
+        dispatcher = Dispatcher(config, plugins, state=state)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
         try:
             media = await open_media(config.media)
+            if coordination is not None:
+                await coordination.start()
         except BaseException:
+            if coordination is not None:
+                await coordination.close()
             await store.close()
             raise
         net = config.network
@@ -177,12 +203,14 @@ class Gateway:
             allowed_networks=parse_networks(net.allow_image_networks),
             result_networks=parse_networks(net.allow_result_networks),
         )
-        return cls(config, plugins, store, http, dispatcher, media)
+        return cls(config, plugins, store, http, dispatcher, media, coordination)
 
     async def close(self) -> None:
         await self.plugins.shutdown()
         await self.http.close()
         await self.media.close()
+        if self.coordination is not None:
+            await self.coordination.close()
         await self.store.close()
 
     @contextlib.asynccontextmanager
@@ -478,7 +506,7 @@ class Gateway:
                 if other != task.charge:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "would bill differently")
                     continue
-            if not self.dispatcher.breaker_allows(channel.name):
+            if not await self.dispatcher.breaker_allows(channel.name):
                 await self.store.add_attempt(task.id, channel.name, "skipped", "out of rotation")
                 continue
             if channel.max_concurrent is not None:
@@ -487,12 +515,12 @@ class Gateway:
                 if others >= channel.max_concurrent:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "at max_concurrent")
                     continue
-            if not self.dispatcher.rate_allows(channel):
+            if not await self.dispatcher.rate_allows(channel):
                 rate_limited += 1
                 await self.store.add_attempt(task.id, channel.name, "skipped", "rate_per_minute reached")
                 continue
             # Taken last, so a skip above never holds a half-open channel's one probe.
-            ticket = self.dispatcher.admit(channel.name)
+            ticket = await self.dispatcher.admit(channel.name)
             if ticket is None:  # another request took the probe meanwhile
                 await self.store.add_attempt(task.id, channel.name, "skipped", "out of rotation")
                 continue
@@ -518,7 +546,7 @@ class Gateway:
                         log.exception("plugin_submit_crashed", channel=channel.name)
                         await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
                     else:
-                        self.breaker_effect(channel, rule, error)
+                        await self.breaker_effect(channel, rule, error)
                         await self.store.add_attempt(task.id, channel.name, _submit_outcome(error), self._detail(error))
                     if rule.action is outcomes.Action.REJECT_CLIENT:
                         code = outcomes.failure_code(rule, error)
@@ -549,9 +577,9 @@ class Gateway:
                         await self._abandon(task, "vendor_unconfirmed", error)
                         raise error
                     submission = found
-                self.dispatcher.succeeded(channel.name)
+                await self.dispatcher.succeeded(channel.name)
             finally:
-                self.dispatcher.end_probe(channel.name, ticket)
+                await self.dispatcher.end_probe(channel.name, ticket)
             await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
             delay = self.next_poll_delay(channel, submission.poll_after)
             now = time.time()
@@ -614,7 +642,7 @@ class Gateway:
         ctx = self.context(task.id, channel)
         retries = self.config.network.submit_retries
         for attempt in range(retries + 1):
-            self.dispatcher.note_sent(channel)
+            await self.dispatcher.note_sent(channel)
             failpoints.hit("submit.before_vendor")
             try:
                 if remix_source is not None:
@@ -727,7 +755,7 @@ class Gateway:
                 result = await self.plugins.cancel(channel.vendor, task.handle, ctx)
             except VendorError as exc:
                 found = outcomes.rule(outcomes.Phase.CANCEL, exc)
-                self.breaker_effect(channel, found, exc)
+                await self.breaker_effect(channel, found, exc)
                 if found.action is outcomes.Action.LEARN_ENDING:
                     result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
                 else:
@@ -823,14 +851,14 @@ class Gateway:
             log.info("task_cancelled", task_id=task.id, outcome=result.outcome.value)
         return done
 
-    def breaker_effect(self, channel: Channel, found: outcomes.Rule, exc: VendorError) -> None:
+    async def breaker_effect(self, channel: Channel, found: outcomes.Rule, exc: VendorError) -> None:
         """Apply what ``exc`` does to the channel's breaker, per the phase table."""
         if found.breaker is outcomes.BreakerEffect.OPEN:
-            self.dispatcher.failed(channel.name, exc.message, account=True)
+            await self.dispatcher.failed(channel.name, exc.message, account=True)
         elif found.breaker is outcomes.BreakerEffect.COUNT:
-            self.dispatcher.failed(channel.name, exc.message)
+            await self.dispatcher.failed(channel.name, exc.message)
         elif found.breaker is outcomes.BreakerEffect.SUCCESS:
-            self.dispatcher.succeeded(channel.name)
+            await self.dispatcher.succeeded(channel.name)
 
     # -- derived tasks (remix, extend, edit) ---------------------------------------------
 

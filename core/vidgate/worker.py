@@ -198,7 +198,7 @@ class Worker:
                     error = as_vendor_error(exc)
                     if not isinstance(exc, VendorError):
                         log.warning("batch_poll_crashed", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
-                    self.gw.breaker_effect(channel, rule(Phase.POLL, error), error)
+                    await self.gw.breaker_effect(channel, rule(Phase.POLL, error), error)
                     log.warning("batch_poll_failed", channel=channel.name, tasks=len(tasks), error=error.message)
                 else:
                     if answers is None:
@@ -313,7 +313,7 @@ class Worker:
     async def _poll_failed(self, task: TaskRecord, channel: Channel, exc: VendorError) -> None:
         """A poll raised ``exc``: do what the phase table says."""
         found = rule(Phase.POLL, exc)
-        self.gw.breaker_effect(channel, found, exc)
+        await self.gw.breaker_effect(channel, found, exc)
         if found.action is Action.FAIL_AFTER_GRACE:
             since = time.time() - (task.submitted_at or task.created_at)
             if since >= self.cfg.not_found_grace_seconds:
@@ -428,7 +428,7 @@ class Worker:
                 log.warning("result_download_crashed", error=f"{type(exc).__name__}: {exc}")
             error = as_vendor_error(exc)
             found = rule(Phase.FETCH, error)
-            self.gw.breaker_effect(channel, found, error)
+            await self.gw.breaker_effect(channel, found, error)
             if found.action is Action.FAIL_TASK:
                 await self._fail(task, failure_code(found, error), error.message)
                 return
@@ -555,5 +555,5 @@ async def poll_now(gateway: Gateway, channel_name: str, vendor_task_id: str) -> 
     if task is None or task.finished:
         return False
     await gateway.store.update_task(task.id, next_poll_at=time.time())
-    gateway.wakeup.set()
+    gateway.wake_worker()
     return True

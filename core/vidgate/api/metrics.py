@@ -1,7 +1,8 @@
 """``GET /metrics``: Prometheus text exposition, computed from the store on each scrape.
 
 Counts come from the store, so every replica reports the same cluster-wide task and
-attempt figures; breaker states are this process's own view.
+attempt figures; breaker states are this process's own view unless replicas share them through
+``[coordination] redis_url``.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ async def metrics(request: Request) -> Response:
             f'vidgate_vendor_attempts_total{{channel="{_label(row["channel"])}",'
             f'outcome="{_label(row["outcome"])}"}} {row["n"]}'
         )
-    states = gw.dispatcher.status()
+    states = await gw.dispatcher.status()
     lines += [
         "# HELP vidgate_channel_open 1 while a channel's breaker is not closed (open or half-open), i.e. out of"
-        " normal rotation (this process).",
+        " normal rotation (this process, or every replica sharing [coordination] redis_url).",
         "# TYPE vidgate_channel_open gauge",
     ]
     for status in states:

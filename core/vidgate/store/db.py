@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlite3
 
 import aiosqlite
 
+T = TypeVar("T")
 
 class UniqueViolation(Exception):
     """A statement broke a unique index; the same class on SQLite and PostgreSQL."""
@@ -58,39 +61,97 @@ class _SQLiteConnection:
         return rows[0] if rows else None
 
 
-class SQLiteDatabase:
-    """One aiosqlite connection (its own thread), WAL mode, statements serialised.
+_READ_ONLY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
+# How long a write waits for another process (`vidgate worker` beside the API) to release
+# the database's write lock before it fails.
+_BUSY_SECONDS = 10.0
 
-    SQLite allows one writer at a time anyway; serialising in-process keeps our own
-    coroutines out of each other's transactions, and ``busy_timeout`` covers other
-    processes (``vidgate worker`` beside ``vidgate serve``) on the same file.
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        "database is locked" in str(exc)
+    )
+
+
+async def _when_unlocked(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt``, retrying while another process holds the write lock.
+
+    SQLite's own busy handler would sleep in its thread in steps of up to 100 ms, long
+    after the lock is free; retrying here with short sleeps keeps writes flowing when
+    the worker and the API write from separate processes, and never blocks the loop.
+    """
+    deadline = time.monotonic() + _BUSY_SECONDS
+    delay = 0.0005
+    while True:
+        try:
+            return await attempt()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+async def _sqlite_connect(path: str, *, reader: bool) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    if not reader:
+        await _when_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+    # Writers retry in _when_unlocked; readers (WAL) are rarely blocked, only briefly.
+    await conn.execute(f"PRAGMA busy_timeout={10000 if reader else 0}")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    if reader:
+        # A reader never writes: a stray write would contend with the one writer.
+        await conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+class SQLiteDatabase:
+    """One writer connection and a few reader connections (each aiosqlite runs its own
+    thread), WAL mode.
+
+    SQLite allows one writer at a time anyway; serialising writes in-process keeps our
+    own coroutines out of each other's transactions, and ``busy_timeout`` covers other
+    processes (``vidgate worker`` beside ``vidgate serve``) on the same file. Plain
+    reads (``SELECT``/``WITH`` outside a transaction) go to the readers, which WAL lets
+    run while a write is in progress, so status reads never queue behind the writer.
+    Each read is its own implicit transaction and sees every write committed before it.
     """
 
     skip_locked = ""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, readers: list[aiosqlite.Connection] | None = None) -> None:
         self._raw = _SQLiteConnection(conn)
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._readers = list(readers or ())
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for reader in self._readers:
+            self._idle.put_nowait(reader)
 
     @classmethod
-    async def open(cls, path: str) -> SQLiteDatabase:
-        if path != ":memory:":
-            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=10000")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        return cls(conn)
+    async def open(cls, path: str, readers: int = 2) -> SQLiteDatabase:
+        if path == ":memory:":
+            # Every connection to :memory: is a database of its own: no readers.
+            return cls(await _sqlite_connect(path, reader=False))
+        await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        writer = await _sqlite_connect(path, reader=False)
+        return cls(writer, [await _sqlite_connect(path, reader=True) for _ in range(readers)])
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
-            return await self._raw.execute(sql, *args)
+            return await _when_unlocked(lambda: self._raw.execute(sql, *args))
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        if self._readers and _READ_ONLY.match(sql):
+            reader = await self._idle.get()
+            try:
+                cur = await reader.execute(sql, args)
+                return [dict(r) for r in await cur.fetchall()]
+            finally:
+                self._idle.put_nowait(reader)
         async with self._lock:
-            return await self._raw.fetchall(sql, *args)
+            return await _when_unlocked(lambda: self._raw.fetchall(sql, *args))
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self.fetchall(sql, *args)
@@ -99,7 +160,8 @@ class SQLiteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_SQLiteConnection]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            # Takes the write lock up front, so nothing inside the transaction waits for it.
+            await _when_unlocked(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._raw
             except BaseException:
@@ -109,6 +171,8 @@ class SQLiteDatabase:
                 await self._conn.execute("COMMIT")
 
     async def close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
         await self._conn.close()
 
 

@@ -126,9 +126,14 @@ class Store:
         await self.db.close()
 
     async def migrate(self) -> None:
-        await self.db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
-        )
+        try:
+            await self.db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
+            )
+        except Exception:
+            # PostgreSQL: two replicas creating it at once, one loses on the catalog's
+            # unique index; the table is there all the same.
+            await self.db.fetchone("SELECT version FROM schema_migrations LIMIT 1")
         for version, statements in enumerate(MIGRATIONS, start=1):
             try:
                 async with self.db.transaction() as tx:
