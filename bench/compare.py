@@ -41,7 +41,7 @@ POLL_INTERVAL = 1.0
 
 # The upstream: the sora plugin's fake, plus a counter of status calls, in its own process.
 # "sora-2" videos never finish (they stay in flight); "sora-2-pro" ones finish at once and
-# are 50 MB, for the download rows.
+# are 50 MB (an MP4 head: the gateway sniffs what it stores), for the download rows.
 _UPSTREAM = """
 import sys, uvicorn
 from starlette.applications import Starlette
@@ -50,7 +50,7 @@ from starlette.routing import Mount, Route
 from vidgate_sora.fake import FakeVideosAPI
 
 slow = FakeVideosAPI(api_keys={%(key)r}, polls_to_finish=10**9, poll_after_ms=None)
-big = FakeVideosAPI(api_keys={%(key)r}, polls_to_finish=1, poll_after_ms=None, video_bytes=b"\\0" * %(size)d)
+big = FakeVideosAPI(api_keys={%(key)r}, polls_to_finish=1, poll_after_ms=None, video_bytes=(b"\\0\\0\\0\\x18ftypisom" + b"\\0" * %(size)d)[:%(size)d])
 for fake in (slow, big):
     fake.requests = type("Dropped", (list,), {"append": lambda self, item: None})()  # bounded memory
 counts = {"retrieves": 0}
@@ -279,6 +279,8 @@ def gateway_config(workdir: Path, upstream_port: int) -> Path:
         vendor = "sora"
         base_url = "http://127.0.0.1:{upstream_port}/big/v1"
         models = ["sora-2-pro"]
+        # The fake serves its results from loopback, which the address guard refuses.
+        allow_result_networks = ["127.0.0.1/32"]
         [channels.credentials]
         api_key = "{KEY}"
         [channels.options]
