@@ -395,11 +395,19 @@ async def downloads(http: aiohttp.ClientSession, vidgate: Target, targets: list[
             await download(http, url, headers, 1)  # warm the page cache and the connections
             base = await settle_rss(pid, 0.5) if pid else 0.0
             with Sampler(pid) as sampler:
+                cpu = cpu_seconds(pid)
                 row["dl1"] = max([await download(http, url, headers, 1) for _ in range(3)])
+                row["dl_cpu_ms"] = (cpu_seconds(pid) - cpu) / 3 * 1000
                 row["dl4"] = await download(http, url, headers, 4)
             row["dl_rss_growth"] = (sampler.peak - base) / 4
     finally:
         stop(files)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fmt(v: Any, spec: str = ".0f") -> str:
@@ -427,6 +435,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("errors (non-200)", lambda r: str(sum(r.get(k, {}).get("errors", 0) for k in ("create", "status_quiet", "status_busy")))),
         ("50 MB download MB/s, single", lambda r: fmt(r.get("dl1")) + ratio(r, "dl1")),
         ("50 MB download MB/s, x4 total", lambda r: fmt(r.get("dl4")) + ratio(r, "dl4")),
+        ("server CPU ms per download, single", lambda r: fmt(r.get("dl_cpu_ms")) + ratio(r, "dl_cpu_ms")),
         ("RSS growth per download (MiB)", lambda r: fmt(r.get("dl_rss_growth"), ".1f")),
         ("idle RSS (MiB)", lambda r: fmt(r.get("idle_rss"), ".0f")),
         ("peak RSS (MiB)", lambda r: fmt(r.get("peak_rss"), ".0f")),
