@@ -41,7 +41,7 @@ POLL_INTERVAL = 1.0
 
 # The upstream: the sora plugin's fake, plus a counter of status calls, in its own process.
 # "sora-2" videos never finish (they stay in flight); "sora-2-pro" ones finish at once and
-# are 50 MB, for the download rows.
+# are 50 MB (an MP4 head: the gateway sniffs what it stores), for the download rows.
 _UPSTREAM = """
 import sys, uvicorn
 from starlette.applications import Starlette
@@ -50,7 +50,7 @@ from starlette.routing import Mount, Route
 from vidgate_sora.fake import FakeVideosAPI
 
 slow = FakeVideosAPI(api_keys={%(key)r}, polls_to_finish=10**9, poll_after_ms=None)
-big = FakeVideosAPI(api_keys={%(key)r}, polls_to_finish=1, poll_after_ms=None, video_bytes=b"\\0" * %(size)d)
+big = FakeVideosAPI(api_keys={%(key)r}, polls_to_finish=1, poll_after_ms=None, video_bytes=(b"\\0\\0\\0\\x18ftypisom" + b"\\0" * %(size)d)[:%(size)d])
 for fake in (slow, big):
     fake.requests = type("Dropped", (list,), {"append": lambda self, item: None})()  # bounded memory
 counts = {"retrieves": 0}
@@ -279,6 +279,8 @@ def gateway_config(workdir: Path, upstream_port: int) -> Path:
         vendor = "sora"
         base_url = "http://127.0.0.1:{upstream_port}/big/v1"
         models = ["sora-2-pro"]
+        # The fake serves its results from loopback, which the address guard refuses.
+        allow_result_networks = ["127.0.0.1/32"]
         [channels.credentials]
         api_key = "{KEY}"
         [channels.options]
@@ -393,11 +395,19 @@ async def downloads(http: aiohttp.ClientSession, vidgate: Target, targets: list[
             await download(http, url, headers, 1)  # warm the page cache and the connections
             base = await settle_rss(pid, 0.5) if pid else 0.0
             with Sampler(pid) as sampler:
+                cpu = cpu_seconds(pid)
                 row["dl1"] = max([await download(http, url, headers, 1) for _ in range(3)])
+                row["dl_cpu_ms"] = (cpu_seconds(pid) - cpu) / 3 * 1000
                 row["dl4"] = await download(http, url, headers, 4)
             row["dl_rss_growth"] = (sampler.peak - base) / 4
     finally:
         stop(files)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fmt(v: Any, spec: str = ".0f") -> str:
@@ -425,6 +435,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("errors (non-200)", lambda r: str(sum(r.get(k, {}).get("errors", 0) for k in ("create", "status_quiet", "status_busy")))),
         ("50 MB download MB/s, single", lambda r: fmt(r.get("dl1")) + ratio(r, "dl1")),
         ("50 MB download MB/s, x4 total", lambda r: fmt(r.get("dl4")) + ratio(r, "dl4")),
+        ("server CPU ms per download, single", lambda r: fmt(r.get("dl_cpu_ms")) + ratio(r, "dl_cpu_ms")),
         ("RSS growth per download (MiB)", lambda r: fmt(r.get("dl_rss_growth"), ".1f")),
         ("idle RSS (MiB)", lambda r: fmt(r.get("idle_rss"), ".0f")),
         ("peak RSS (MiB)", lambda r: fmt(r.get("peak_rss"), ".0f")),

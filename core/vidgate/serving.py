@@ -7,10 +7,12 @@ limits keep a directly exposed gateway answering.
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from .config import ServerConfig
 
@@ -31,15 +33,30 @@ def raise_open_files_limit() -> tuple[int, int]:
     return target, hard
 
 
-def header_timeout_protocol(seconds: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, closing a connection whose first request head has not
-    arrived within ``seconds``: uvicorn itself waits for headers forever (slowloris).
-    Later requests on a kept-alive connection are bounded by ``timeout_keep_alive``."""
+def gateway_protocol(header_timeout_seconds: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with two additions.
 
-    class HeaderTimeoutH11(H11Protocol):
+    * A connection whose first request head has not arrived within
+      ``header_timeout_seconds`` is closed: uvicorn itself waits for headers forever
+      (slowloris). Later requests on a kept-alive connection are bounded by
+      ``timeout_keep_alive``.
+    * The ASGI ``http.response.pathsend`` extension, which uvicorn does not offer:
+      Starlette's FileResponse then sends a whole local file (a 200, not a Range) as one
+      message, and the file goes to the socket with ``loop.sendfile`` (``os.sendfile``,
+      zero-copy) instead of a thread hop, a Python buffer and an ASGI message per chunk.
+    """
+
+    class GatewayH11(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.app = self._offer_pathsend(self.app)
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._head_timer = self.loop.call_later(seconds, self._head_timeout)
+            self._head_timer = self.loop.call_later(header_timeout_seconds, self._head_timeout)
+            # Native sendfile needs asyncio's own loop and a plain socket; over TLS (or
+            # uvloop) Starlette's chunked reads are the better path, so it is not offered.
+            self._sendfile = self.scheme == "http" and isinstance(self.loop, asyncio.BaseEventLoop)
 
         def _head_timeout(self) -> None:
             if self.cycle is None and not self.transport.is_closing():
@@ -49,7 +66,81 @@ def header_timeout_protocol(seconds: float) -> type[H11Protocol]:
             self._head_timer.cancel()
             super().connection_lost(exc)
 
-    return HeaderTimeoutH11
+        def _offer_pathsend(self, app: Any) -> Any:
+            async def app_with_pathsend(scope: Any, receive: Any, send: Any) -> None:
+                if scope["type"] != "http" or not self._sendfile:
+                    await app(scope, receive, send)
+                    return
+                # The cycle is created just before the app task; the next one only once
+                # this response is complete (h11 holds pipelined requests back).
+                cycle = self.cycle
+
+                async def send_or_sendfile(message: Any) -> None:
+                    if message["type"] == "http.response.pathsend":
+                        await self._send_file(cycle, send, message["path"])
+                    else:
+                        await send(message)
+
+                scope = {**scope, "extensions": {**scope.get("extensions", {}), "http.response.pathsend": {}}}
+                await app(scope, receive, send_or_sendfile)
+
+            return app_with_pathsend
+
+        async def _send_file(self, cycle: RequestResponseCycle, send: Any, path: str) -> None:
+            if not cycle.response_started or cycle.response_complete:
+                raise RuntimeError("'http.response.pathsend' must follow 'http.response.start' and end the response.")
+            if cycle.scope["method"] != "HEAD" and not cycle.disconnected:
+                file = await asyncio.to_thread(open, path, "rb")
+                try:
+                    if not await self._sendfile_body(cycle, file):
+                        return
+                finally:
+                    file.close()
+            # uvicorn's own send ends the response (h11's end of message, keep-alive or
+            # close, the next pipelined request); for HEAD it sends no body at all.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def _sendfile_body(self, cycle: RequestResponseCycle, file: Any) -> bool:
+            """Send ``file`` as the response body; False if the client went away."""
+            size = os.fstat(file.fileno()).st_size
+            span = _FileSpan(size)
+            # h11 frames and counts the body (Content-Length, or chunked): given a stand-in
+            # of the file's length it returns the framing bytes around it unchanged.
+            try:
+                parts = cycle.conn.send_with_data_passthrough(h11.Data(data=span))
+                for part in parts or ():
+                    if part is not span:
+                        self.transport.write(part)
+                    elif size:
+                        if self.transport.is_closing():
+                            raise ConnectionError("the client closed the connection")
+                        # Waits for the header bytes to drain, then follows the socket's
+                        # own backpressure: no buffer of ours grows with the file.
+                        sent = await self.loop.sendfile(self.transport, file, 0, size)
+                        if sent != size:
+                            raise RuntimeError(f"{file.name} changed size while it was sent")
+            except OSError:
+                # A client that leaves mid-file is no error of ours: drop the connection
+                # quietly, as uvicorn does for a disconnected client's later sends.
+                cycle.disconnected = True
+                self.transport.close()
+                return False
+            except BaseException:
+                self.transport.close()
+                raise
+            return True
+
+    return GatewayH11
+
+
+class _FileSpan:
+    """Stands in for a file's bytes in h11's body accounting (h11's sendfile support)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def uvicorn_config(app: Any, server: ServerConfig, host: str, port: int) -> Any:
@@ -65,7 +156,7 @@ def uvicorn_config(app: Any, server: ServerConfig, host: str, port: int) -> Any:
     return uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
         timeout_graceful_shutdown=10,
-        http=header_timeout_protocol(server.header_timeout_seconds),
+        http=gateway_protocol(server.header_timeout_seconds),
         # Beyond this many open connections new requests get a quick 503 instead of
         # exhausting descriptors or memory.
         limit_concurrency=limit,
