@@ -238,6 +238,14 @@ SCHEMAS: dict[str, Any] = {
             "object": {"const": "model"},
             "created": {"type": "integer"},
             "owned_by": {"type": "string", "description": "The vendor serving the model."},
+            "capabilities": {
+                "type": "object",
+                "description": "What the model can do for this key (true when a vendor serving it can).",
+                "properties": {k: {"type": "boolean"} for k in ("text_to_video", "image_to_video", "remix", "extend", "edit")},
+            },
+            "seconds": {"type": "array", "items": {"type": "integer"}, "description": "Accepted durations; empty means any."},
+            "default_seconds": {"type": ["integer", "null"]},
+            "description": {"type": "string"},
         },
     },
     "ModelList": {

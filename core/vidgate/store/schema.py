@@ -142,4 +142,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks ADD COLUMN cost BIGINT",
         "ALTER TABLE tasks ADD COLUMN cancel_requested_at DOUBLE PRECISION",
     ],
+    # Operator tokens (`vidgate tokens create --operator`) may read the operator console.
+    [
+        "ALTER TABLE tokens ADD COLUMN operator BOOLEAN NOT NULL DEFAULT FALSE",
+    ],
 ]
