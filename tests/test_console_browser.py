@@ -130,6 +130,7 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     alert = page.locator("#create-error")
     alert.wait_for()
     assert "(field: seconds)" in alert.inner_text() and "between 1 and" in alert.inner_text()
+    shots(page, "1b-field-error")
 
     # Text to video, with live progress from the event stream.
     fox = "a red fox running through snow"
@@ -215,6 +216,8 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     # Delete removes a finished task.
     _card(page, evil).get_by_role("button", name="Delete").click()
     page.get_by_role("article", name=evil, exact=True).wait_for(state="detached")
+    page.wait_for_function("[...document.querySelectorAll('article video')].every(v => v.readyState >= 2)",
+                           timeout=TIMEOUT_MS)
     shots(page, "7-list")
     page.wait_for_timeout(300)
     assert dialogs == []
