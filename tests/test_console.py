@@ -19,7 +19,7 @@ OPERATOR_KEY = "op-" + "k" * 40
 
 async def test_console_pages_are_static_with_a_strict_csp(tmp_path):
     async with run_gateway(None, tmp_path) as gw:
-        for path, kind in [("/console", "text/html"), ("/console/", "text/html"), ("/console/operator", "text/html"),
+        for path, kind in [("/console", "text/html"), ("/console/operator", "text/html"),
                            ("/console/static/app.js", "text/javascript"), ("/console/static/api.js", "text/javascript"),
                            ("/console/static/console.css", "text/css")]:
             async with gw.http.get(gw.url + path) as r:

@@ -162,7 +162,6 @@ async def overview(request: Request) -> Response:
 
 routes = [
     Route("/console", console_page, methods=["GET"]),
-    Route("/console/", console_page, methods=["GET"]),
     Route("/console/operator", operator_page, methods=["GET"]),
     Route("/console/static/{name}", static, methods=["GET"]),
     Route("/v1/operator/overview", overview, methods=["GET"]),
