@@ -58,10 +58,38 @@ def png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
+def _answers(s: GatewayProcess) -> bool:
+    """Our process, not another one on the port, answers: its log records the request."""
+    try:
+        with urllib.request.urlopen(s.url + "/healthz", timeout=10) as r:
+            if r.status != 200:
+                return False
+    except OSError:
+        return False
+    log = s.workdir / "gateway.log"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and s.proc is not None and s.proc.poll() is None:
+        if '"path": "/healthz"' in log.read_text():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture
 def server(tmp_path):
-    s = GatewayProcess(tmp_path)
-    s.start()
+    # free_port() only picks a port that was free a moment ago: on a machine shared with
+    # other test runs another process can take it first, and then our gateway exits at
+    # bind while the start check connects to the other process. Start again on a new port.
+    for attempt in range(3):
+        workdir = tmp_path / f"gateway-{attempt}"
+        workdir.mkdir()
+        s = GatewayProcess(workdir)
+        s.start()
+        if _answers(s):
+            break
+        s.stop()
+    else:
+        raise AssertionError("vidgate serve did not stay up: " + (workdir / "gateway.log").read_text()[-2000:])
     yield s
     s.stop()
 
