@@ -7,6 +7,7 @@ installs both. Screenshots of every step go to ``test-artifacts/console/`` (igno
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -111,10 +112,9 @@ def shots(request):
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
 
-    def shot(page, name: str) -> Path:
-        path = directory / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        return path
+    def shot(page, name: str):
+        # A sync page returns the image; an async one a coroutine, which the caller awaits.
+        return page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
 
     return shot
 
@@ -133,6 +133,9 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     console_errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+    created: list[dict] = []
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/v1/video/generations")
+            and created.append(json.loads(r.post_data)))
 
     response = page.goto(server.url + "/console")
     assert response is not None and response.status == 200
@@ -159,6 +162,10 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     alert.wait_for()
     assert "(field: seconds)" in alert.inner_text() and "between 1 and" in alert.inner_text()
     shots(page, "1b-field-error")
+    page.get_by_label("Seconds").fill("4")
+    page.get_by_label("Metadata (JSON)").fill("{oops")
+    page.get_by_role("button", name="Generate").click()
+    page.locator("#create-error", has_text="(field: metadata)").wait_for()
 
     # Text to video, with live progress from the event stream.
     fox = "a red fox running through snow"
@@ -166,9 +173,11 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     page.get_by_label("Model").select_option("local-v1")
     page.get_by_label("Seconds").fill("4")
     page.get_by_label("Size").fill("640x360")
+    page.get_by_label("Metadata (JSON)").fill('{"background": "#203040"}')
     page.get_by_role("button", name="Generate").click()
     card = _card(page, fox)
     card.wait_for()
+    assert created[-1]["metadata"] == {"background": "#203040"} and created[-1]["seconds"] == 4
     seen: list[int] = []
     deadline = time.monotonic() + TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
@@ -201,10 +210,25 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     page.get_by_label("Prompt").fill("the picture comes alive")
     page.get_by_label("Seconds").fill("2")
     page.get_by_label("Size").fill("320x180")
+    # Dropping a file on the image box picks it too.
+    page.evaluate(
+        """b64 => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+            document.getElementById("drop-zone").dispatchEvent(
+                new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }""",
+        base64.b64encode(png(16, 16)).decode(),
+    )
+    page.wait_for_function("() => (document.getElementById('image-preview').src || '').startsWith('data:image/png')")
+    page.locator("#image-clear").click()
+    page.get_by_label("Metadata (JSON)").fill("")
     page.get_by_label("Image").set_input_files(str(picture))
     page.locator("#image-preview").wait_for()
     page.get_by_role("button", name="Generate").click()
     alive = _card(page, "the picture comes alive")
+    assert created[-1]["image"] == "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode()
     _wait_status(alive, "completed")
     alive.locator("video").wait_for(timeout=TIMEOUT_MS)
     shots(page, "4-image-to-video")
@@ -284,3 +308,81 @@ def test_operator_console_shows_the_local_channel(server, browser, shots):
     # The embedded default prices nothing, so nothing is billed (test_console.py covers usage rows).
     assert page.locator("#usage tbody td").first.inner_text() == "Nothing billed yet."
     shots(page, "operator")
+
+
+def _extendable_vendor():
+    """The scripted vendor plus a model whose Model says it can extend (as a plugin built
+    for the extend contract will): the console reads that from GET /v1/models."""
+    import attrs
+
+    from scripted_vendor import Scripted
+    from vidgate import Model
+
+    @attrs.frozen
+    class ExtendableModel(Model):
+        supports_extend: bool = True
+
+    class Extendable(Scripted):
+        models = (*Scripted.models, ExtendableModel("scripted-x", vendor_model="sx"))
+
+    return Extendable()
+
+
+async def test_buttons_follow_model_capabilities(tmp_path, shots):
+    """Remix shows only for a model with the remix capability, Extend only for one with
+    extend, and Extend posts {"prompt", "seconds", "video": {"id"}} to /v1/videos/extensions."""
+    _playwright()
+    from playwright.async_api import async_playwright
+    from scripted_vendor import scripted_config
+
+    from vidgate.testing import run_gateway
+
+    async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": _extendable_vendor()}) as gw:
+        key = await gw.token()
+        made = {}
+        for model in ("scripted-1", "scripted-2", "scripted-x"):
+            _, task = await gw.post("/v1/video/generations", key, json={"model": model, "prompt": f"made by {model}"})
+            made[model] = (await gw.wait(task["id"], key))["id"]
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                posted: list[tuple[str, str | None]] = []
+                page.on("request", lambda r: r.method == "POST" and posted.append((r.url, r.post_data)))
+                await page.goto(gw.url + "/console")
+                await page.get_by_label("API key").fill(key)
+                await page.get_by_role("button", name="Sign in").click()
+                cards = {m: page.get_by_role("article", name=f"made by {m}", exact=True) for m in made}
+                for card in cards.values():
+                    await card.locator(".status", has_text="completed").wait_for(timeout=TIMEOUT_MS)
+
+                async def buttons(model: str) -> list[str]:
+                    return await cards[model].locator(".actions button").all_inner_texts()
+
+                assert await buttons("scripted-1") == ["Delete", "Remix"]
+                assert await buttons("scripted-2") == ["Delete"]
+                assert await buttons("scripted-x") == ["Delete", "Extend"]
+
+                # Remix makes a new task, shown as its own card.
+                await cards["scripted-1"].get_by_role("button", name="Remix").click()
+                await cards["scripted-1"].get_by_label("Remix prompt").fill("now at night")
+                await cards["scripted-1"].get_by_role("button", name="Submit remix").click()
+                remix = page.get_by_role("article", name="now at night", exact=True)
+                await remix.locator(".status", has_text="completed").wait_for(timeout=TIMEOUT_MS)
+                assert made["scripted-1"] in await remix.locator(".facts").inner_text()
+
+                # Extend posts the extension request; what the gateway answers is shown.
+                await cards["scripted-x"].get_by_role("button", name="Extend").click()
+                await cards["scripted-x"].get_by_label("Extension prompt").fill("and then it rains")
+                await cards["scripted-x"].get_by_label("Extra seconds").fill("4")
+                await cards["scripted-x"].get_by_role("button", name="Submit extension").click()
+                await page.wait_for_function(
+                    "() => document.querySelector('article .forms .error:not([hidden])')"
+                    " || [...document.querySelectorAll('article')].some(a => a.ariaLabel === 'and then it rains')",
+                    timeout=TIMEOUT_MS,
+                )
+                [extension] = [json.loads(body or "null") for url, body in posted if url.endswith("/v1/videos/extensions")]
+                assert extension == {"prompt": "and then it rains", "seconds": 4, "video": {"id": made["scripted-x"]}}
+                await shots(page, "capabilities")
+            finally:
+                await browser.close()
