@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from vidgate import (
@@ -57,6 +58,9 @@ class Scripted(VendorPlugin):
         self.cancelled: set[str] = set()
         self.submit_gate: asyncio.Event | None = None
         self.submit_entered = asyncio.Event()
+        self.poll_after: float | None = 0.01  # the hint an in-progress poll answers
+        self.status_calls = 0  # upstream status calls: one per poll, one per batch poll
+        self.single_polls = 0
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems = []
@@ -91,19 +95,25 @@ class Scripted(VendorPlugin):
         return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=0.01)
 
     async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        self.status_calls += 1
+        self.single_polls += 1
         if self.poll_script:
             step = self.poll_script.popleft()
             if isinstance(step, Exception):
                 raise step
             return step
-        if handle["id"] in self.cancelled:
+        return self._status(handle["id"])
+
+    def _status(self, vid: str) -> PollResult:
+        """What the vendor knows about task ``vid`` (one status observation)."""
+        if vid in self.cancelled:
             return PollResult(status="cancelled")
-        n = self.polls[handle["id"]] = self.polls.get(handle["id"], 0) + 1
+        n = self.polls[vid] = self.polls.get(vid, 0) + 1
         if n < self.polls_to_finish:
-            return PollResult(status="in_progress", progress=n * 100 // self.polls_to_finish, poll_after=0.01)
+            return PollResult(status="in_progress", progress=n * 100 // self.polls_to_finish, poll_after=self.poll_after)
         if self.fail_with is not None:
             return PollResult(status="failed", error=self.fail_with)
-        return PollResult(status="completed", result={"id": handle["id"]}, usage=self.actual_usage)
+        return PollResult(status="completed", result={"id": vid}, usage=self.actual_usage)
 
     async def cancel(self, handle: dict[str, Any], ctx: CallContext) -> CancelResult:
         self.cancels.append(handle)
@@ -126,6 +136,29 @@ class Scripted(VendorPlugin):
         vid = f"remix-of-{handle['id']}"
         self.submitted.append((ctx.channel.name, {"remix": handle["id"], **job.payload}))
         return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=0.01)
+
+
+class BatchScripted(Scripted):
+    """``Scripted`` with a batch status verb (a list endpoint filtered by ids):
+    ``batch_sizes`` records each call's size, ``batch_script`` injects errors for whole
+    calls, and ids in ``batch_omit`` are left out of every answer."""
+
+    poll_batch_size = 50
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.poll_after = None  # a list answer carries no per-task hint
+        self.batch_sizes: list[int] = []
+        self.batch_script: deque[Exception] = deque()
+        self.batch_omit: set[str] = set()
+
+    async def poll_many(self, handles: Mapping[str, dict[str, Any]], ctx: CallContext) -> dict[str, PollResult]:
+        self.status_calls += 1
+        self.batch_sizes.append(len(handles))
+        assert len(handles) <= self.poll_batch_size
+        if self.batch_script:
+            raise self.batch_script.popleft()
+        return {vid: self._status(h["id"]) for vid, h in handles.items() if vid not in self.batch_omit}
 
 
 def scripted_config(channels: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:

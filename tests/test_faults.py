@@ -80,8 +80,9 @@ async def fresh_task_completes(gw: RunningGateway, key: str) -> None:
 
 
 async def test_submit_faults_move_the_task_to_the_next_channel(tmp_path):
-    """Connection refused, a silent upstream (timeout), 5xx and a persistent 429 on the
-    preferred channel: each task lands on the next channel, is charged once, completes."""
+    """Connection refused, 5xx and a persistent 429 on the preferred channel: each task
+    lands on the next channel, is charged once, completes. A silent upstream (timeout) may
+    have received the submit: that task is sent nowhere else."""
     async with upstream() as (bad_fake, bad, bad_served), upstream() as (good_fake, good, good_served), silent_server() as (
         silent_url,
         accepted,
@@ -100,10 +101,18 @@ async def test_submit_faults_move_the_task_to_the_next_channel(tmp_path):
             cfg = config(channel(url, "first", priority=10), channel(good_served.url, "second", priority=0))
             async with run_gateway(cfg, tmp_path / case) as gw:
                 key = await gw.token(quota=100)
+                good_before = len(good_fake.creates())
                 started = time.monotonic()
                 status, task = await gw.post("/v1/video/generations", key, json=BODY)
-                assert status == 200, (case, task)
                 assert time.monotonic() - started < 10, case  # bounded by the timeouts
+                if case == "timeout":
+                    # The silent upstream may have created the video and cannot be asked:
+                    # the task goes nowhere else (finding 12), and nothing is charged.
+                    assert status == 503 and task["error"]["code"] == "vendor_unconfirmed", task
+                    assert len(good_fake.creates()) == good_before
+                    await no_leaked_connections(gw)
+                    continue
+                assert status == 200, (case, task)
                 done = await gw.wait(task["id"], key, timeout=20)
                 assert done["status"] == "completed", (case, done)
                 outcomes = [(a.channel, a.outcome) for a in await gw.gateway.store.attempts(task["id"])]
@@ -113,8 +122,9 @@ async def test_submit_faults_move_the_task_to_the_next_channel(tmp_path):
                 await no_leaked_connections(gw)
         assert accepted, "the silent server never saw the submit"
         assert len(bad_fake.creates()) == 1 + 3
-        # The good channel created exactly one video per case: no duplicate at any vendor.
-        assert len(good_fake.creates()) == len(cases)
+        # The good channel created exactly one video per case it took (all but the timeout).
+        assert len(good_fake.creates()) == len(cases) - 1
+
 
 
 async def test_submit_fault_on_the_only_channel_is_503_and_not_charged(tmp_path):
@@ -124,7 +134,8 @@ async def test_submit_fault_on_the_only_channel_is_503_and_not_charged(tmp_path)
             key = await gw.token(name="client", quota=100)
             status, body = await gw.post("/v1/video/generations", key, json=BODY)
             assert status == 503, body
-            assert body["error"]["code"] == "no_channel_available"
+            # The silent channel may have received the submit: 503, never sent further (finding 12).
+            assert body["error"]["code"] == "vendor_unconfirmed"
             assert "not charged" in body["error"]["message"]
             token = await gw.gateway.store.token("client")
             assert token.used == 0

@@ -5,13 +5,16 @@ The names exported here are the public API for plugin authors; see ``docs/plugin
 
 from .errors import (
     ChannelUnusable,
+    ModelRetired,
     Problem,
     RequestInvalid,
     TaskFailed,
+    TaskNotFound,
     VendorError,
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
+    request_maybe_received,
 )
 from .markers import hookimpl, hookspec
 from .request import Image, Size, VideoRequest
@@ -41,6 +44,7 @@ __all__ = [
     "Image",
     "MediaSource",
     "Model",
+    "ModelRetired",
     "PollResult",
     "Problem",
     "RequestInvalid",
@@ -48,6 +52,7 @@ __all__ = [
     "Submission",
     "TaskError",
     "TaskFailed",
+    "TaskNotFound",
     "Vendor",
     "VendorError",
     "VendorJob",
@@ -58,4 +63,5 @@ __all__ = [
     "VideoRequest",
     "hookimpl",
     "hookspec",
+    "request_maybe_received",
 ]

@@ -322,6 +322,23 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_plugin(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .scaffold import new_plugin
+
+    target = Path(args.dir or f"vidgate-{args.name}")
+    try:
+        written = new_plugin(args.name, target)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    print(f"next: cd {target} && pip install -e '.[test]' && pytest")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 
@@ -378,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id")
     p = sub.add_parser("check-config", help="validate a config file without starting")
     p.add_argument("path")
+    p = sub.add_parser("new-plugin", help="scaffold a vendor plugin distribution that passes its tests")
+    p.add_argument("name", help="the vendor id, e.g. acme (package vidgate_acme)")
+    p.add_argument("--dir", help="where to write it (default: ./vidgate-NAME)")
     from .client import add_submit_parser
 
     add_submit_parser(sub)
@@ -406,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_task(args))
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "new-plugin":
+            return _new_plugin(args)
         if args.command == "submit":
             from .client import run_submit
 

@@ -71,6 +71,19 @@ class MediaConfig:
     # decoded; enforced while streaming. 512 MiB is several times a minute of 4K at the
     # bitrates vendors deliver, and small enough that one task cannot fill a disk.
     max_result_bytes: int = 512 * 1024 * 1024
+    # "s3://BUCKET/PREFIX" stores media in an S3-compatible bucket instead of ``path``.
+    url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    # Without these, the usual AWS chain (AWS_* environment, shared files, instance role).
+    access_key_id: str | None = attrs.field(default=None, repr=False)
+    secret_access_key: str | None = attrs.field(default=None, repr=False)
+    # "path" for stores that want bucket names in the path (MinIO and most self-hosted).
+    addressing_style: str = "auto"
+    part_size_bytes: int = 8 * 1024 * 1024
+    # "stream" (through the gateway) or "redirect" (302 to a presigned URL; S3 only).
+    serve: str = "stream"
+    presign_seconds: int = 300
 
 
 @attrs.frozen
@@ -86,6 +99,12 @@ class WorkerConfig:
     # Result downloads run in their own slots, so slow downloads never hold the slots
     # that poll other tasks.
     fetch_concurrency: int = 8
+    # Consecutive failed polls of one task (transport errors, 5xx, malformed answers,
+    # unknown status words) before it fails ``poll_failures_exceeded`` and is refunded.
+    max_poll_failures: int = 20
+    # A vendor saying it does not know a task fails it ``vendor_task_lost`` only this
+    # long after the submit: vendors are eventually consistent right after a create.
+    not_found_grace_seconds: float = 120.0
 
 
 @attrs.frozen
@@ -325,6 +344,10 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"{src}: media.max_result_bytes: must be at least 1")
     if config.worker.fetch_concurrency < 1:
         raise ConfigError(f"{src}: worker.fetch_concurrency: must be at least 1")
+    if config.worker.max_poll_failures < 1:
+        raise ConfigError(f"{src}: worker.max_poll_failures: must be at least 1")
+    if config.worker.not_found_grace_seconds < 0:
+        raise ConfigError(f"{src}: worker.not_found_grace_seconds: must not be negative")
     seen: set[str] = set()
     groups = {g.name for g in config.groups}
     for i, ch in enumerate(config.channels):
@@ -362,6 +385,7 @@ def _check_consistency(config: Config) -> None:
 
     if config.billing.refund_on_unconfirmed_cancel not in REFUND_POLICIES:
         raise ConfigError(f"{src}: billing.refund_on_unconfirmed_cancel: must be one of {', '.join(REFUND_POLICIES)}")
+    _check_media(config)
     for name, price in config.models.items():
         where = f'{src}: models."{name}"'
         if sum(v is not None for v in (price.price, price.price_per_second, price.price_per_request)) > 1:
@@ -376,6 +400,29 @@ def _check_consistency(config: Config) -> None:
                 Price(price.price)
             except PriceError as exc:
                 raise ConfigError(f"{where}.price: {exc}") from None
+
+
+def _check_media(config: Config) -> None:
+    from .media import MIN_PART_BYTES, parse_s3_url
+
+    m, where = config.media, f"{config.source}: media"
+    if m.url is not None:
+        try:
+            parse_s3_url(m.url)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url: {exc} (expected s3://BUCKET/PREFIX)") from None
+    if (m.access_key_id is None) != (m.secret_access_key is None):
+        raise ConfigError(f"{where}: set access_key_id and secret_access_key together")
+    if m.serve not in ("stream", "redirect"):
+        raise ConfigError(f"{where}.serve: must be 'stream' or 'redirect', not {m.serve!r}")
+    if m.serve == "redirect" and m.url is None:
+        raise ConfigError(f"{where}.serve: 'redirect' needs an S3 url (local files are always streamed)")
+    if m.addressing_style not in ("auto", "path", "virtual"):
+        raise ConfigError(f"{where}.addressing_style: must be 'auto', 'path' or 'virtual'")
+    if m.part_size_bytes < MIN_PART_BYTES:
+        raise ConfigError(f"{where}.part_size_bytes: must be at least {MIN_PART_BYTES} (S3's minimum part)")
+    if not 1 <= m.presign_seconds <= 7 * 24 * 3600:
+        raise ConfigError(f"{where}.presign_seconds: must be from 1 to 604800 (a week, S3's limit)")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -8,6 +8,23 @@ its breaker is open (after an account error, or three consecutive failures, for 
 ``rate_per_minute`` budget is spent. When a cool-down ends, one probe request is let
 through (half-open); its success closes the breaker, its failure opens it again.
 
+What counts against a breaker: only what the vendor itself answered, as classified by
+the plugin -- :class:`~vidgate.errors.VendorUnavailable` (a failure) and
+:class:`~vidgate.errors.ChannelUnusable` (an account error, which opens the breaker at
+once). Nothing else does, so no client can take a channel out of rotation with what it
+sends: a :class:`~vidgate.errors.VendorRejected` or
+:class:`~vidgate.errors.TaskFailed` is the request's fault (and proves the channel
+works), a rate limit is the vendor asking us to slow down, and any other exception
+escaping a plugin (``UnicodeError``, ``KeyError``, a raw ``aiohttp`` error) is a plugin
+bug that may well be triggered by the input: it is logged and answered to that one
+client, and never counted.
+
+The half-open probe is a lease: every outcome resolves it -- success or a rejection
+closes the breaker, a failure re-opens it, and a rate limit, a skip (concurrency or
+rate budget), a plugin crash or the caller being cancelled hand the probe to the next
+request -- and should anything unforeseen keep it, the lease expires after
+``probe_lease`` seconds so a channel can never stay out of rotation until a restart.
+
 Breaker and rate state live in each process; the concurrency count is read from the
 store, so it holds across replicas.
 """
@@ -15,6 +32,7 @@ store, so it holds across replicas.
 from __future__ import annotations
 
 import collections
+import itertools
 import random
 import time
 from collections.abc import Iterable
@@ -34,9 +52,19 @@ FAILURES_TO_OPEN = 3
 @attrs.define
 class Breaker:
     failures: int = 0
-    open_until: float = 0.0
-    probing: bool = False
+    open_until: float = 0.0  # 0: closed; in the future: open; in the past: half-open
+    probe_until: float = 0.0  # a half-open probe holds the channel until then (a lease)
+    probe_ticket: int = 0  # which admission holds the probe
     reason: str = ""
+
+    def state(self, now: float) -> str:
+        if self.open_until == 0.0:
+            return "closed"
+        return "open" if now < self.open_until else "half-open"
+
+    @property
+    def probing(self) -> bool:
+        return self.probe_until > time.monotonic()
 
 
 def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
@@ -79,6 +107,11 @@ class Dispatcher:
         self.breakers: dict[str, Breaker] = collections.defaultdict(Breaker)
         self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._rng = rng or random.Random()
+        self._tickets = itertools.count(1)
+        net = config.network
+        # Long enough for a whole submit on one channel (every retry and its back-off);
+        # only a path nobody foresaw ever waits for it.
+        self.probe_lease = net.outbound_timeout_seconds * (net.submit_retries + 1) + net.max_retry_after_seconds * net.submit_retries + 5.0
 
     def serving(self, model: str, group: str | None = None) -> list[Channel]:
         return [
@@ -106,15 +139,34 @@ class Dispatcher:
     # -- admission ---------------------------------------------------------------------
 
     def breaker_allows(self, name: str, now: float | None = None) -> bool:
+        """Whether a request may go to the channel now (without taking the probe)."""
         b = self.breakers[name]
         now = time.monotonic() if now is None else now
-        if b.open_until == 0.0:
-            return True
-        if now < b.open_until or b.probing:
-            return False
-        b.probing = True  # half-open: this caller is the one probe
+        state = b.state(now)
+        return state == "closed" or (state == "half-open" and b.probe_until <= now)
+
+    def admit(self, name: str, now: float | None = None) -> int | None:
+        """Let one request through: None when the breaker refuses, 0 when it is closed,
+        else a probe ticket the caller must hand to :meth:`end_probe` when done."""
+        b = self.breakers[name]
+        now = time.monotonic() if now is None else now
+        if not self.breaker_allows(name, now):
+            return None
+        if b.state(now) == "closed":
+            return 0
+        b.probe_until = now + self.probe_lease  # half-open: this caller is the one probe
+        b.probe_ticket = next(self._tickets)
         log.info("channel_probe", channel=name)
-        return True
+        return b.probe_ticket
+
+    def end_probe(self, name: str, ticket: int | None) -> None:
+        """The probe ``ticket`` ended without a verdict on the channel (a rate limit, a
+        plugin crash, a cancelled caller): the next request probes instead. A no-op when
+        the outcome already resolved it or another probe holds it."""
+        b = self.breakers[name]
+        if ticket and b.probe_ticket == ticket:
+            b.probe_until = 0.0
+            b.probe_ticket = 0
 
     def rate_allows(self, channel: Channel, now: float | None = None) -> bool:
         if channel.rate_per_minute is None:
@@ -141,7 +193,7 @@ class Dispatcher:
         """Count a failure; an account error (or repeated failures) opens the breaker."""
         b = self.breakers[name]
         b.failures += 1
-        b.probing = False
+        b.probe_until, b.probe_ticket = 0.0, 0
         if account or b.failures >= FAILURES_TO_OPEN or b.open_until:
             b.open_until = time.monotonic() + self.cooldowns.get(name, 60.0)
             b.reason = reason
@@ -160,7 +212,8 @@ class Dispatcher:
                     "groups": list(ch.groups),
                     "priority": ch.priority,
                     "weight": ch.weight,
-                    "state": "open" if b.open_until > now else ("half-open" if b.open_until else "closed"),
+                    "state": b.state(now),
+                    "probing": b.probe_until > now,
                     "reason": b.reason or None,
                 }
             )

@@ -115,10 +115,23 @@ class VendorError(VidgateError):
                                cool-down and the task moves on
     :class:`TaskFailed`        the vendor says this task will never finish
                                (used from ``poll`` and ``fetch_result``)
+    :class:`TaskNotFound`      the vendor does not know this task (404 for the
+                               task id): fails it ``vendor_task_lost``, but only
+                               after ``worker.not_found_grace_seconds``
+    :class:`ModelRetired`      the vendor retired the model (404/410 naming the
+                               model): fails the task with the vendor's message
     ========================  ==================================================
+
+    What each class means in each phase (submit, poll, fetch, cancel) is the table in
+    :mod:`vidgate.outcomes`; ``docs/plugins.md`` prints it.
 
     ``vendor_code`` is the vendor's own error code and ``http_status`` the HTTP status it
     came with, kept for operators' logs; they never reach a client. ``message`` must not contain credentials.
+
+    Only what the vendor itself answered counts against a channel's circuit breaker
+    (:class:`VendorUnavailable` and :class:`ChannelUnusable`); see :mod:`vidgate.dispatch`.
+    Any other exception escaping a plugin is treated as a plugin bug: logged, answered to
+    that one client, never counted.
     """
 
     def __init__(
@@ -149,7 +162,39 @@ class VendorRateLimited(VendorError):
 
 
 class VendorUnavailable(VendorError):
-    """A transient failure: 5xx, timeout, connection error, malformed body."""
+    """A transient failure: 5xx, timeout, connection error, malformed body.
+
+    ``maybe_received`` says whether the vendor may have accepted the request anyway. From
+    ``submit`` or ``remix`` it decides whether the task may go to another channel:
+
+    * ``False``: the vendor certainly did not create a job (connection refused, DNS
+      failure, a connect timeout, an error answer from the vendor itself): the core fails
+      over to the next channel.
+    * ``True`` (the default, the safe value): it may have (a read timeout, a connection
+      dropped after the request was sent, a 502/504 from a proxy in front of the vendor).
+      The core asks the plugin's ``recover`` whether the job exists; when the plugin has no
+      ``recover`` or the lookup fails, the task is sent nowhere else: it fails, refunded,
+      and the client gets a 503, so one task never becomes two vendor jobs.
+
+    For errors of ``aiohttp`` use :func:`request_maybe_received` to set it.
+    """
+
+    def __init__(self, message: str, *, maybe_received: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.maybe_received = maybe_received
+
+
+def request_maybe_received(exc: BaseException) -> bool:
+    """Whether a request that failed with ``exc`` (an ``aiohttp``/``OSError``/timeout
+    error) may still have reached the vendor: False only when the connection was never
+    made, so no byte of the request was sent."""
+    import aiohttp
+
+    never_connected: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,)
+    connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)  # aiohttp >= 3.10
+    if connect_timeout is not None:
+        never_connected += (connect_timeout,)
+    return not isinstance(exc, never_connected)
 
 
 class ChannelUnusable(VendorError):
@@ -165,6 +210,24 @@ class TaskFailed(VendorError):
     def __init__(self, message: str, *, code: str = "vendor_failed", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.code = code
+
+
+class TaskNotFound(VendorError):
+    """The vendor says the task behind the handle does not exist (e.g. 404 for its id).
+
+    Vendors are eventually consistent right after a create, so while polling this is
+    transient for ``worker.not_found_grace_seconds`` after the submit and fails the task
+    (``vendor_task_lost``, refunded) after that. Raise :class:`ModelRetired` instead when
+    the vendor says the *model* is gone.
+    """
+
+
+class ModelRetired(VendorError):
+    """The vendor retired the model (a 404/410 that names the model, not the task).
+
+    The task fails at once with the vendor's message (``model_retired``), no retries; at
+    submit the core tries the next channel.
+    """
 
 
 class PluginLoadError(VidgateError):

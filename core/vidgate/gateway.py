@@ -28,9 +28,10 @@ from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import structlog
 
-from . import billing, failpoints
+from . import billing, failpoints, outcomes
 from .auth import hash_key, key_hint, new_key
 from .config import Config
 from .dispatch import Dispatcher
@@ -44,13 +45,14 @@ from .errors import (
     VendorRejected,
     VendorUnavailable,
     forbidden,
+    request_maybe_received,
     invalid,
     not_found,
     unauthorized,
 )
 from .events import LocalNotifier, TaskNotifier
-from .media import MediaStore
 from .logs import SCRUB_KEY, ScrubSecrets
+from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
 from .plugins import Plugins, channel_secrets
 from .request import VideoRequest
@@ -61,6 +63,10 @@ from .wire import job_from_json, job_to_json, request_to_json, video_object
 
 log = structlog.get_logger("vidgate.gateway")
 
+#: How long an Idempotency-Key replay waits for the first request's submit to finish.
+REPLAY_WAIT_SECONDS = 60.0
+#: ``_lookup_after_unclear_submit``: the vendor could not be asked.
+UNKNOWN = object()
 
 
 def new_task_id() -> str:
@@ -76,13 +82,16 @@ class Gateway:
     """Everything one gateway process holds: config, plugins, store, media, HTTP."""
 
     def __init__(
-        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None
+        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None,
+        media: MediaStorage | None = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
         self.store = store
         self.http = http
-        self.media = MediaStore(Path(config.media.path), config.media.max_result_bytes)
+        self.media: MediaStorage = (
+            media if media is not None else LocalMedia(Path(config.media.path), config.media.max_result_bytes)
+        )
         self.dispatcher = dispatcher or Dispatcher(config, plugins)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.workdir = config.data_dir / "vendors"
@@ -137,6 +146,11 @@ class Gateway:
         plugins = Plugins.load(enabled=config.plugins.enabled, extra=extra_plugins)
         dispatcher = Dispatcher(config, plugins)  # validates every channel before anything opens
         store = await Store.open(config.store.url)
+        try:
+            media = await open_media(config.media)
+        except BaseException:
+            await store.close()
+            raise
         net = config.network
         http = HTTP(
             total_timeout=net.outbound_timeout_seconds,
@@ -150,11 +164,12 @@ class Gateway:
             allowed_networks=parse_networks(net.allow_image_networks),
             result_networks=parse_networks(net.allow_result_networks),
         )
-        return cls(config, plugins, store, http, dispatcher)
+        return cls(config, plugins, store, http, dispatcher, media)
 
     async def close(self) -> None:
         await self.plugins.shutdown()
         await self.http.close()
+        await self.media.close()
         await self.store.close()
 
     @contextlib.asynccontextmanager
@@ -304,7 +319,7 @@ class Gateway:
         if idempotency_key is not None:
             existing = await self.store.task_by_idempotency_key(token.id, idempotency_key)
             if existing is not None:
-                return self._replay(existing, fingerprint)
+                return await self._replay(existing, fingerprint)
 
         if remix_source is not None:
             channels = [self.dispatcher.channels[remix_source.channel]] if remix_source.channel in self.dispatcher.channels else []
@@ -354,28 +369,62 @@ class Gateway:
             lease_owner=self.owner,
             lease_until=now + self.config.worker.lease_seconds,
         )
-        try:
-            await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
-        except InsufficientQuota:
+        for _ in range(3):
+            try:
+                await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
+                break
+            except InsufficientQuota:
+                raise APIError(
+                    "You exceeded your current quota: this task costs more than the key's remaining balance.",
+                    429, "insufficient_quota", None, "insufficient_quota", retryable=False,
+                ) from None
+            except DuplicateIdempotencyKey:
+                existing = await self.store.task_by_idempotency_key(token.id, idempotency_key or "")
+                if existing is not None:
+                    return await self._replay(existing, fingerprint)
+                # The holder failed retryably meanwhile and released the key: a new attempt.
+                task = attrs.evolve(task, id=new_task_id())
+        else:
             raise APIError(
-                "You exceeded your current quota: this task costs more than the key's remaining balance.",
-                429, "insufficient_quota", None, "insufficient_quota", retryable=False,
-            ) from None
-        except DuplicateIdempotencyKey:
-            existing = await self.store.task_by_idempotency_key(token.id, idempotency_key or "")
-            assert existing is not None
-            return self._replay(existing, fingerprint)
+                "Another request with this Idempotency-Key is being processed; retry shortly.",
+                409, "invalid_request_error", None, "idempotency_key_in_use", retryable=True,
+                headers={"Retry-After": "1"},
+            )
 
         structlog.contextvars.bind_contextvars(task_id=task.id)
         async with self.holding_lease(task.id):
             return await self._dispatch(task, request, channels, job, remix_source, token.group)
 
-    def _replay(self, existing: TaskRecord, fingerprint: str | None) -> TaskRecord:
+    async def _replay(self, existing: TaskRecord, fingerprint: str | None) -> TaskRecord:
+        """The answer to a retry with an Idempotency-Key already used.
+
+        While the first request is still submitting, wait (bounded) for its outcome, so
+        the retry never answers 200 for a task that then disappears. A task no vendor
+        took replays the error the first request got.
+        """
         if existing.request_hash != fingerprint:
             raise APIError(
                 "This Idempotency-Key was already used with a different request body.",
                 409, "invalid_request_error", None, "idempotency_key_reused", retryable=False,
             )
+        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+        delay = 0.01
+        while existing.phase == "submitting" and not existing.finished:
+            if time.monotonic() >= deadline:
+                raise APIError(
+                    "Another request with this Idempotency-Key is being processed; retry shortly.",
+                    409, "invalid_request_error", None, "idempotency_key_in_use", retryable=True,
+                    headers={"Retry-After": "1"},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            current = await self.store.get_task(existing.id)
+            assert current is not None  # task rows are never deleted
+            existing = current
+        if existing.hidden:
+            if existing.submit_error:
+                raise APIError(**existing.submit_error)
+            raise not_found("The video made for this Idempotency-Key was deleted.")
         return existing
 
     async def _dispatch(
@@ -419,50 +468,78 @@ class Gateway:
                 rate_limited += 1
                 await self.store.add_attempt(task.id, channel.name, "skipped", "rate_per_minute reached")
                 continue
-            tried += 1
-            current = channel.name
-            await self.store.update_task(
-                task.id, channel=channel.name, vendor=channel.vendor, job=job_to_json(job),
-                usage=billing.estimate_facts(job),
-            )
+            # Taken last, so a skip above never holds a half-open channel's one probe.
+            ticket = self.dispatcher.admit(channel.name)
+            if ticket is None:  # another request took the probe meanwhile
+                await self.store.add_attempt(task.id, channel.name, "skipped", "out of rotation")
+                continue
             try:
-                submission = await self._submit_with_retries(task, channel, job, remix_source)
-            except VendorRejected as exc:
-                await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
-                self.dispatcher.succeeded(channel.name)  # the channel works; the request is bad
-                await self._abandon(task, "invalid_request", exc.message)
-                raise APIError(exc.message, 400, "invalid_request_error", exc.param, "vendor_rejected", retryable=False) from None
-            except TaskFailed as exc:
-                await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
-                await self._abandon(task, exc.code, exc.message)
-                raise APIError(exc.message, 400, "invalid_request_error", exc.param, exc.code, retryable=False) from None
-            except VendorRateLimited as exc:
-                rate_limited += 1
-                last_error = exc
-                await self.store.add_attempt(task.id, channel.name, "rate_limited", self._detail(exc))
-                continue
-            except ChannelUnusable as exc:
-                last_error = exc
-                self.dispatcher.failed(channel.name, exc.message, account=True)
-                await self.store.add_attempt(task.id, channel.name, "channel_error", self._detail(exc))
-                continue
-            except VendorUnavailable as exc:
-                last_error = exc
-                self.dispatcher.failed(channel.name, exc.message)
-                await self.store.add_attempt(task.id, channel.name, "unavailable", self._detail(exc))
-                # A timeout may hide a task the vendor did create: look for it by our id
-                # before sending the task anywhere else, or it would run (and bill) twice.
-                found = await self._lookup_after_unclear_submit(task, channel, job)
-                if found is None:
+                tried += 1
+                current = channel.name
+                await self.store.update_task(
+                    task.id, channel=channel.name, vendor=channel.vendor, job=job_to_json(job),
+                    usage=billing.estimate_facts(job),
+                )
+                maybe_received = False
+                try:
+                    submission = await self._submit_with_retries(task, channel, job, remix_source)
+                except VendorRejected as exc:
+                    await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
+                    self.dispatcher.succeeded(channel.name)  # the channel works; the request is bad
+                    error = APIError(exc.message, 400, "invalid_request_error", exc.param, "vendor_rejected", retryable=False)
+                    await self._abandon(task, "invalid_request", error)
+                    raise error from None
+                except TaskFailed as exc:
+                    await self.store.add_attempt(task.id, channel.name, "rejected", self._detail(exc))
+                    self.dispatcher.succeeded(channel.name)  # the vendor answered: the channel works
+                    error = APIError(exc.message, 400, "invalid_request_error", exc.param, exc.code, retryable=False)
+                    await self._abandon(task, exc.code, error)
+                    raise error from None
+                except VendorRateLimited as exc:
+                    rate_limited += 1
+                    last_error = exc
+                    await self.store.add_attempt(task.id, channel.name, "rate_limited", self._detail(exc))
                     continue
-                submission = found
-            except Exception as exc:  # a plugin bug must not become a 500 or lose the task
-                log.exception("plugin_submit_crashed", channel=channel.name)
-                self.dispatcher.failed(channel.name, f"plugin error: {type(exc).__name__}")
-                await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
-                last_error = VendorUnavailable(f"plugin error: {type(exc).__name__}")
-                continue
-            self.dispatcher.succeeded(channel.name)
+                except ChannelUnusable as exc:
+                    last_error = exc
+                    self.dispatcher.failed(channel.name, exc.message, account=True)
+                    await self.store.add_attempt(task.id, channel.name, "channel_error", self._detail(exc))
+                    continue
+                except VendorUnavailable as exc:
+                    last_error = exc
+                    self.dispatcher.failed(channel.name, exc.message)
+                    await self.store.add_attempt(task.id, channel.name, "unavailable", self._detail(exc))
+                    maybe_received = exc.maybe_received
+                    if not maybe_received:
+                        continue
+                except Exception as exc:
+                    # A plugin bug, quite possibly triggered by this request's input: it is
+                    # answered to this client but never counted against the channel, or any
+                    # client could take channels out of rotation (see vidgate.dispatch).
+                    log.exception("plugin_submit_crashed", channel=channel.name)
+                    await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
+                    last_error = VendorUnavailable(f"plugin error: {type(exc).__name__}")
+                    maybe_received = request_maybe_received(exc)
+                    if not maybe_received:
+                        continue
+                if maybe_received:
+                    # The vendor may have created the task: look for it by our id before
+                    # sending the task anywhere else, or it would run (and bill) twice.
+                    found = await self._lookup_after_unclear_submit(task, channel, job)
+                    if found is None:
+                        continue  # the vendor says it has no such task
+                    if found is UNKNOWN:
+                        error = APIError(
+                            "The vendor did not confirm whether it accepted the task, so it was not sent"
+                            " elsewhere; you were not charged. Retry later.",
+                            503, "server_error", None, "vendor_unconfirmed", retryable=True,
+                        )
+                        await self._abandon(task, "vendor_unconfirmed", error)
+                        raise error
+                    submission = found
+                self.dispatcher.succeeded(channel.name)
+            finally:
+                self.dispatcher.end_probe(channel.name, ticket)
             await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
             delay = self.next_poll_delay(channel, submission.poll_after)
             now = time.time()
@@ -473,6 +550,7 @@ class Gateway:
                 vendor_task_id=submission.vendor_task_id,
                 next_poll_at=now + delay,
                 deadline_at=now + self.deadline(channel),
+                submitted_at=now,
                 lease_owner=None,
                 lease_until=None,
             )
@@ -486,28 +564,33 @@ class Gateway:
             return stored
 
         all_limited = tried == 0 and rate_limited > 0 or (rate_limited > 0 and rate_limited == tried)
-        reason = last_error.message if last_error else "no channel is available"
-        await self._abandon(task, "no_channel", reason)
         if all_limited:
-            raise APIError(
+            error = APIError(
                 "Every channel serving this model is rate-limited; retry later.",
                 429, "rate_limit_error", None, "rate_limit_exceeded", retryable=True,
                 headers={"Retry-After": "5"},
             )
-        raise APIError(
-            "No channel could take the task right now; you were not charged. Retry later.",
-            503, "server_error", None, "no_channel_available", retryable=True,
-        )
+        else:
+            error = APIError(
+                "No channel could take the task right now; you were not charged. Retry later.",
+                503, "server_error", None, "no_channel_available", retryable=True,
+            )
+        await self._abandon(task, "no_channel", error, last_error.message if last_error else "no channel is available")
+        raise error
 
     async def _lookup_after_unclear_submit(self, task: TaskRecord, channel: Channel, job: VendorJob) -> Any:
+        """The vendor's task for ``task`` (a Submission), None when the vendor says it has
+        none, or :data:`UNKNOWN` when it cannot be asked (no ``recover``, or it failed)."""
         ctx = self.context(task.id, channel)
         try:
             found = await self.plugins.recover(channel.vendor, job, ctx)
         except Exception as exc:  # the lookup is best effort; the submit already failed
             ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
-            return None
+            await self.store.add_attempt(task.id, channel.name, "lookup_failed", f"{type(exc).__name__}")
+            return UNKNOWN
         if found is NotImplemented:
-            return None
+            await self.store.add_attempt(task.id, channel.name, "unconfirmed", "the vendor cannot be asked")
+            return UNKNOWN
         if found is not None:
             ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)
             await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
@@ -548,12 +631,27 @@ class Gateway:
             parts.append(f"request_id={exc.request_id}")
         return " ".join(parts)
 
-    async def _abandon(self, task: TaskRecord, code: str, message: str) -> None:
-        """A submit no channel accepted: refund, and hide the row from the client."""
-        await self.store.finish_task(
-            task.id, status="failed", refund=True, reason=f"not submitted: {code}",
-            hidden=True, idempotency_key=None, error_code=code, error_message=message,
-        )
+    async def _abandon(self, task: TaskRecord, code: str, error: APIError, reason: str | None = None) -> None:
+        """A submit no channel accepted: refund, hide the row from the client, and keep the
+        answer ``error`` for replays.
+
+        Like Stripe and OpenAI, only a final answer is kept for the Idempotency-Key: a 4xx
+        replays as the same 4xx, while a retryable one (5xx, 429) releases the key, so a
+        later retry with it is a new attempt. Requests already waiting on this one still
+        get ``error`` (they hold the task id).
+        """
+        fields: dict[str, Any] = {
+            "hidden": True,
+            "error_code": code,
+            "error_message": reason or error.message,
+            "submit_error": {
+                "message": error.message, "status": error.status, "type": error.type, "param": error.param,
+                "code": error.code, "retryable": error.retryable, "headers": dict(error.headers),
+            },
+        }
+        if error.retryable:
+            fields["idempotency_key"] = None
+        await self.store.finish_task(task.id, status="failed", refund=True, reason=f"not submitted: {code}", **fields)
 
     # -- access ------------------------------------------------------------------------
 
@@ -616,10 +714,13 @@ class Gateway:
             ctx = self.context(task.id, channel)
             try:
                 result = await self.plugins.cancel(channel.vendor, task.handle, ctx)
-            except TaskFailed as exc:
-                result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
             except VendorError as exc:
-                result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {self._detail(exc)}")
+                found = outcomes.rule(outcomes.Phase.CANCEL, exc)
+                self.breaker_effect(channel, found, exc)
+                if found.action is outcomes.Action.LEARN_ENDING:
+                    result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
+                else:
+                    result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {self._detail(exc)}")
             except Exception as exc:  # a plugin bug must not keep the client's task alive
                 log.exception("plugin_cancel_crashed", task_id=task.id)
                 result = CancelResult(CancelOutcome.REFUSED, f"plugin error: {type(exc).__name__}: {exc}")
@@ -644,13 +745,15 @@ class Gateway:
         (a completed one goes on to be fetched). None if it turns out to be running."""
         try:
             polled = await self.plugins.poll(channel.vendor, task.handle or {}, ctx)
-        except TaskFailed as exc:
+        except VendorError as exc:
+            found = outcomes.rule(outcomes.Phase.POLL, exc)
+            if found.action is not outcomes.Action.FAIL_TASK:
+                return None
+            code = outcomes.failure_code(found, exc)
             await self.store.finish_task(
-                task.id, status="failed", refund=True, reason=exc.code, error_code=exc.code, error_message=exc.message
+                task.id, status="failed", refund=True, reason=code, error_code=code, error_message=exc.message
             )
             return await self.store.get_task(task.id)
-        except VendorError:
-            return None
         if polled.status == "completed":
             await self.store.update_task(
                 task.id, phase="fetching", result=polled.result or {}, status="in_progress", progress=99,
@@ -708,6 +811,15 @@ class Gateway:
             await self.media.delete(task.id)
             log.info("task_cancelled", task_id=task.id, outcome=result.outcome.value)
         return done
+
+    def breaker_effect(self, channel: Channel, found: outcomes.Rule, exc: VendorError) -> None:
+        """Apply what ``exc`` does to the channel's breaker, per the phase table."""
+        if found.breaker is outcomes.BreakerEffect.OPEN:
+            self.dispatcher.failed(channel.name, exc.message, account=True)
+        elif found.breaker is outcomes.BreakerEffect.COUNT:
+            self.dispatcher.failed(channel.name, exc.message)
+        elif found.breaker is outcomes.BreakerEffect.SUCCESS:
+            self.dispatcher.succeeded(channel.name)
 
     def remix_capable(self, task: TaskRecord) -> bool:
         model = self.plugins.model(task.model, task.vendor)

@@ -5,7 +5,7 @@ I/O like this, once and for all:
 
 * Hooks that only compute (``vidgate_register_vendors``, ``vidgate_validate_request``,
   ``vidgate_map_request``, ``vidgate_parse_callback``) return their answer directly.
-* Hooks that talk to a vendor (``vidgate_submit``, ``vidgate_poll``,
+* Hooks that talk to a vendor (``vidgate_submit``, ``vidgate_poll``, ``vidgate_poll_many``,
   ``vidgate_fetch_result``, ``vidgate_recover``, ``vidgate_remix``, ``vidgate_cancel``)
   are *plain* functions
   that return an **awaitable** (typically the coroutine of an ``async def`` helper,
@@ -20,7 +20,9 @@ and must answer only for its own vendors. :class:`vidgate.VendorPlugin` implemen
 this by delegation; subclass it unless you have a reason not to.
 
 Errors: async vendor calls raise subclasses of :class:`vidgate.errors.VendorError`; the
-class decides between reject (400), retry, fail over, and fail the task.
+class and the phase decide between reject (400), retry, fail over, and fail the task (the
+table in :mod:`vidgate.outcomes`). Raw aiohttp, timeout and JSON errors that escape are
+classified by :func:`vidgate.outcomes.classify`.
 """
 
 from __future__ import annotations
@@ -111,9 +113,33 @@ def vidgate_poll(vendor: str, handle: dict[str, Any], ctx: CallContext) -> Await
     """Ask the vendor how the task behind ``handle`` is doing.
 
     :return: an awaitable of :class:`vidgate.PollResult`. Unknown vendor status words
-        must come back as ``PollResult.unknown(word)`` (the task stays alive).
-        Transient problems raise ``VendorUnavailable``/``VendorRateLimited`` and never
-        fail the task; the worker backs off and polls again until the task's deadline.
+        must come back as ``PollResult.unknown(word)``. Transient problems raise
+        ``VendorUnavailable``/``VendorRateLimited``: the worker backs off and polls
+        again. ``worker.max_poll_failures`` consecutive failed polls (errors other than
+        rate limits, and unknown words) fail the task ``poll_failures_exceeded``. Raise
+        ``TaskNotFound`` when the vendor does not know the task (fails it
+        ``vendor_task_lost`` once ``worker.not_found_grace_seconds`` have passed since
+        the submit) and ``ModelRetired`` when the vendor retired the model (fails it at
+        once).
+    """
+
+
+@hookspec(firstresult=True)
+def vidgate_poll_many(
+    vendor: str, handles: Mapping[str, dict[str, Any]], ctx: CallContext
+) -> Awaitable[Mapping[str, PollResult]] | None:
+    """Poll several of one channel's tasks in one vendor call (a list endpoint filtered by ids).
+
+    Optional. Used only when the vendor declares ``Vendor.poll_batch_size`` >= 2
+    (``VendorPlugin`` does so for subclasses that implement ``poll_many``).
+
+    :param handles: ``{vendor_task_id: handle}``, at most ``poll_batch_size`` entries, all
+        on ``ctx.channel``. ``ctx.task_id`` is ``""`` (the call is about many tasks).
+    :return: an awaitable of ``{vendor_task_id: PollResult}``. A task left out of the
+        answer is polled on its own with ``vidgate_poll`` (say nothing rather than guess,
+        e.g. for an id the list does not show); raising any error makes the core poll
+        each task on its own, so every per-task rule (failure counts, grace for
+        ``TaskNotFound``) stays that of ``vidgate_poll``. ``None`` for other vendors.
     """
 
 

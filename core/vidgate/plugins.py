@@ -23,6 +23,7 @@ import structlog
 from . import hookspecs
 from .errors import PluginLoadError, Problem, VendorError
 from .logs import scrubbing
+from .outcomes import classify
 from .markers import PROJECT
 from .request import VideoRequest
 from .vendor import CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, Submission, Vendor, VendorJob
@@ -201,6 +202,14 @@ class Plugins:
             # no credential of the channel may reach a client, a log line or the store.
             scrub_credentials(exc, ctx.channel)
             raise
+        except Exception as exc:
+            # A raw timeout, aiohttp or JSON error means the same in every phase; what is
+            # none of those (a plugin bug) propagates for the caller to log.
+            found = classify(exc)
+            if found is None:
+                raise
+            scrub_credentials(found, ctx.channel)
+            raise found from exc
 
     async def submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission:
         with scrubbing(channel_secrets(ctx.channel)):
@@ -218,6 +227,29 @@ class Plugins:
             if clean != result.error.message:
                 result = attrs.evolve(result, error=attrs.evolve(result.error, message=clean))
         return result
+
+    async def poll_many(
+        self, vendor: str, handles: Mapping[str, dict[str, Any]], ctx: CallContext
+    ) -> dict[str, PollResult] | None:
+        """One batch poll: ``{vendor_task_id: PollResult}`` for the tasks the vendor answered
+        (anything else in the answer is dropped); ``None`` when no plugin implements it."""
+        with scrubbing(channel_secrets(ctx.channel)):
+            answer = self.pm.hook.vidgate_poll_many(vendor=vendor, handles=handles, ctx=ctx)
+            if answer is None:
+                return None
+            results = await self._await("vidgate_poll_many", vendor, answer, ctx)
+        if not isinstance(results, Mapping):
+            raise PluginLoadError(f"vidgate_poll_many for {vendor!r} returned {type(results).__name__}, not a mapping")
+        clean: dict[str, PollResult] = {}
+        for vendor_task_id, result in results.items():
+            if vendor_task_id not in handles or not isinstance(result, PollResult):
+                continue
+            if result.error is not None:
+                message = scrub_text(result.error.message, ctx.channel)
+                if message != result.error.message:
+                    result = attrs.evolve(result, error=attrs.evolve(result.error, message=message))
+            clean[vendor_task_id] = result
+        return clean
 
     async def fetch_result(
         self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext

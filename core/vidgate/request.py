@@ -326,7 +326,7 @@ def parse_request(
     if len(images) > MAX_IMAGES:
         problems.append(Problem("images", f"at most {MAX_IMAGES} visual references are accepted"))
 
-    if not prompt.strip() and not images and not body.get("remix_of"):
+    if not prompt.strip() and not images:
         problems.append(Problem("prompt", "is required when no image is given", "missing_required_parameter"))
 
     metadata = body.get("metadata")

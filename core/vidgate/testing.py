@@ -21,6 +21,10 @@ Example, in a plugin's tests::
                 done = await gw.wait(task["id"], key)
                 assert done["status"] == "completed"
 
+The kit's other parts: :mod:`vidgate.contract` (``from vidgate.testing import contract``),
+the contract suite every plugin runs; :mod:`vidgate.fakekit`, the base of fake vendor
+servers; :func:`captured_logs`, :func:`dump_store` and :func:`tiny_png` for assertions.
+
 The module is also a pytest plugin (entry point ``pytest11``) providing the fixture
 ``vidgate_gateway``, a factory with the same arguments as :func:`run_gateway` whose
 ``tmp_path`` is filled in.
@@ -34,13 +38,81 @@ import functools
 import itertools
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["RunningGateway", "ServedApp", "run_gateway", "serve_app", "tiny_mp4"]
+__all__ = [
+    "RunningGateway", "ServedApp", "captured_logs", "dump_store", "run_gateway", "serve_app", "tiny_mp4", "tiny_png",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # ``from vidgate.testing import contract``: loaded on demand, since it imports this module.
+    if name in ("contract", "fakekit"):
+        import importlib
+
+        return importlib.import_module(f"vidgate.{name}")
+    raise AttributeError(name)
+
+
+@functools.cache
+def tiny_png(width: int = 64, height: int = 64) -> bytes:
+    """A small valid PNG (solid red), for image-to-video requests."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """Everything the gateway logs inside the block, rendered exactly as ``vidgate serve``
+    renders it (JSON, debug level) plus every stdlib log record, in one text buffer."""
+    import logging
+    import sys
+
+    import structlog
+
+    from . import logs
+
+    buf = io.StringIO()
+    real_stderr = sys.stderr
+    sys.stderr = buf
+    try:
+        logs.configure(level="debug", json=True)
+    finally:
+        sys.stderr = real_stderr
+    handler = logging.StreamHandler(buf)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield buf
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        structlog.reset_defaults()
+
+
+def dump_store(db_path: str | Path) -> str:
+    """The whole SQLite store as SQL text, to search for what must not be stored."""
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
 
 
 @functools.cache
@@ -104,11 +176,16 @@ async def serve_app(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Asyn
 
 @attrs.define
 class RunningGateway:
-    """A gateway under test. ``gateway`` is the live :class:`vidgate.gateway.Gateway`."""
+    """A gateway under test. ``gateway`` is the live :class:`vidgate.gateway.Gateway`.
+
+    ``transcript`` holds every response the helpers received (``"METHOD path status body"``),
+    for assertions about what a client can see.
+    """
 
     url: str
     gateway: Any
     http: Any  # aiohttp.ClientSession used by the helpers
+    transcript: list[str] = attrs.field(factory=list)
 
     async def token(
         self, name: str | None = None, group: str = "default", quota: float | None = None,
@@ -140,6 +217,7 @@ class RunningGateway:
             headers["Authorization"] = f"Bearer {key}"
         async with self.http.request(method, self.url + path, headers=headers, **kwargs) as resp:
             body = await resp.read()
+            self.transcript.append(f"{method} {path} {resp.status} {body.decode('utf-8', 'replace')}")
             if raw:
                 return resp.status, body
             try:
@@ -190,10 +268,12 @@ def _test_config(config: Mapping[str, Any] | str | None, tmp_path: Path) -> Any:
     server.setdefault("data_dir", str(tmp_path / "data"))
     data.setdefault("store", {}).setdefault("url", f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
     data.setdefault("media", {}).setdefault("path", str(tmp_path / "data" / "media"))
+    # Fast defaults, so that retries and backoffs in plugin tests take milliseconds.
     worker = data.setdefault("worker", {})
     worker.setdefault("tick_seconds", 0.05)
+    worker.setdefault("max_backoff_seconds", 0.2)
     network = data.setdefault("network", {})
-    network.setdefault("max_retry_after_seconds", 2.0)
+    network.setdefault("max_retry_after_seconds", 0.5)
     # Fake vendors run on loopback and serve their results from there; production
     # refuses loopback result URLs unless the operator allows them, as here.
     network.setdefault("allow_result_networks", ["127.0.0.0/8", "::1/128"])
@@ -215,6 +295,9 @@ async def run_gateway(
 
     :param config: a config dict or TOML text; store, media and data paths default to
         ``tmp_path``, and with no ``channels`` the embedded ``local`` channel is used.
+        Defaults are fast: worker tick 0.05 s, backoff capped at 0.2 s, Retry-After
+        honoured up to 0.5 s (set them in ``config`` to test slower behaviour).
+        Starting a second gateway on the same ``tmp_path`` reuses the data (a restart).
     :param extra_plugins: plugin objects to register in-process (name -> plugin).
     :param run_worker: run the poll worker in the server (default True).
     """

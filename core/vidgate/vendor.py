@@ -93,6 +93,8 @@ class Vendor:
     Both can be overridden per channel with ``options``.
     ``needs_base_url`` tells config validation that a channel must set ``base_url``;
     ``default_base_url`` is used when the channel does not.
+    ``poll_batch_size`` is the most tasks one ``vidgate_poll_many`` call may carry; 0 (or
+    1) means the vendor has no batch poll and each task is polled on its own.
     """
 
     name: str
@@ -102,6 +104,7 @@ class Vendor:
     default_base_url: str | None = None
     credentials: tuple[str, ...] = ()
     description: str = ""
+    poll_batch_size: int = 0
 
 
 @attrs.frozen
@@ -324,8 +327,8 @@ class VendorPlugin:
     an instance through the ``vidgate`` entry point. Each hook answers only for its own
     vendor and returns ``None`` for the others, so several vendors can coexist.
 
-    Async methods (``submit``, ``poll``, ``fetch_result``, ``recover``, ``remix``,
-    ``cancel``) are
+    Async methods (``submit``, ``poll``, ``poll_many``, ``fetch_result``, ``recover``,
+    ``remix``, ``cancel``) are
     *called* by the synchronous hook implementations, which hand the coroutine to the core
     to await. Never decorate an ``async def`` with ``@hookimpl``; pluggy would return an
     un-awaited coroutine as if it were the answer, and vidgate refuses such plugins.
@@ -338,6 +341,9 @@ class VendorPlugin:
     default_base_url: ClassVar[str | None] = None
     credentials: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    #: Most tasks per :meth:`poll_many` call (the vendor's page size for a list filtered
+    #: by ids); only used when :meth:`poll_many` is implemented.
+    poll_batch_size: ClassVar[int] = 50
 
     # -- override these ---------------------------------------------------------------
 
@@ -358,6 +364,16 @@ class VendorPlugin:
         raise NotImplementedError
 
     async def poll(self, handle: dict[str, Any], ctx: CallContext) -> PollResult:
+        raise NotImplementedError
+
+    async def poll_many(self, handles: Mapping[str, dict[str, Any]], ctx: CallContext) -> Mapping[str, PollResult]:
+        """Poll many tasks of ``ctx.channel`` in one vendor call (optional).
+
+        ``handles`` maps vendor task ids to handles (at most :attr:`poll_batch_size`);
+        answer ``{vendor_task_id: PollResult}``. Leave out a task you have no answer for
+        and it is polled on its own with :meth:`poll`; an error makes the core poll every
+        task on its own. ``ctx.task_id`` is ``""`` here.
+        """
         raise NotImplementedError
 
     async def fetch_result(
@@ -414,6 +430,7 @@ class VendorPlugin:
             default_base_url=self.default_base_url,
             credentials=self.credentials,
             description=self.description,
+            poll_batch_size=self.poll_batch_size if self._implements("poll_many") else 0,
         )
 
     @hookimpl
@@ -443,6 +460,14 @@ class VendorPlugin:
     @hookimpl
     def vidgate_poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[PollResult] | None:
         return self.poll(handle, ctx) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_poll_many(
+        self, vendor: str, handles: Mapping[str, dict[str, Any]], ctx: CallContext
+    ) -> Awaitable[Mapping[str, PollResult]] | None:
+        if self._mine(vendor) and self._implements("poll_many"):
+            return self.poll_many(handles, ctx)
+        return None
 
     @hookimpl
     def vidgate_fetch_result(

@@ -7,16 +7,21 @@ worker's tasks come back when its leases expire), and for each:
 * ``submitting`` (its submit was interrupted): ask the plugin to find it at the vendor by
   our id; resubmit if the vendor never got it; fail and refund it if the vendor cannot
   tell (never risk a duplicate);
-* ``polling``: call the plugin's poll; transient errors back off exponentially and never
-  fail the task; unknown vendor status words are logged and the task stays alive;
+* ``polling``: call the plugin's poll; due tasks of a channel whose vendor has a batch
+  poll (``vidgate_poll_many``) are polled together in one call, and a task the batch did
+  not answer is polled on its own. Errors are handled per :mod:`vidgate.outcomes`:
+  transient ones back off exponentially, and ``worker.max_poll_failures`` consecutive
+  failed polls (or unknown status words) fail the task ``poll_failures_exceeded``;
 * ``fetching``: copy the result into media storage, make a thumbnail, complete.
 
-Any task past its deadline is failed with ``deadline_exceeded`` and refunded.
+Any task past its deadline is failed with ``deadline_exceeded`` and refunded: the deadline
+stays the outer bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import Any
@@ -25,8 +30,10 @@ import structlog
 
 from . import billing, failpoints
 from .errors import TaskFailed, VendorError, VendorRateLimited
+from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
 from .gateway import Gateway
 from .prices import PriceError
+from .media import temp_dir
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
 from .vendor import PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
@@ -48,6 +55,8 @@ class Worker:
         self._fetching: set[asyncio.Task[None]] = set()
         self._fetch_slots = asyncio.Semaphore(self.cfg.fetch_concurrency)
         self._rng = random.Random()
+        # Tasks a batch poll did not answer: polled on their own when next leased.
+        self._single: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker_started", owner=self.gw.owner)
@@ -84,14 +93,54 @@ class Worker:
         if free <= 0:
             await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
             return True
+        now = time.time()
         tasks = await self.gw.store.lease_due(
-            self.gw.owner, now=time.time(), limit=free, lease_seconds=self.cfg.lease_seconds
+            self.gw.owner, now=now, limit=free, lease_seconds=self.cfg.lease_seconds
         )
+        batches: dict[str, list[TaskRecord]] = {}
         for task in tasks:
-            job = asyncio.create_task(self.process(task))
-            self._running.add(job)
-            job.add_done_callback(self._running.discard)
+            if self._batchable(task, now):
+                batches.setdefault(task.channel, []).append(task)
+            else:
+                self._single.discard(task.id)
+                self._start(self.process(task))
+        for name, group in batches.items():
+            channel = self.gw.dispatcher.channels[name]
+            size = self.gw.plugins.vendors[channel.vendor].poll_batch_size
+            if len(group) < size:
+                # One call carries up to ``size`` tasks: fill it with the channel's other
+                # due (or nearly due) tasks rather than make another call for them soon.
+                more = await self.gw.store.lease_batch(
+                    self.gw.owner, name, now=now, due_by=now + self.gw.poll_interval(channel) / 2,
+                    limit=size - len(group), lease_seconds=self.cfg.lease_seconds,
+                )
+                for task in more:
+                    if self._batchable(task, now):
+                        group.append(task)
+                    else:
+                        self._single.discard(task.id)
+                        self._start(self.process(task))
+            for i in range(0, len(group), size):
+                self._start(self._poll_batch(channel, group[i : i + size]))
         return len(tasks) == free
+
+    def _start(self, work: Any) -> None:
+        job = asyncio.create_task(work)
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+
+    def _batchable(self, task: TaskRecord, now: float) -> bool:
+        """A task the batch poll of its channel may carry (everything else, including a
+        task past its deadline or with a cancel to carry out, goes through ``process``)."""
+        if task.phase != "polling" or task.cancel_requested_at is not None or task.handle is None:
+            return False
+        if task.vendor_task_id is None or task.id in self._single:
+            return False
+        if task.deadline_at is not None and now > task.deadline_at:
+            return False
+        channel = self.gw.dispatcher.channels.get(task.channel)
+        vendor = self.gw.plugins.vendors.get(task.vendor)
+        return channel is not None and vendor is not None and channel.vendor == vendor.name and vendor.poll_batch_size > 1
 
     async def sweep_expired_media(self) -> int:
         """Delete stored videos past their ``expires_at``; the task itself stays."""
@@ -117,15 +166,56 @@ class Worker:
 
     # -- one task ------------------------------------------------------------------------
 
-    async def process(self, task: TaskRecord) -> None:
+    async def process(self, task: TaskRecord, polled: PollResult | None = None) -> None:
+        """Work on one leased task; with ``polled`` (a batch poll's answer for it), apply
+        that answer instead of polling."""
         with structlog.contextvars.bound_contextvars(task_id=task.id):
             try:
                 async with self.gw.holding_lease(task.id):
-                    await self._process(task)
+                    if polled is None:
+                        await self._process(task)
+                    else:
+                        channel = self.gw.dispatcher.channels[task.channel]
+                        await self._apply(task, channel, self.gw.context(task.id, channel), polled)
             except Exception:
                 # A bug must not wedge the task: back off and try again later.
                 log.exception("task_processing_crashed", phase=task.phase)
                 await self._backoff(task, "internal error")
+
+    async def _poll_batch(self, channel: Channel, tasks: list[TaskRecord]) -> None:
+        """Poll ``tasks`` (all on ``channel``) in one ``vidgate_poll_many`` call, then apply
+        each answer as its own job; tasks left unanswered are polled on their own next."""
+        answers: dict[str, PollResult] | None = None
+        try:
+            async with contextlib.AsyncExitStack() as leases:
+                for task in tasks:
+                    await leases.enter_async_context(self.gw.holding_lease(task.id))
+                ctx = self.gw.context("", channel)
+                handles = {task.vendor_task_id: task.handle or {} for task in tasks if task.vendor_task_id}
+                try:
+                    answers = await self.gw.plugins.poll_many(channel.vendor, handles, ctx)
+                except Exception as exc:
+                    error = as_vendor_error(exc)
+                    if not isinstance(exc, VendorError):
+                        log.warning("batch_poll_crashed", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
+                    self.gw.breaker_effect(channel, rule(Phase.POLL, error), error)
+                    log.warning("batch_poll_failed", channel=channel.name, tasks=len(tasks), error=error.message)
+                else:
+                    if answers is None:
+                        log.error("batch_poll_missing", channel=channel.name, vendor=channel.vendor)
+                    failpoints.hit("poll.after_vendor")
+        finally:
+            answers = answers or {}
+            unanswered = [task for task in tasks if task.vendor_task_id not in answers]
+            for task in unanswered:
+                self._single.add(task.id)
+                await self._release(task, next_poll_at=time.time())
+            if unanswered:
+                log.info("batch_poll_fallback", channel=channel.name, tasks=len(unanswered))
+                self.gw.wakeup.set()
+            for task in tasks:
+                if task.vendor_task_id in answers:
+                    self._start(self.process(task, answers[task.vendor_task_id]))
 
     async def _process(self, task: TaskRecord) -> None:
         now = time.time()
@@ -193,6 +283,7 @@ class Worker:
             vendor_task_id=submission.vendor_task_id,
             next_poll_at=time.time() + delay,
             poll_failures=0,
+            submitted_at=time.time(),
         )
         log.info("task_recovered", vendor_task_id=submission.vendor_task_id)
         if task.cancel_requested_at is not None:
@@ -204,23 +295,66 @@ class Worker:
         assert task.handle is not None
         try:
             result = await self.gw.plugins.poll(channel.vendor, task.handle, ctx)
-        except TaskFailed as exc:
-            await self._fail(task, exc.code, exc.message)
-            return
-        except VendorError as exc:
-            await self._backoff(task, exc.message, exc)
+        except Exception as exc:
+            if not isinstance(exc, VendorError):
+                log.warning("plugin_poll_crashed", error=f"{type(exc).__name__}: {exc}")
+            await self._poll_failed(task, channel, as_vendor_error(exc))
             return
         failpoints.hit("poll.after_vendor")
         if not isinstance(result, PollResult):
-            await self._backoff(task, f"plugin returned {type(result).__name__} from poll")
+            await self._strike(task, f"plugin returned {type(result).__name__} from poll")
             return
         await self._apply(task, channel, ctx, result)
+
+    async def _poll_failed(self, task: TaskRecord, channel: Channel, exc: VendorError) -> None:
+        """A poll raised ``exc``: do what the phase table says."""
+        found = rule(Phase.POLL, exc)
+        self.gw.breaker_effect(channel, found, exc)
+        if found.action is Action.FAIL_AFTER_GRACE:
+            since = time.time() - (task.submitted_at or task.created_at)
+            if since >= self.cfg.not_found_grace_seconds:
+                await self._fail(
+                    task, failure_code(found, exc), f"The vendor no longer knows this task: {exc.message}"
+                )
+                return
+            log.info("vendor_task_not_found_yet", seconds_since_submit=round(since, 1))
+        elif found.action is Action.FAIL_TASK:
+            await self._fail(task, failure_code(found, exc), exc.message)
+            return
+        if found.strike:
+            await self._strike(task, exc.message, exc)
+        else:
+            await self._backoff(task, exc.message, exc, strike=False)
+
+    async def _strike(
+        self, task: TaskRecord, reason: str, exc: VendorError | None = None, *, next_poll_at: float | None = None,
+        **fields: Any,
+    ) -> None:
+        """Count a failed poll; the ``max_poll_failures``-th in a row fails the task."""
+        if task.poll_failures + 1 >= self.cfg.max_poll_failures:
+            await self._fail(
+                task,
+                "poll_failures_exceeded",
+                f"The vendor's status could not be read {self.cfg.max_poll_failures} times in a row"
+                f" (last: {reason}).",
+                **fields,
+            )
+            return
+        if next_poll_at is not None:
+            log.warning("task_poll_failed", error=reason, failures=task.poll_failures + 1)
+            await self._release(task, next_poll_at=next_poll_at, poll_failures=task.poll_failures + 1, **fields)
+            return
+        await self._backoff(task, reason, exc, **fields)
 
     async def _apply(self, task: TaskRecord, channel: Channel, ctx: CallContext, result: PollResult) -> None:
         next_poll = time.time() + self.gw.next_poll_delay(channel, result.poll_after)
         if result.status not in PUBLIC_STATUSES:
-            log.warning("unknown_vendor_status", vendor_status=result.vendor_status or result.status)
-            await self._release(task, next_poll_at=next_poll, vendor_status=result.vendor_status, poll_failures=0)
+            word = result.vendor_status or result.status
+            log.warning("unknown_vendor_status", vendor_status=word)
+            assert UNKNOWN_STATUS.strike
+            await self._strike(
+                task, f"unknown vendor status {word!r}", next_poll_at=next_poll, vendor_status=result.vendor_status
+            )
             return
         if result.status == "failed":
             error = result.error
@@ -284,16 +418,22 @@ class Worker:
             video = await media.put(task.id, "video", source.chunks, source.content_type)
             if video.size == 0:
                 raise TaskFailed("The vendor's video was empty.", code="result_unavailable")
-        except TaskFailed as exc:
-            await self._fail(task, exc.code, exc.message)
-            return
-        except VendorError as exc:
-            failures = task.fetch_failures + 1
+        except Exception as exc:
+            # The bytes stream outside the plugin call, so raw errors can surface here too.
+            if not isinstance(exc, VendorError):
+                log.warning("result_download_crashed", error=f"{type(exc).__name__}: {exc}")
+            error = as_vendor_error(exc)
+            found = rule(Phase.FETCH, error)
+            self.gw.breaker_effect(channel, found, error)
+            if found.action is Action.FAIL_TASK:
+                await self._fail(task, failure_code(found, error), error.message)
+                return
+            failures = task.fetch_failures + (1 if found.strike else 0)
             if failures >= self.gw.config.worker.fetch_attempts:
-                await self._fail(task, "result_unavailable", f"Could not download the vendor's result: {exc.message}")
+                await self._fail(task, "result_unavailable", f"Could not download the vendor's result: {error.message}")
                 return
             task.fetch_failures = failures
-            await self._backoff(task, exc.message, exc, fetch_failures=failures)
+            await self._backoff(task, error.message, error, strike=False, attempt=failures, fetch_failures=failures)
             return
         failpoints.hit("fetch.after_download")
         stored: dict[str, Any] = {"video": {"size": video.size, "content_type": video.content_type}}
@@ -336,10 +476,13 @@ class Worker:
         except Exception as exc:  # the video is what matters; a thumbnail is a nicety
             log.warning("vendor_thumbnail_failed", error=str(exc))
         try:
-            target = media.path(task.id, "thumbnail")
-            await asyncio.to_thread(make_thumbnail, media.path(task.id, "video"), target)
-            size = (await asyncio.to_thread(target.stat)).st_size
-            return {"size": size, "content_type": THUMBNAIL_TYPE}
+            # Object storage: the video comes back to a temp file (the thumbnail needs its
+            # index, often at the end); local storage hands out its own file.
+            async with media.local_copy(task.id, "video") as video_path, temp_dir() as tmp:
+                target = tmp / "thumbnail"
+                await asyncio.to_thread(make_thumbnail, video_path, target)
+                thumb = await media.put_file(task.id, "thumbnail", target, THUMBNAIL_TYPE)
+            return {"size": thumb.size, "content_type": THUMBNAIL_TYPE}
         except Exception as exc:
             log.warning("thumbnail_failed", error=str(exc))
             return None
@@ -353,9 +496,16 @@ class Worker:
         if finished:
             log.info("task_failed", error_code=code, error=message)
 
-    async def _backoff(self, task: TaskRecord, reason: str, exc: VendorError | None = None, **fields: Any) -> None:
-        failures = task.poll_failures + 1
-        delay = min(self.cfg.max_backoff_seconds, 1.0 * 2 ** min(failures, 10))
+    async def _backoff(
+        self, task: TaskRecord, reason: str, exc: VendorError | None = None, *, strike: bool = True,
+        attempt: int | None = None, **fields: Any,
+    ) -> None:
+        """Try again after an exponential, jittered delay. ``strike`` counts the failure in
+        ``poll_failures`` (callers in the poll phase go through :meth:`_strike`, which
+        enforces the limit); ``attempt`` sets the exponent otherwise."""
+        failures = task.poll_failures + 1 if strike else task.poll_failures
+        exponent = attempt if attempt is not None else task.poll_failures + 1
+        delay = min(self.cfg.max_backoff_seconds, 1.0 * 2 ** min(exponent, 10))
         if isinstance(exc, VendorRateLimited) and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self.cfg.max_backoff_seconds))
         delay *= 0.75 + self._rng.random() / 2  # jitter, so retries do not stampede

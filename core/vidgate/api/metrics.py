@@ -42,12 +42,31 @@ async def metrics(request: Request) -> Response:
             f'vidgate_vendor_attempts_total{{channel="{_label(row["channel"])}",'
             f'outcome="{_label(row["outcome"])}"}} {row["n"]}'
         )
+    states = gw.dispatcher.status()
     lines += [
-        "# HELP vidgate_channel_open 1 while a channel's breaker keeps it out of rotation (this process).",
+        "# HELP vidgate_channel_open 1 while a channel's breaker is not closed (open or half-open), i.e. out of"
+        " normal rotation (this process).",
         "# TYPE vidgate_channel_open gauge",
     ]
-    for status in gw.dispatcher.status():
-        lines.append(f'vidgate_channel_open{{channel="{_label(status["name"])}"}} {int(status["state"] == "open")}')
+    for status in states:
+        lines.append(f'vidgate_channel_open{{channel="{_label(status["name"])}"}} {int(status["state"] != "closed")}')
+    lines += [
+        "# HELP vidgate_channel_breaker_state 1 for the state a channel's breaker is in: closed, open (cooling"
+        " down) or half_open (one probe may pass) (this process).",
+        "# TYPE vidgate_channel_breaker_state gauge",
+    ]
+    for status in states:
+        for state in ("closed", "open", "half-open"):
+            lines.append(
+                f'vidgate_channel_breaker_state{{channel="{_label(status["name"])}",state="{state.replace("-", "_")}"}}'
+                f' {int(status["state"] == state)}'
+            )
+    lines += [
+        "# HELP vidgate_channel_probing 1 while a half-open probe request is in flight on the channel (this process).",
+        "# TYPE vidgate_channel_probing gauge",
+    ]
+    for status in states:
+        lines.append(f'vidgate_channel_probing{{channel="{_label(status["name"])}"}} {int(bool(status["probing"]))}')
     lines += [
         "# HELP vidgate_scrape_timestamp_seconds When these figures were read.",
         "# TYPE vidgate_scrape_timestamp_seconds gauge",

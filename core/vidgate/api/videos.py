@@ -8,21 +8,26 @@ and maps both into the same unified request as ``/v1/video/generations``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
+import stat
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+from starlette.responses import (
+    FileResponse, JSONResponse, MalformedRangeHeader, RangeNotSatisfiable, RedirectResponse, Response,
+)
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
-from ..media import SERVABLE_TYPES, VARIANTS
+from ..media import SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
 from ..request import MAX_IMAGE_BYTES, Image, VideoRequest, image_from_bytes, prompt_problem
 from ..wire import request_from_json
 from .errors import error_response
@@ -245,27 +250,31 @@ async def content(request: Request) -> Response:
             410, "invalid_request_error", None, "video_expired", retryable=False,
         )
     info = (task.media or {}).get(variant)
-    path = gw.media.path(task.id, variant)
-    try:
-        # Stat here, not in FileResponse: a file deleted meanwhile (retention, a
-        # concurrent DELETE) is then a 404 instead of FileResponse's RuntimeError.
-        stat = await asyncio.to_thread(os.stat, path) if info is not None else None
-    except FileNotFoundError:
-        stat = None
-    if info is None or stat is None:
+    if info is None:
         raise not_found(f"Video '{task.id}' has no stored {variant}.", "variant")
-    ext = "mp4" if variant == "video" else "webp"
     # Only a type the gateway sniffed when storing is sent (media stored before sniffing
     # existed may carry a vendor's claim such as text/html); the browser must not sniff
     # either, and a document opened from here runs nothing.
     media_type = info.get("content_type")
     if media_type not in SERVABLE_TYPES:
         media_type = "application/octet-stream"
-    return _MediaResponse(
-        path,
-        stat_result=stat,
+    filename = f"{task.id}.{'mp4' if variant == 'video' else 'webp'}"
+    cfg = gw.config.media
+    if cfg.serve == "redirect":
+        url = await gw.media.presigned_url(
+            task.id, variant, expires_seconds=cfg.presign_seconds, filename=filename, content_type=media_type
+        )
+        if url is not None:
+            # The URL is a bearer credential for these bytes until it expires: never cache it.
+            return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
+    # Stat here, not in FileResponse: media deleted meanwhile (retention, a concurrent
+    # DELETE) is then a 404 instead of FileResponse's RuntimeError.
+    stored = await gw.media.stat(task.id, variant)
+    if stored is None:
+        raise not_found(f"Video '{task.id}' has no stored {variant}.", "variant")
+    kwargs: dict[str, Any] = dict(
         media_type=media_type,
-        filename=f"{task.id}.{ext}",
+        filename=filename,
         content_disposition_type="inline",
         headers={
             "Cache-Control": "private, max-age=3600",
@@ -273,6 +282,10 @@ async def content(request: Request) -> Response:
             "Content-Security-Policy": "default-src 'none'; sandbox",
         },
     )
+    stat_result = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, stored.size, stored.mtime, stored.mtime, stored.mtime))
+    if stored.path is not None:
+        return _MediaResponse(stored.path, stat_result=stat_result, **kwargs)
+    return _StoredMediaResponse(gw.media, task.id, variant, stat_result=stat_result, **kwargs)
 
 
 class _MediaResponse(FileResponse):
@@ -281,6 +294,11 @@ class _MediaResponse(FileResponse):
     A Range header that does not parse is ignored (RFC 9110 allows it) and the whole
     file is sent; an unsatisfiable one is a 416 in the error shape.
     """
+
+    # Starlette's 64 KiB costs a thread hop and an ASGI message per chunk, which capped a
+    # download at about a third of a plain file server; 1 MiB amortises both, and a
+    # download holds one chunk at a time (uvicorn's write buffer pauses us beyond that).
+    chunk_size = 1024 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         http_range = Headers(scope=scope).get("range")
@@ -300,6 +318,64 @@ class _MediaResponse(FileResponse):
         await super().__call__(scope, receive, send)
 
 
+class _StoredMediaResponse(_MediaResponse):
+    """The same response (Range, HEAD, If-Range, errors) over media that is not a local file.
+
+    FileResponse reads through ``_open_file`` (seek, read); this one hands it a reader over
+    the storage's ranged reads, so object storage is streamed a chunk at a time.
+    """
+
+    def __init__(self, storage: MediaStorage, task_id: str, variant: str, **kwargs: Any) -> None:
+        super().__init__(f"{task_id}/{variant}", **kwargs)
+        self._storage, self._task_id, self._variant = storage, task_id, variant
+        self._range_end: int | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
+        await super().__call__({**scope, "extensions": extensions}, receive, send)
+
+    async def _handle_single_range(self, send: Send, start: int, end: int, file_size: int, send_header_only: bool) -> None:
+        self._range_end = end  # ask the store for just this range
+        await super()._handle_single_range(send, start, end, file_size, send_header_only)
+
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[Any]:
+        reader = _RangedReader(self._storage, self._task_id, self._variant, self._range_end)
+        try:
+            yield reader
+        finally:
+            await asyncio.shield(reader.aclose())
+
+
+class _RangedReader:
+    """``seek``/``read`` over ranged reads: one open read per contiguous run of bytes."""
+
+    def __init__(self, storage: MediaStorage, task_id: str, variant: str, end: int | None) -> None:
+        self._storage, self._task_id, self._variant, self._end = storage, task_id, variant, end
+        self._pos = 0
+        self._reader: MediaReader | None = None
+        self._reader_pos = -1
+
+    async def seek(self, pos: int) -> None:
+        self._pos = pos
+
+    async def read(self, n: int) -> bytes:
+        if self._reader is None or self._reader_pos != self._pos:
+            await self.aclose()
+            end = self._end if self._end is not None and self._end > self._pos else None
+            self._reader = await self._storage.open_range(self._task_id, self._variant, self._pos, end)
+            self._reader_pos = self._pos
+        data = await self._reader.read(n)
+        self._pos += len(data)
+        self._reader_pos = self._pos
+        return data
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.aclose()
+
+
 async def remix(request: Request) -> Response:
     caller = await token(request)
     gw = gateway(request)
@@ -312,6 +388,8 @@ async def remix(request: Request) -> Response:
         fingerprint = request_fingerprint(body)
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
+    # One key, one request: a remix of another video is another request.
+    fingerprint = request_fingerprint({"remix_of": source.id, "body": fingerprint})
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise invalid("prompt is required.", "prompt", "missing_required_parameter")

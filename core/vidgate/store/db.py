@@ -12,7 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlite3
+
 import aiosqlite
+
+
+class UniqueViolation(Exception):
+    """A statement broke a unique index; the same class on SQLite and PostgreSQL."""
 
 
 class Database(Protocol):
@@ -35,7 +41,12 @@ class _SQLiteConnection:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cur = await self._conn.execute(sql, args)
+        try:
+            cur = await self._conn.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from exc
+            raise
         return cur.rowcount
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -134,8 +145,13 @@ class PostgresDatabase:
                 yield conn
 
     async def execute(self, sql: str, *args: Any) -> int:
+        import asyncpg
+
         async with self._connection() as conn:
-            status = await conn.execute(_to_pg(sql), *args)
+            try:
+                status = await conn.execute(_to_pg(sql), *args)
+            except asyncpg.UniqueViolationError as exc:
+                raise UniqueViolation(exc.constraint_name or str(exc)) from exc
         # asyncpg returns e.g. "UPDATE 3"
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0

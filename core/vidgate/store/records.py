@@ -90,13 +90,19 @@ class TaskRecord:
     cost: int | None = None
     # When the client asked to cancel; the cancel is carried out once a handle is known.
     cancel_requested_at: float | None = None
+    # The error answered when no vendor took the task (status, type, param, code,
+    # message), replayed to an Idempotency-Key retry of it.
+    submit_error: dict[str, Any] | None = None
+    # When the vendor accepted the task (None for tasks stored before this column: their
+    # created_at is used); a vendor's "no such task" is only believed some time after it.
+    submitted_at: float | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
 
 
-JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media", "usage"})
+JSON_COLUMNS = frozenset({"request", "job", "handle", "result", "media", "usage", "submit_error"})
 BOOL_COLUMNS = frozenset({"hidden", "refunded"})
 TASK_COLUMNS = tuple(a.name for a in attrs.fields(TaskRecord))
 

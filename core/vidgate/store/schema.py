@@ -142,6 +142,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks ADD COLUMN cost BIGINT",
         "ALTER TABLE tasks ADD COLUMN cancel_requested_at DOUBLE PRECISION",
     ],
+    # The answer given when no vendor took a task, replayed for its Idempotency-Key.
+    ["ALTER TABLE tasks ADD COLUMN submit_error TEXT"],
+    # Plugin contract v2: poll failure policy (grace for "no such task" after a submit).
+    [
+        "ALTER TABLE tasks ADD COLUMN submitted_at DOUBLE PRECISION",
+    ],
     # Operator tokens (`vidgate tokens create --operator`) may read the operator console.
     [
         "ALTER TABLE tokens ADD COLUMN operator BOOLEAN NOT NULL DEFAULT FALSE",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .db import Database, connect
+from .db import Database, UniqueViolation, connect
 from .records import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -261,10 +261,17 @@ class Store:
                 "SELECT id FROM tasks WHERE token_id = ? AND idempotency_key = ?", task.token_id, task.idempotency_key
             ):
                 raise DuplicateIdempotencyKey()
-            await tx.execute(
-                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-                *(_encode(c, getattr(task, c)) for c in columns),
-            )
+            try:
+                await tx.execute(
+                    f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                    *(_encode(c, getattr(task, c)) for c in columns),
+                )
+            except UniqueViolation:
+                # Two submits with one key at once: nothing (no charge either) locks them
+                # apart on an unpriced model, so the index decides; the loser replays.
+                if task.idempotency_key is None:
+                    raise
+                raise DuplicateIdempotencyKey() from None
             await tx.execute(
                 "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
                 task.id, _encode("request", request or {}), _encode("job", job),
@@ -348,7 +355,7 @@ class Store:
         """
         silent = ", ".join(f"'{s}'" for s in _SILENT_STATUSES)
         rows = await tx.fetchall(
-            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL"
+            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL AND hidden = FALSE"
             f" AND status NOT IN ({silent}) AND (notified_status IS NULL OR notified_status <> status)"
             " RETURNING *",
             task_id,
@@ -476,6 +483,30 @@ class Store:
             owner,
             now + lease_seconds,
             now,
+            now,
+            limit,
+        )
+        return [_task_from_row(r) for r in rows]
+
+    async def lease_batch(
+        self, owner: str, channel: str, *, now: float, due_by: float, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` more polling tasks of ``channel`` to poll in one batch with
+        tasks already leased: those due, and those due by ``due_by`` whose last poll did
+        not fail (polling a healthy task a little early is what lets a batch call carry
+        the whole channel; a task backing off after a failure keeps its backoff)."""
+        rows = await self.db.fetchall(
+            "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            " SELECT id FROM tasks WHERE status IN ('queued', 'in_progress')"
+            " AND channel = ? AND phase = 'polling' AND cancel_requested_at IS NULL"
+            " AND (next_poll_at <= ? OR (next_poll_at <= ? AND poll_failures = 0))"
+            " AND (lease_until IS NULL OR lease_until < ?)"
+            f" ORDER BY next_poll_at LIMIT ?{self.db.skip_locked}) RETURNING *",
+            owner,
+            now + lease_seconds,
+            channel,
+            now,
+            due_by,
             now,
             limit,
         )

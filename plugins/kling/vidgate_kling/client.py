@@ -8,11 +8,8 @@ to vidgate's error classes and nothing here looks at the HTTP status alone.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
-
-import aiohttp
 
 from vidgate import CallContext
 from vidgate.errors import (
@@ -22,6 +19,8 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+
+from vidgate.vendorhttp import join_url, retry_after, scrub, transport_errors
 
 from .auth import cached_token
 
@@ -55,18 +54,8 @@ def classify(code: int, message: str, *, request_id: str | None, retry_after: fl
     return VendorUnavailable(text, **kwargs)
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def base_url(ctx: CallContext, default: str) -> str:
-    return (ctx.channel.base_url or default).rstrip("/")
+    return join_url(ctx.channel.base_url or default)
 
 
 async def call(
@@ -76,7 +65,7 @@ async def call(
 
     Raises a :class:`vidgate.errors.VendorError` subclass otherwise. On 1003/1004 (token
     not yet valid / expired) the token is renewed and the call retried exactly once.
-    The raised error carries ``http_status`` (an attribute) for callers that need it.
+    The raised error carries ``http_status`` for callers that need it.
     """
     creds = ctx.channel.credentials
     access_key, secret_key = str(creds.get("access_key") or ""), str(creds.get("secret_key") or "")
@@ -88,16 +77,13 @@ async def call(
         headers = {"Authorization": f"Bearer {token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        try:
+        with transport_errors("Kling"):
             async with ctx.http.request(
                 method, url, headers=headers, data=None if body is None else json.dumps(body), timeout=ctx.timeout
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
-                retry_after = _retry_after(resp.headers)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
-            raise VendorUnavailable(f"Kling did not answer ({reason})") from None
+                wait = retry_after(resp.headers)
 
         try:
             envelope = json.loads(raw)
@@ -107,9 +93,7 @@ async def call(
         if not isinstance(code, int) or isinstance(code, bool):
             # An HTML error page from a proxy, a truncated body, ...: transient.
             ctx.log.warning("kling_malformed_reply", http_status=status, body=raw[:200].decode("utf-8", "replace"))
-            err: VendorError = VendorUnavailable(f"Kling sent a malformed reply (HTTP {status})")
-            err.http_status = status  # type: ignore[attr-defined]
-            raise err
+            raise VendorUnavailable(f"Kling sent a malformed reply (HTTP {status})", http_status=status)
         request_id = envelope.get("request_id")
         request_id = str(request_id) if request_id is not None else None
         if code == 0:
@@ -119,9 +103,9 @@ async def call(
             ctx.log.info("kling_token_renewal", vendor_code=code, request_id=request_id)
             renewed = True
             continue
-        ctx.log.warning(
-            "kling_error", vendor_code=code, http_status=status, message=message[:300], request_id=request_id
-        )
-        err = classify(code, message, request_id=request_id, retry_after=retry_after)
-        err.http_status = status  # type: ignore[attr-defined]
+        # Kling's message can quote what it was sent, credentials included.
+        ctx.log.warning("kling_error", vendor_code=code, http_status=status,
+                        message=scrub(message, ctx.channel)[:300], request_id=request_id)
+        err = classify(code, message, request_id=request_id, retry_after=wait)
+        err.http_status = status
         raise err

@@ -5,22 +5,21 @@ text2video and image2video tasks apart, accepts ``external_task_id`` in the quer
 walks tasks ``submitted -> processing -> succeed`` as they are polled, and serves the
 result MP4 from its own host without auth. Switches inject Kling's error answers.
 Every request is recorded in :attr:`FakeKling.requests` for wire-shape assertions.
+It is a :class:`vidgate.fakekit.FakeVendor`, so prompt keywords (``[429]``, ``[500]``,
+``[unknown-status]``, ``[echo-key]``...) inject faults too.
 
 Use it in your own tests::
 
-    from vidgate.testing import serve_app
     from vidgate_kling.fake import FakeKling
 
     fake = FakeKling(access_key="ak", secret_key="sk")
-    async with serve_app(fake.app) as served:
-        fake.base_url = served.url
-        ...  # channel {"vendor": "kling", "base_url": served.url,
+    async with fake.serve():
+        ...  # channel {"vendor": "kling", "base_url": fake.url,
              #          "credentials": {"access_key": "ak", "secret_key": "sk"}}
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -32,17 +31,18 @@ import time
 from collections import deque
 from typing import Any
 
-import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+
+from vidgate.fakekit import FakeJob, FakeVendor, Recorded
+from vidgate.testing import tiny_mp4
 
 from .auth import b64url_decode
 
-#: Bytes served as every result video: an ``ftyp`` box then filler (not a playable
-#: movie; the gateway's thumbnailer only logs a warning about it).
-VIDEO = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"KLINGFAKE" * 500
+#: Bytes served as every result video: a real MP4.
+VIDEO = tiny_mp4()
 
 T2V_MODELS = frozenset(
     {"kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6", "kling-v3"}
@@ -68,23 +68,18 @@ MESSAGES = {
 }
 
 
-@attrs.define
-class Recorded:
-    """One request the fake received."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    json: Any
-    code: int | None = None  # the business code answered
+#: vidgate.fakekit error kinds -> the Kling business code that expresses them.
+CODE_FOR_KIND = {"rejected": 1201, "rate_limit": 1302, "server": 5000, "auth": 1002}
+#: FakeVendor states -> Kling task_status words.
+WORDS = {"queued": "submitted", "running": "processing", "succeeded": "succeed", "failed": "failed",
+         "unknown": "under_review"}
 
 
 def _ms() -> int:
     return int(time.time() * 1000)
 
 
-@attrs.define(eq=False)
-class FakeKling:
+class FakeKling(FakeVendor):
     """State and switches of one fake Kling account.
 
     * ``polls_to_finish``: a task is ``submitted`` until polled, ``processing`` on the
@@ -96,22 +91,19 @@ class FakeKling:
     * ``send_callbacks``: POST the bare task object to ``callback_url`` on each change.
     """
 
-    access_key: str = "fake-ak"
-    secret_key: str = "fake-sk"
-    polls_to_finish: int = 3
-    send_callbacks: bool = True
-    base_url: str = ""  # set by the test after serving; else taken from the request
-    requests: list[Recorded] = attrs.field(factory=list)
-    tasks: dict[str, dict[str, dict[str, Any]]] = attrs.field(factory=lambda: {f: {} for f in FAMILIES})
-    callbacks_sent: list[tuple[str, dict[str, Any], int | None]] = attrs.field(factory=list)
-    _create_errors: deque[tuple[int, str | None]] = attrs.field(factory=deque)
-    _fail_tasks: deque[str] = attrs.field(factory=deque)
-    _malformed: deque[str] = attrs.field(factory=deque)
-    # 18-digit numeric strings, like real Kling task ids.
-    _ids: Any = attrs.field(factory=lambda: itertools.count(860000000000000001))
-    _polls: dict[str, int] = attrs.field(factory=dict)
-    _background: set[asyncio.Task[Any]] = attrs.field(factory=set)
-    _app: Any = attrs.field(default=None, init=False)
+    vendor = "Kling"
+    status_words = WORDS
+
+    def __init__(self, access_key: str = "fake-ak", secret_key: str = "fake-sk", polls_to_finish: int = 3,
+                 send_callbacks: bool = True, **kwargs: Any) -> None:
+        super().__init__(secret=secret_key, polls_to_finish=polls_to_finish, result_bytes=VIDEO, **kwargs)
+        self.access_key, self.secret_key, self.send_callbacks = access_key, secret_key, send_callbacks
+        self.tasks: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in FAMILIES}
+        self._create_errors: deque[tuple[int, str | None]] = deque()
+        self._fail_tasks: deque[str] = deque()
+        self._malformed: deque[str] = deque()
+        # 18-digit numeric strings, like real Kling task ids.
+        self._kling_ids = itertools.count(860000000000000001)
 
     # -- switches --------------------------------------------------------------------
 
@@ -134,7 +126,7 @@ class FakeKling:
 
         From then on the task is driven by hand: polls no longer walk it."""
         task = self.tasks[family][task_id]
-        task["_held"] = True
+        task["_manual"] = True
         self._set(task, status, message)
         return task
 
@@ -147,36 +139,29 @@ class FakeKling:
 
     # -- the app ---------------------------------------------------------------------
 
-    @property
-    def app(self) -> Starlette:
-        if self._app is None:
-            self._app = Starlette(routes=[
-                Route("/v1/videos/{family}", self._create, methods=["POST"]),
-                Route("/v1/videos/{family}", self._list, methods=["GET"]),
-                Route("/v1/videos/{family}/{task_id}", self._query, methods=["GET"]),
-                Route("/cdn/{name}", self._cdn, methods=["GET", "HEAD"]),
-            ])
-        return self._app
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/videos/{family}", self._create, methods=["POST"]),
+            Route("/v1/videos/{family}", self._list, methods=["GET"]),
+            Route("/v1/videos/{family}/{task_id}", self._query, methods=["GET"]),
+            Route("/cdn/{name}", self._cdn, methods=["GET", "HEAD"]),
+        ]
+
+    def error(self, kind: str, message: str, status: int) -> Response:
+        """Base-class faults in Kling's envelope, with Kling's business codes."""
+        code = CODE_FOR_KIND[kind]
+        return self._reply(Recorded("", "", {}), code, message, status=HTTP_FOR_CODE.get(code, status))
 
     # -- helpers ---------------------------------------------------------------------
 
     def _reply(self, rec: Recorded, code: int, message: str = "SUCCEED", data: Any = None,
                status: int | None = None) -> JSONResponse:
         rec.code = code
+        rec.status = status or (200 if code == 0 else HTTP_FOR_CODE.get(code, 400))
         body: dict[str, Any] = {"code": code, "message": message, "request_id": secrets.token_hex(16)}
         if data is not None or code == 0:
             body["data"] = data
-        return JSONResponse(body, status_code=status or (200 if code == 0 else HTTP_FOR_CODE.get(code, 400)))
-
-    async def _record(self, request: Request) -> Recorded:
-        raw = await request.body()
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
-            payload = raw.decode("utf-8", "replace")
-        rec = Recorded(request.method, request.url.path, dict(request.headers), payload)
-        self.requests.append(rec)
-        return rec
+        return JSONResponse(body, status_code=rec.status)
 
     def _auth_error(self, request: Request) -> tuple[int, str] | None:
         """Kling's JWT checks; returns ``(code, message)`` on failure."""
@@ -224,29 +209,8 @@ class FakeKling:
             task["task_result"] = {"videos": [{"id": task["task_id"] + "0", "url": f"{base}/cdn/{task['task_id']}.mp4",
                                                "duration": task["_duration"]}]}
             task["final_unit_deduction"] = "1" if task["_duration"] == "5" else "2"
-        self._callback(task)
-
-    def _callback(self, task: dict[str, Any]) -> None:
-        url = task.get("_callback_url")
-        if not (self.send_callbacks and url):
-            return
-        body = self._public(task)
-
-        async def post() -> None:
-            import aiohttp
-
-            status = None
-            try:
-                async with aiohttp.ClientSession() as http:
-                    async with http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                        status = resp.status
-            except Exception:  # a callback is best effort, like Kling's
-                pass
-            self.callbacks_sent.append((url, body, status))
-
-        job = asyncio.get_running_loop().create_task(post())
-        self._background.add(job)
-        job.add_done_callback(self._background.discard)
+        if self.send_callbacks and task.get("_callback_url"):
+            self.send_callback(task["_callback_url"], self._public(task))
 
     @staticmethod
     def _check_image(value: Any, field: str) -> str | None:
@@ -304,6 +268,13 @@ class FakeKling:
             return "callback_url must be a string"
         return None
 
+    def _new_job(self, task_id: str, body: dict[str, Any]) -> FakeJob:
+        job = self.new_job(body.get("prompt"), seconds=int(body.get("duration", "5")), job_id=task_id,
+                           image=body.get("image") or body.get("image_tail"))
+        if self._fail_tasks:
+            job.error = self._fail_tasks.popleft()
+        return job
+
     def _find(self, family: str, key: str) -> dict[str, Any] | None:
         space = self.tasks[family]
         if key in space:
@@ -324,7 +295,7 @@ class FakeKling:
         return None
 
     async def _create(self, request: Request) -> Response:
-        rec = await self._record(request)
+        rec = await self.record(request)
         family = request.path_params["family"]
         if refusal := self._refuse(request, rec, family):
             return refusal
@@ -334,8 +305,10 @@ class FakeKling:
         if problem := self._validate(family, rec.json):
             return self._reply(rec, 1201, problem)
         body = rec.json
+        if refusal := self.create_fault(body.get("prompt"), rec):
+            return refusal
         now = _ms()
-        task_id = str(next(self._ids))
+        task_id = str(next(self._kling_ids))
         task: dict[str, Any] = {
             "task_id": task_id,
             "task_status": "submitted",
@@ -346,19 +319,21 @@ class FakeKling:
             "_duration": body.get("duration", "5"),
             "_callback_url": body.get("callback_url"),
             "_host": str(request.base_url),
-            "_fail": self._fail_tasks.popleft() if self._fail_tasks else None,
+            "_job": self._new_job(task_id, body),
         }
         if "watermark_info" in body:
             task["watermark_info"] = body["watermark_info"]
         self.tasks[family][task_id] = task
-        self._polls[task_id] = 0
         data = {k: task[k] for k in ("task_id", "task_info", "task_status", "created_at", "updated_at")}
         return self._reply(rec, 0, data=data)
 
     async def _query(self, request: Request) -> Response:
-        rec = await self._record(request)
+        rec = await self.record(request)
         family = request.path_params["family"]
         if refusal := self._refuse(request, rec, family):
+            return refusal
+        task = self._find(family, request.path_params["task_id"])
+        if refusal := await self.poll_fault(task["_job"] if task else None, rec):
             return refusal
         if self._malformed:
             kind = self._malformed.popleft()
@@ -367,22 +342,20 @@ class FakeKling:
                 return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
             return JSONResponse({"code": 0, "message": "SUCCEED", "request_id": secrets.token_hex(16),
                                  "data": {"task_id": request.path_params["task_id"]}})
-        task = self._find(family, request.path_params["task_id"])
         if task is None:
             return self._reply(rec, 1203, "task not found")
-        n = self._polls[task["task_id"]] = self._polls[task["task_id"]] + 1
-        if task["task_status"] in ("submitted", "processing") and not task.get("_held"):
-            if n >= self.polls_to_finish:
-                if task["_fail"]:
-                    self._set(task, "failed", task["_fail"])
-                else:
-                    self._set(task, "succeed")
-            elif n >= 1:
-                self._set(task, "processing")
+        job = task["_job"]
+        if task.get("_manual"):
+            job.polls += 1
+            return self._reply(rec, 0, data=self._public(task))
+        state = self.advance(job)
+        if state == "unknown":
+            return self._reply(rec, 0, data={**self._public(task), "task_status": WORDS["unknown"]})
+        self._set(task, WORDS[state], (job.error or "") if state == "failed" else "")
         return self._reply(rec, 0, data=self._public(task))
 
     async def _list(self, request: Request) -> Response:
-        rec = await self._record(request)
+        rec = await self.record(request)
         family = request.path_params["family"]
         if refusal := self._refuse(request, rec, family):
             return refusal
@@ -398,7 +371,7 @@ class FakeKling:
 
     async def _cdn(self, request: Request) -> Response:
         # Kling's CDN needs no auth; unknown names are 404 like an expired asset.
-        rec = await self._record(request)
+        rec = await self.record(request)
         name = request.path_params["name"]
         task_id = name.removesuffix(".mp4")
         if not any(task_id in space and space[task_id]["task_status"] == "succeed" for space in self.tasks.values()):

@@ -150,7 +150,7 @@ class Kling(VendorPlugin):
         try:
             envelope = await call(ctx, "GET", self._url(ctx, family, quote(ctx.task_id, safe="")))
         except VendorError as exc:
-            code, http = exc.vendor_code, getattr(exc, "http_status", None)
+            code, http = exc.vendor_code, exc.http_status
             if code == 1203 or (code == 1201 and http in (400, 404)):
                 return None  # Kling never got it: the gateway submits again
             raise VendorUnavailable(f"Kling lookup by external_task_id failed: {exc.message}",

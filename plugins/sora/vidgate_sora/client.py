@@ -6,10 +6,7 @@ plugin methods only deal with successful Video objects.
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +21,7 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from vidgate.vendorhttp import retry_after, transport_errors
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_MESSAGE = 500
@@ -57,24 +55,6 @@ def auth_headers(channel: Channel) -> dict[str, str]:
         if isinstance(value, str) and value:
             headers[header] = value
     return headers
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or a date),
-    as the openai SDK reads them."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    if (value := headers.get("retry-after")) is not None:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            parsed = email.utils.parsedate_tz(value)
-            if parsed is not None:
-                return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
-    return None
 
 
 def poll_after(headers: Mapping[str, str]) -> float | None:
@@ -132,7 +112,9 @@ def classify(
     if status in (401, 403):
         return ChannelUnusable(text, **kwargs)
     if status >= 500 or status in (408, 409):
-        return VendorUnavailable(text, **kwargs)
+        # An error answer means no video was made, unless it came from a proxy that lost
+        # the upstream's answer (502/504) or is an Idempotency-Key clash (409).
+        return VendorUnavailable(text, maybe_received=status in (409, 502, 504), **kwargs)
     if operation == "poll":
         if status in (404, 410):
             return TaskFailed(f"the upstream no longer knows this video: {message}", code="vendor_task_missing", **kwargs)
@@ -163,15 +145,12 @@ async def call(
     if operation == "create":
         # Harmless to OpenAI; a vidgate (or other) upstream uses it to drop duplicates.
         headers["Idempotency-Key"] = ctx.task_id
-    try:
+    with transport_errors("upstream", f"{operation} call failed"):
         async with ctx.http.request(
             method, url, headers=headers, json=json_body, data=data, timeout=ctx.timeout, allow_redirects=False
         ) as resp:
             raw = await read_capped(resp, MAX_JSON_BYTES + 1)
             status, resp_headers = resp.status, resp.headers
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
-        raise VendorUnavailable(f"upstream {operation} call failed: {kind}") from None
     try:
         body: Any = json.loads(raw) if raw and len(raw) <= MAX_JSON_BYTES else None
     except (ValueError, UnicodeDecodeError):

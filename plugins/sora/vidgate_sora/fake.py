@@ -31,12 +31,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from vidgate.fakekit import FakeVendor
 from vidgate.testing import tiny_mp4
 
 __all__ = ["FakeVideosAPI", "RecordedPart", "RecordedRequest", "sample_mp4", "SAMPLE_WEBP"]
@@ -119,7 +119,7 @@ class _Reject(Exception):
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
 
 
-class FakeVideosAPI:
+class FakeVideosAPI(FakeVendor):
     """State, switches and the Starlette ``app`` of the fake (routes under ``/v1``).
 
     :param api_keys: keys accepted as ``Authorization: Bearer <key>``.
@@ -142,12 +142,13 @@ class FakeVideosAPI:
         video_bytes: bytes | None = None,
     ) -> None:
         self.api_keys = set(api_keys)
-        self.polls_to_finish = max(1, polls_to_finish)
+        super().__init__(secret=next(iter(sorted(self.api_keys)), "sk-test"), polls_to_finish=max(1, polls_to_finish),
+                         result_bytes=video_bytes if video_bytes is not None else sample_mp4())
         self.poll_after_ms = poll_after_ms
         self.extra_fields = set(extra_fields)
         self.thumbnails = thumbnails
-        self.video_bytes = video_bytes if video_bytes is not None else sample_mp4()
-        self.requests: list[RecordedRequest] = []
+        self.video_bytes: bytes = self._result_bytes  # type: ignore[assignment]
+        self.requests: list[RecordedRequest] = []  # type: ignore[assignment]
         self.videos: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []
         self._polls: dict[str, int] = {}
@@ -157,7 +158,6 @@ class FakeVideosAPI:
         self._retrieve_errors: deque[_Scripted] = deque()
         self.quota_exhausted = False
         self._ids = itertools.count(1)
-        self.app = self._build_app()
 
     # -- switches ---------------------------------------------------------------------
 
@@ -213,7 +213,7 @@ class FakeVideosAPI:
 
     # -- app --------------------------------------------------------------------------
 
-    def _build_app(self) -> Starlette:
+    def routes(self) -> list[BaseRoute]:
         routes = [
             Route("/videos", self._create, methods=["POST"]),
             Route("/videos", self._list, methods=["GET"]),
@@ -222,7 +222,13 @@ class FakeVideosAPI:
             Route("/videos/{video_id}/content", self._content, methods=["GET"]),
             Route("/videos/{video_id}/remix", self._remix, methods=["POST"]),
         ]
-        return Starlette(routes=[Mount("/v1", routes=routes)])
+        return [Mount("/v1", routes=routes)]
+
+    def error(self, kind: str, message: str, status: int) -> Response:
+        """Base-class faults in OpenAI's error envelope."""
+        type_, code = {"rate_limit": ("requests", "rate_limit_exceeded"), "server": ("server_error", None),
+                       "auth": ("invalid_request_error", "invalid_api_key")}.get(kind, ("invalid_request_error", None))
+        return self._error(status, message, type_=type_, code=code)
 
     @staticmethod
     def _error(status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
@@ -331,7 +337,12 @@ class FakeVideosAPI:
         except _Reject as exc:
             rec.status = exc.status
             return self._error(exc.status, exc.message, type_=exc.type, param=exc.param, code=exc.code)
+        if refusal := self.create_fault(fields["prompt"], rec):
+            return refusal
         video = self._video(remixed_from=None, **fields)
+        image = "input_reference" in rec.files or "input_reference" in (rec.json or {})
+        self.new_job(fields["prompt"], seconds=int(fields["seconds"]), size=fields["size"], job_id=video["id"],
+                     image=image)
         rec.status = 200
         return self._ok(video, poll_hint=True)
 
@@ -407,6 +418,17 @@ class FakeVideosAPI:
         if video["status"] in ("completed", "failed"):
             return video
         fate = self._fate.get(vid, {})
+        job = self.jobs.get(vid)
+        if job is not None:  # prompt keywords (vidgate.fakekit)
+            job.polls += 1
+            if job.take("unknown-status"):
+                job.unknown_polls += 1
+                return {**video, "status": self.word("unknown")}
+            if job.held:
+                video["status"] = "in_progress"
+                return video
+            if job.take("fail"):
+                fate["fail"] = {"code": "video_generation_failed", "message": "Video generation failed."}
         self._polls[vid] += 1
         n = self._polls[vid]
         if fate.get("unknown") and n <= fate.get("unknown_polls", 0):
@@ -446,6 +468,8 @@ class FakeVideosAPI:
         if video is None:
             rec.status = 404
             return self._missing(request.path_params["video_id"])
+        if refusal := await self.poll_fault(self.jobs.get(video["id"]), rec):
+            return refusal
         rec.status = 200
         return self._ok(self._advance(video), poll_hint=True)
 

@@ -23,6 +23,7 @@ from vidgate import (
     VideoRequest,
 )
 from vidgate.errors import TaskFailed, VendorRejected, VendorUnavailable
+from vidgate.vendorhttp import transport_errors
 
 from . import client, mapping
 
@@ -171,7 +172,7 @@ class Sora(VendorPlugin):
     async def _thumbnail(self, url: str, headers: dict[str, str], ctx: CallContext) -> MediaSource | None:
         # Not ctx.download: it cannot tell a 400 ("no such variant" on some upstreams) from
         # a 5xx, and a thumbnail is small enough to read whole.
-        try:
+        with transport_errors("thumbnail download", "failed"):
             async with ctx.http.get(url, headers=headers, timeout=ctx.timeout) as resp:
                 if resp.status in (400, 404, 410):
                     return None
@@ -179,8 +180,6 @@ class Sora(VendorPlugin):
                     raise VendorUnavailable(f"thumbnail download answered HTTP {resp.status}")
                 data = await client.read_capped(resp, MAX_THUMBNAIL_BYTES + 1)
                 content_type = resp.headers.get("Content-Type", "image/webp").split(";")[0].strip() or "image/webp"
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise VendorUnavailable(f"thumbnail download failed: {type(exc).__name__}") from None
         if not data or len(data) > MAX_THUMBNAIL_BYTES or not content_type.startswith("image/"):
             return None
         return MediaSource.from_bytes(data, content_type)

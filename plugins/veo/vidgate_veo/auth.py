@@ -16,13 +16,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import attrs
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from vidgate import CallContext
 from vidgate.errors import ChannelUnusable, VendorUnavailable
+from vidgate.vendorhttp import transport_errors
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -110,14 +110,12 @@ async def _mint(account: ServiceAccount, ctx: CallContext) -> tuple[str, float]:
     # RSA signing takes a millisecond or two; keep it off the event loop anyway.
     assertion = await asyncio.to_thread(make_assertion, account)
     started = time.time()
-    try:
+    with transport_errors("token endpoint", "unreachable"):
         async with ctx.http.post(
             account.token_uri, data={"grant_type": GRANT_TYPE, "assertion": assertion}, timeout=ctx.timeout
         ) as resp:
             text = await resp.text()
             status = resp.status
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        raise VendorUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
     if status >= 500 or status in (408, 429):
         raise VendorUnavailable(f"token endpoint answered HTTP {status}", vendor_code=status)
     try:

@@ -20,7 +20,6 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import attrs
 
 from vidgate import CallContext, Channel
@@ -32,6 +31,8 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+
+from vidgate.vendorhttp import retry_after, transport_errors
 
 from .auth import ServiceAccount, access_token, forget_token
 
@@ -114,12 +115,8 @@ def _error_parts(body: Any) -> tuple[str, str, list[Any]]:
 
 
 def _retry_after(headers: Any, details: list[Any]) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if value:
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if (seconds := retry_after(headers)) is not None:
+        return seconds
     for d in details:  # google.rpc.RetryInfo {"retryDelay": "30s"}
         if isinstance(d, dict) and str(d.get("@type", "")).endswith("RetryInfo"):
             m = re.match(r"^\s*([\d.]+)s\s*$", str(d.get("retryDelay", "")))
@@ -141,7 +138,11 @@ def classify(status: int, body: Any, headers: Any, *, creating: bool) -> VendorE
     if status == 429:
         return VendorRateLimited(f"Google rate limit: {text}", vendor_code=code, retry_after=_retry_after(headers, details))
     if status == 408 or status >= 500:
-        return VendorUnavailable(f"Google answered HTTP {status}: {text}", vendor_code=code)
+        # Google's own error answer means no operation was started, unless a proxy lost
+        # its answer (502/504).
+        return VendorUnavailable(
+            f"Google answered HTTP {status}: {text}", vendor_code=code, maybe_received=status in (502, 504)
+        )
     if creating:
         # 400 INVALID_ARGUMENT, 404 NOT_FOUND (unknown model), 409, ...: the request is wrong.
         return VendorRejected(f"Veo rejected the request: {text}", vendor_code=code, param=_param_hint(text))
@@ -174,12 +175,10 @@ class VeoClient:
 
     async def _call(self, method: str, url: str, body: Any | None, *, creating: bool) -> dict[str, Any]:
         headers = await self._headers()
-        try:
+        with transport_errors("Google", "unreachable"):
             async with self.ctx.http.request(method, url, json=body, headers=headers, timeout=self.ctx.timeout) as resp:
                 raw = await resp.read()
                 status, resp_headers = resp.status, resp.headers
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise VendorUnavailable(f"Google unreachable: {type(exc).__name__}") from None
         try:
             data = await asyncio.to_thread(json.loads, raw) if len(raw) > _BIG_BODY else json.loads(raw)
         except ValueError:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
@@ -46,7 +45,6 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -56,8 +54,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from vidgate.fakekit import FakeVendor
 from vidgate.testing import tiny_mp4
 
 from .models import FAMILIES
@@ -126,6 +125,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any  # decoded JSON, a form dict, or None
+    status: int | None = None  # the HTTP status answered
 
     @property
     def json(self) -> Any:
@@ -143,15 +143,19 @@ class Operation:
     file_id: str = ""
 
 
-class FakeVeo:
-    """State and switches of the fake; :attr:`app` is the Starlette app to serve."""
+class FakeVeo(FakeVendor):
+    """State and switches of the fake; :attr:`app` is the Starlette app to serve.
+
+    A :class:`vidgate.fakekit.FakeVendor`: prompt keywords inject faults on the Gemini surface.
+    """
+
+    vendor = "Google"
 
     def __init__(self, *, api_key: str = "test-key", polls_to_finish: int = 2, video: bytes | None = None) -> None:
         self.api_key = api_key
-        self.polls_to_finish = polls_to_finish
         self.video = video if video is not None else sample_video()
-        self.url = ""
-        self.requests: list[Recorded] = []
+        super().__init__(secret=api_key, polls_to_finish=polls_to_finish, result_bytes=self.video)
+        self.requests: list[Recorded] = []  # type: ignore[assignment]
         self.operations: dict[str, Operation] = {}
         self.files: dict[str, bytes] = {}
         # switches
@@ -168,18 +172,19 @@ class FakeVeo:
         self.accounts: dict[str, rsa.RSAPublicKey] = {}
         self.tokens: dict[str, float] = {}
         self._sign_key = secrets.token_bytes(16)
-        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "DELETE"])])
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/{path:path}", self._handle, methods=["GET", "POST", "DELETE"])]
+
+    def error(self, kind: str, message: str, status: int) -> Response:
+        """Base-class faults in Google's error envelope."""
+        if kind == "rate_limit":
+            return google_error(429, "RESOURCE_EXHAUSTED", message,
+                                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0s"}])
+        gstatus = {"server": "INTERNAL", "auth": "PERMISSION_DENIED"}.get(kind, "INVALID_ARGUMENT")
+        return google_error(status, gstatus, message)
 
     # -- set-up helpers ------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def serve(self) -> AsyncIterator[FakeVeo]:
-        """Serve on 127.0.0.1 (sets :attr:`url`) for the duration of the block."""
-        from vidgate.testing import serve_app
-
-        async with serve_app(self.app) as served:
-            self.url = served.url
-            yield self
 
     def service_account(self, project_id: str = "fake-project", name: str = "vidgate-test") -> dict[str, Any]:
         """A new test service account whose ``token_uri`` is this fake (serve it first)."""
@@ -210,9 +215,14 @@ class FakeVeo:
                 body = json.loads(raw)
             except ValueError:
                 body = raw
-        self.requests.append(
-            Recorded(request.method, path, dict(request.query_params), {k.lower(): v for k, v in request.headers.items()}, body)
-        )
+        rec = Recorded(request.method, path, dict(request.query_params),
+                       {k.lower(): v for k, v in request.headers.items()}, body)
+        self.requests.append(rec)
+        resp = await self._route(request, path, body)
+        rec.status = resp.status_code
+        return resp
+
+    async def _route(self, request: Request, path: str, body: Any) -> Response:
         if path == "/token" and request.method == "POST":
             return self._token(body)
         if m := re.fullmatch(r"/_storage/([a-z0-9]+)", path):
@@ -224,6 +234,8 @@ class FakeVeo:
         if m := re.fullmatch(r"/(v1beta|v1)/models/([^/:]+):predictLongRunning", path):
             return self._gemini(request, body, create=m[2])
         if m := re.fullmatch(r"/(v1beta|v1)/(models/[^/:]+/operations/[a-z0-9]+)", path):
+            if refusal := await self.poll_fault(self.jobs.get(m[2])):
+                return refusal
             return self._gemini(request, body, operation=m[2])
         return google_error(404, "NOT_FOUND", f"The requested URL {path} was not found on this server.")
 
@@ -270,7 +282,12 @@ class FakeVeo:
                 return google_error(405, "METHOD_NOT_ALLOWED", "Use POST")
             if err := self._validate(body, create, "gemini"):
                 return err
+            instance, params = body["instances"][0], body.get("parameters") or {}
+            if refusal := self.create_fault(instance.get("prompt")):
+                return refusal
             name = f"models/{create}/operations/{_rand_id()}"
+            self.new_job(instance.get("prompt"), seconds=int(params.get("durationSeconds", 8)), job_id=name,
+                         image=instance.get("image"))
             self.operations[name] = Operation(name, "gemini", create, self.outcome, "inline" if self.gemini_inline else "uri")
             return JSONResponse({"name": name})
         assert operation is not None
@@ -446,6 +463,14 @@ class FakeVeo:
 
     def _advance(self, op: Operation) -> dict[str, Any]:
         op.polls += 1
+        job = self.jobs.get(op.name)
+        if job is not None:  # prompt keywords (vidgate.fakekit)
+            job.polls += 1
+            if job.held:
+                op.polls -= 1
+                return {"name": op.name, "metadata": {}}
+            if job.take("fail"):
+                op.outcome = "error"
         if op.polls < self.polls_to_finish:
             return {"name": op.name, "metadata": {}}  # done absent, as Google answers at first
         out: dict[str, Any] = {"name": op.name, "done": True}
