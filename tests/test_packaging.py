@@ -31,6 +31,9 @@ def test_install_and_uninstall_a_plugin_into_a_core_only_environment(tmp_path):
 
     run("-m", "pip", "install", "-q", str(ROOT) + "[testing]")
     assert listed() == {}  # only the core: no vendor plugin at all
+    # A non-editable install ships the web console's static files (package data).
+    shipped = run("-c", "import vidgate.api.console as c; print(' '.join(sorted(c._ASSETS)))", cwd=tmp_path).split()
+    assert {"index.html", "operator.html", "app.js", "api.js", "operator.js", "console.css"} <= set(shipped)
 
     run("-m", "pip", "install", "-q", str(ROOT / "plugins" / "kling"))
     kling = listed()["kling"]

@@ -317,14 +317,18 @@ async def _tokens(args: argparse.Namespace) -> int:
             except DuplicateTokenName:
                 print(f"error: a token named {args.name!r} already exists; choose another --name", file=sys.stderr)
                 return 1
-            print(f"created token {token.id} ({token.name}, group {token.group}); the key is shown only now:")
+            if args.operator:
+                await store.set_token_operator(token.id, True)
+            kind = ", operator" if args.operator else ""
+            print(f"created token {token.id} ({token.name}, group {token.group}{kind}); the key is shown only now:")
             print(key)
         elif args.tokens_command == "list":
             for t in await store.list_tokens():
                 quota = "unlimited" if t.quota is None else f"{from_micro(t.quota):.4f}"
                 state = "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < time.time() else "active")
                 print(f"{t.id}  {t.name:<16} group={t.group:<10} used={from_micro(t.used):.4f} quota={quota}"
-                      f"  models={','.join(t.models) if t.models else '*'}  {t.key_hint}  {state}")
+                      f"  models={','.join(t.models) if t.models else '*'}  {t.key_hint}  {state}"
+                      f"{'  operator' if t.operator else ''}")
         elif args.tokens_command in ("set-webhook", "webhook-secret"):
             token = await store.token(args.token)
             if token is None:
@@ -527,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quota", type=float, help="balance in price units (default: unlimited)")
     c.add_argument("--models", help="comma-separated models this token may use (default: all of its group)")
     c.add_argument("--expires-in-days", type=float)
+    c.add_argument("--operator", action="store_true",
+                   help="the token may also read the operator console (/console/operator): every channel, task and token")
     with_config(tsub.add_parser("list", help="list tokens"))
     r = with_config(tsub.add_parser("revoke", help="revoke a token at once"))
     r.add_argument("token", help="token id or name")

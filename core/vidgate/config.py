@@ -21,6 +21,7 @@ from cattrs.gen import make_dict_structure_fn
 from .errors import ConfigError
 
 DEFAULT_DATA_DIR = "./vidgate-data"
+MIN_OPERATOR_KEY_LENGTH = 24
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -53,6 +54,9 @@ class ServerConfig:
     # the task this often in case another replica changed it (this process wakes at once).
     events_keepalive_seconds: float = 15.0
     events_poll_seconds: float = 2.0
+    # Keys that open the read-only operator console and API (GET /console/operator,
+    # GET /v1/operator/overview); use ${ENV} references, never literal keys in a shared file.
+    operator_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
 
 
 @attrs.frozen
@@ -337,6 +341,10 @@ def _check_consistency(config: Config) -> None:
                 "keep_alive_timeout_seconds", "limit_concurrency", "backlog", "max_header_bytes"):
         if getattr(server, key) <= 0:
             raise ConfigError(f"{src}: server.{key}: must be positive")
+    for i, key in enumerate(server.operator_keys):
+        # A short operator key could be guessed; the gateway's own keys have 256 bits.
+        if len(key.strip()) < MIN_OPERATOR_KEY_LENGTH:
+            raise ConfigError(f"{src}: server.operator_keys[{i}]: must be at least {MIN_OPERATOR_KEY_LENGTH} characters")
     net = config.network
     _check_networks(net.allow_image_networks, f"{src}: network.allow_image_networks")
     _check_networks(net.allow_result_networks, f"{src}: network.allow_result_networks")

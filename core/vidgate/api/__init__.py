@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import APIError
 from ..gateway import Gateway
-from . import generations, metrics, misc, openapi, videos
+from . import console, generations, metrics, misc, openapi, videos
 from .errors import api_error, client_disconnected, http_error, unexpected_error
 from .middleware import RequestContext
 
@@ -42,7 +42,8 @@ def create_app(gateway: Gateway, *, run_worker: bool = True, close_gateway: bool
                 await gateway.close()
 
     app = Starlette(
-        routes=[*generations.routes, *videos.routes, *misc.routes, *metrics.routes, *openapi.routes],
+        routes=[*generations.routes, *videos.routes, *misc.routes, *metrics.routes, *openapi.routes,
+                *console.routes],
         middleware=[Middleware(RequestContext)],
         exception_handlers={APIError: api_error, HTTPException: http_error, ClientDisconnect: client_disconnected,
                             Exception: unexpected_error},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..vendor import DERIVE_OPERATIONS, Model
 from ..worker import poll_now
 from .common import gateway, read_body, token
 
@@ -20,8 +23,36 @@ async def models(request: Request) -> Response:
     for name in gw.models_for(caller):
         vendors = gw.plugins.models.get(name, {})
         owner = next(iter(vendors), "vidgate")
-        data.append({"id": name, "object": "model", "created": 0, "owned_by": owner})
+        served = [m for ch in gw.dispatcher.serving(name, caller.group) if (m := gw.plugins.model(name, ch.vendor))]
+        data.append({"id": name, "object": "model", "created": 0, "owned_by": owner, **model_facts(served)})
     return JSONResponse({"object": "list", "data": data})
+
+
+# What GET /v1/models says a model can do: its kinds of input, and the derived tasks
+# (vidgate.DERIVE_OPERATIONS) it can make from an earlier task.
+CAPABILITIES = ("text_to_video", "image_to_video", *DERIVE_OPERATIONS)
+
+
+def _capable(model: Model, capability: str) -> bool:
+    return model.can(capability) if capability in DERIVE_OPERATIONS else bool(getattr(model, capability))
+
+
+def model_facts(models: list[Model]) -> dict[str, Any]:
+    """What a client may ask of a model, from the Model of every vendor serving it to this
+    caller: a capability is true when at least one of them has it (dispatch picks that
+    vendor's channel), and ``seconds`` lists the durations they all accept (empty: any)."""
+    caps = {cap: any(_capable(m, cap) for m in models) for cap in CAPABILITIES}
+    seconds: set[int] | None = None
+    for m in models:
+        if m.seconds:
+            seconds = set(m.seconds) if seconds is None else seconds & set(m.seconds)
+    defaults = [m.default_seconds for m in models if m.default_seconds is not None]
+    return {
+        "capabilities": caps,
+        "seconds": sorted(seconds or ()),
+        "default_seconds": defaults[0] if defaults else None,
+        "description": next((m.description for m in models if m.description), ""),
+    }
 
 
 async def healthz(request: Request) -> Response:

@@ -276,6 +276,14 @@ SCHEMAS: dict[str, Any] = {
             "object": {"const": "model"},
             "created": {"type": "integer"},
             "owned_by": {"type": "string", "description": "The vendor serving the model."},
+            "capabilities": {
+                "type": "object",
+                "description": "What the model can do for this key (true when a vendor serving it can).",
+                "properties": {k: {"type": "boolean"} for k in ("text_to_video", "image_to_video", "remix", "extend", "edit")},
+            },
+            "seconds": {"type": "array", "items": {"type": "integer"}, "description": "Accepted durations; empty means any."},
+            "default_seconds": {"type": ["integer", "null"]},
+            "description": {"type": "string"},
         },
     },
     "ModelList": {
@@ -728,6 +736,51 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/v1/operator/overview": {
+        "get": {
+            "operationId": "operatorOverview",
+            "tags": ["operator"],
+            "summary": "Channels, tasks by status, recent failures and usage (operator keys only; read-only).",
+            "responses": {
+                "200": {"description": "The overview (see docs/api.md).", "headers": {"x-request-id": _REQUEST_ID},
+                        "content": {JSON: {"schema": {"type": "object", "required": [
+                            "object", "channels", "tasks_by_status", "recent_failures", "usage"]}}}},
+                "403": {"description": "The key is not an operator key.", "content": {JSON: {"schema": ref("Error")}}},
+                **errors(),
+            },
+        }
+    },
+    **{
+        path: {
+            "get": {
+                "operationId": operation,
+                "tags": ["console"],
+                "summary": summary,
+                "security": [],
+                "responses": {"200": {"description": "The page (static; it signs in with a key itself).",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+            }
+        }
+        for path, operation, summary in (
+            ("/console", "console", "The web console (docs/console.md)."),
+            ("/console/operator", "operatorConsole", "The operator console (read-only)."),
+        )
+    },
+    "/console/static/{name}": {
+        "get": {
+            "operationId": "consoleAsset",
+            "tags": ["console"],
+            "summary": "A script or stylesheet of the console.",
+            "security": [],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The file.", "content": {
+                    "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+                    "text/html": {"schema": {"type": "string"}}}},
+                "404": {"description": "No such file.", "content": {JSON: {"schema": ref("Error")}}},
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "operationId": "openapi",
@@ -755,6 +808,8 @@ _DOCUMENT: dict[str, Any] = {
         {"name": "unified", "description": "vidgate's own endpoints."},
         {"name": "openai", "description": "OpenAI Videos API compatible."},
         {"name": "misc"},
+        {"name": "operator", "description": "Read-only views for operator keys."},
+        {"name": "console", "description": "The web console's static pages (docs/console.md)."},
     ],
     "security": [{"bearer": []}],
     "paths": PATHS,

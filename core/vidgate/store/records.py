@@ -30,6 +30,8 @@ class TokenRecord:
     # first; each ``{"secret", "expires_at"}``, an old one still signing during a rotation).
     webhook_url: str | None = None
     webhook_secrets: list[dict[str, Any]] | None = attrs.field(default=None, repr=False)
+    # May read the operator console and API (every channel, task and token).
+    operator: bool = False
 
     @property
     def remaining(self) -> int | None:

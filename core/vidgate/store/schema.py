@@ -153,4 +153,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks ADD COLUMN derived_from TEXT",
         "ALTER TABLE tasks ADD COLUMN operation TEXT",
     ],
+    # Operator tokens (`vidgate tokens create --operator`) may read the operator console.
+    [
+        "ALTER TABLE tokens ADD COLUMN operator BOOLEAN NOT NULL DEFAULT FALSE",
+    ],
 ]

@@ -96,6 +96,7 @@ def _token_from_row(row: dict[str, Any]) -> TokenRecord:
         created_at=row["created_at"],
         webhook_url=row.get("webhook_url"),
         webhook_secrets=json.loads(row["webhook_secrets"]) if row.get("webhook_secrets") else None,
+        operator=bool(row.get("operator")),
     )
 
 
@@ -225,6 +226,11 @@ class Store:
         n = await self.db.execute(
             "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", time.time(), token_id
         )
+        return n > 0
+
+    async def set_token_operator(self, token_id: str, operator: bool) -> bool:
+        """Let a token read the operator console and API (or stop it)."""
+        n = await self.db.execute("UPDATE tokens SET operator = ? WHERE id = ?", operator, token_id)
         return n > 0
 
     async def set_quota(self, token_id: str, quota: int | None) -> bool:
