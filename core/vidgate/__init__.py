@@ -17,8 +17,9 @@ from .errors import (
     request_maybe_received,
 )
 from .markers import hookimpl, hookspec
-from .request import Image, Size, VideoRequest
+from .request import Image, Reference, Size, VideoRequest, image_dimensions
 from .vendor import (
+    CallbackResult,
     CallContext,
     CancelOutcome,
     CancelResult,
@@ -31,11 +32,13 @@ from .vendor import (
     Vendor,
     VendorJob,
     VendorPlugin,
+    verify_standard_webhook,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CallbackResult",
     "CallContext",
     "CancelOutcome",
     "CancelResult",
@@ -47,6 +50,7 @@ __all__ = [
     "ModelRetired",
     "PollResult",
     "Problem",
+    "Reference",
     "RequestInvalid",
     "Size",
     "Submission",
@@ -63,5 +67,7 @@ __all__ = [
     "VideoRequest",
     "hookimpl",
     "hookspec",
+    "image_dimensions",
     "request_maybe_received",
+    "verify_standard_webhook",
 ]
