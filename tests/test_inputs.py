@@ -18,11 +18,12 @@ from vidgate.request import Reference, parse_request
 from vidgate.testing import run_gateway, tiny_png
 
 
-def _encoded(codec_name: str, pix_fmt: str, width: int, height: int) -> bytes:
+def _encoded(codec_name: str, pix_fmt: str, width: int, height: int, noise: bool = False) -> bytes:
     codec = av.CodecContext.create(codec_name, "w")
     codec.width, codec.height, codec.pix_fmt = width, height, pix_fmt
     codec.time_base = fractions.Fraction(1, 25)
-    frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), dtype=np.uint8), format="rgb24").reformat(format=pix_fmt)
+    pixels = np.random.default_rng(7).integers(0, 256, (height, width, 3), dtype=np.uint8) if noise else np.zeros((height, width, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format=pix_fmt)
     return b"".join(bytes(p) for p in codec.encode(frame) + codec.encode(None))
 
 
@@ -166,7 +167,7 @@ def _blob_sizes(gw, task_id: str):
 
 
 async def test_an_inline_image_is_stored_once_and_reaches_submit(tmp_path):
-    png = tiny_png(400, 400)
+    png = _encoded("png", "rgb24", 400, 400, noise=True)  # ~480 KB: incompressible
     plugin = Capable()
     async with run_gateway(_config(), tmp_path, extra_plugins={"capable": plugin}) as gw:
         key = await gw.token()
