@@ -179,28 +179,3 @@ async def test_an_inline_image_is_stored_once_and_reaches_submit(tmp_path):
     assert plugin.requests[-1].images[0].data == png
     assert base64.b64encode(png).decode()[:200] not in job
     assert request_bytes > len(png) > 20 * job_bytes
-
-
-async def test_a_job_interrupted_mid_submit_reads_its_images_after_a_restart(tmp_path):
-    """The gateway dies while the vendor call is in flight: the next process recovers the
-    task from the store alone, and the resubmit still gets the image from the request."""
-    import asyncio
-
-    png = tiny_png(300, 200)
-    first = Capable()
-    first.submit_gate = asyncio.Event()  # never opened: the process "dies" mid-submit
-    config = {**_config(), "worker": {"lease_seconds": 1.0}}
-    async with run_gateway(config, tmp_path, extra_plugins={"capable": first}, run_worker=False) as gw:
-        key = await gw.token()
-        body = {"model": "cap-i2v-only", "prompt": "x", "image": base64.b64encode(png).decode()}
-        post = asyncio.ensure_future(gw.post("/v1/videos", key, json=body))
-        await asyncio.wait_for(first.submit_entered.wait(), 10)
-        [row] = await gw.gateway.store.db.fetchall("SELECT id FROM tasks")
-        post.cancel()
-    second = Capable()
-    async with run_gateway(config, tmp_path, extra_plugins={"capable": second}) as gw:
-        task = await gw.wait(row["id"], key, timeout=30)
-    assert task["status"] == "completed"
-    [request] = second.requests
-    assert request is not None and request.images[0].data == png
-    assert (request.images[0].width, request.images[0].height, request.images[0].param) == (300, 200, "image")
