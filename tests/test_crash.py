@@ -112,3 +112,41 @@ async def test_kill_9_at_each_point(tmp_path, failpoint):
         assert (await store.token("client")).used == to_micro(1.0)
     finally:
         await store.close()
+
+
+async def test_an_image_task_killed_before_the_vendor_call_resubmits_its_image(tmp_path):
+    """The job holds only an index into the stored request's images: after kill -9 the
+    next process re-reads the request, and Kling still gets the image (stored once)."""
+    import base64
+
+    from vidgate.testing import tiny_png
+
+    png = base64.b64encode(tiny_png(400, 400)).decode()
+    fake = FakeKling(polls_to_finish=1, send_callbacks=False)
+    async with serve_app(fake.app) as served:
+        fake.base_url = served.url
+        config = write_config(tmp_path, served.url)
+        key = create_token(config, quota=10)
+        gateway = GatewayProcess(tmp_path, config)
+        await asyncio.to_thread(gateway.start, VIDGATE_FAILPOINTS="submit.before_vendor")
+        try:
+            async with aiohttp.ClientSession() as http:
+                headers = {"Authorization": f"Bearer {key}"}
+                with pytest.raises((aiohttp.ClientError, asyncio.TimeoutError)):
+                    async with http.post(gateway.url + "/v1/videos", headers=headers,
+                                         json={**BODY, "image": png}) as r:
+                        await r.read()
+                assert await asyncio.to_thread(gateway.wait_dead) != 0
+                await asyncio.to_thread(gateway.start)  # the worker recovers the stored task
+                store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
+                try:
+                    [row] = await store.db.fetchall("SELECT task_id, job FROM task_blobs")
+                finally:
+                    await store.close()
+                assert png[:100] not in row["job"]  # the bytes live in the request only
+                done = await wait_terminal(http, gateway.url, key, row["task_id"])
+                assert done["status"] == "completed", done
+        finally:
+            await asyncio.to_thread(gateway.stop)
+    [create] = fake.creates()
+    assert create.json["image"] == png

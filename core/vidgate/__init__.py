@@ -17,10 +17,11 @@ from .errors import (
     request_maybe_received,
 )
 from .markers import hookimpl, hookspec
-from .request import Image, Size, VideoRequest
+from .request import Image, Reference, Size, VideoRequest, image_dimensions
 from .vendor import (
     ARTIFACTS,
     DERIVE_OPERATIONS,
+    CallbackResult,
     CallContext,
     CancelOutcome,
     CancelResult,
@@ -34,6 +35,7 @@ from .vendor import (
     Vendor,
     VendorJob,
     VendorPlugin,
+    verify_standard_webhook,
 )
 
 __version__ = "0.1.0"
@@ -41,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ARTIFACTS",
     "DERIVE_OPERATIONS",
+    "CallbackResult",
     "CallContext",
     "CancelOutcome",
     "CancelResult",
@@ -52,6 +55,7 @@ __all__ = [
     "ModelRetired",
     "PollResult",
     "Problem",
+    "Reference",
     "RequestInvalid",
     "Size",
     "SourceTask",
@@ -69,5 +73,7 @@ __all__ = [
     "VideoRequest",
     "hookimpl",
     "hookspec",
+    "image_dimensions",
     "request_maybe_received",
+    "verify_standard_webhook",
 ]

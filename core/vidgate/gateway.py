@@ -37,6 +37,7 @@ from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
     APIError,
+    Problem,
     ChannelUnusable,
     ModelRetired,
     RequestInvalid,
@@ -85,6 +86,29 @@ def _submit_outcome(error: VendorError) -> str:
 def new_task_id() -> str:
     # 192 bits of randomness: unguessable, so ids leak nothing about other tasks.
     return "video_" + secrets.token_hex(24)
+
+
+def capability_problems(request: VideoRequest, model: Model) -> list[Problem]:
+    """What ``request`` asks of ``model`` beyond what the model declares it can do."""
+    problems: list[Problem] = []
+    if model.seconds and request.seconds is not None and request.seconds not in model.seconds:
+        choices = sorted(model.seconds)
+        shown = ", ".join(map(str, choices))
+        problems.append(Problem("seconds", f"{model.name} makes videos of {shown} seconds, not {request.seconds}"))
+    if model.sizes and request.size is not None:
+        allowed = {Size.parse(s) for s in model.sizes} - {None}
+        if request.size not in allowed:
+            problems.append(Problem("size", f"{model.name} makes the sizes {', '.join(model.sizes)}, not {request.size.text}"))
+    if request.images and not model.image_to_video:
+        problems.append(Problem(request.images[0].param, f"{model.name} cannot start from an image"))
+    if not request.images and not model.text_to_video:
+        problems.append(Problem(
+            "image", f"{model.name} only makes videos from an image; send image", "missing_required_parameter"
+        ))
+    for ref in request.references:
+        if not (model.reference_videos if ref.kind == "video" else model.reference_audio):
+            problems.append(Problem(ref.param, f"{model.name} does not take {ref.kind} references"))
+    return problems
 
 
 def request_fingerprint(body: Any) -> str:
@@ -278,7 +302,7 @@ class Gateway:
 
     # -- context for vendor calls --------------------------------------------------------
 
-    def context(self, task_id: str, channel: Channel) -> CallContext:
+    def context(self, task_id: str, channel: Channel, request: VideoRequest | None = None) -> CallContext:
         vendor = self.plugins.vendors[channel.vendor]
         workdir = self.workdir / vendor.name
         callback_url = None
@@ -296,6 +320,7 @@ class Gateway:
             timeout=self.http.timeout,
             callback_url=callback_url,
             state=self.channel_state.setdefault(channel.name, {}),
+            request=request,
             fetch_image=self.http.fetch_image,
             download=functools.partial(self.http.download, allowed_networks=self.result_networks.get(channel.name)),
         )
@@ -340,6 +365,10 @@ class Gateway:
     def _plan(self, request: VideoRequest, channel: Channel) -> tuple[Model, VendorJob]:
         model = self.plugins.model(request.model, channel.vendor)
         assert model is not None
+        # What the model declares is the core's to enforce, before any plugin code runs.
+        problems = capability_problems(request, model)
+        if problems:
+            raise RequestInvalid(problems)
         problems = self.plugins.validate(channel.vendor, request, model, channel)
         if problems:
             raise RequestInvalid(problems)
@@ -533,7 +562,7 @@ class Gateway:
                 )
                 maybe_received = False
                 try:
-                    submission = await self._submit_with_retries(task, channel, job, remix_source)
+                    submission = await self._submit_with_retries(task, channel, job, remix_source, request)
                 except Exception as exc:
                     # What each error means at submit is the phase table's (vidgate.outcomes).
                     crashed = not isinstance(exc, VendorError) and outcomes.classify(exc) is None
@@ -565,7 +594,7 @@ class Gateway:
                 if maybe_received:
                     # The vendor may have created the task: look for it by our id before
                     # sending the task anywhere else, or it would run (and bill) twice.
-                    found = await self._lookup_after_unclear_submit(task, channel, job)
+                    found = await self._lookup_after_unclear_submit(task, channel, job, request)
                     if found is None:
                         continue  # the vendor says it has no such task
                     if found is UNKNOWN:
@@ -618,10 +647,12 @@ class Gateway:
         await self._abandon(task, "no_channel", error, last_error.message if last_error else "no channel is available")
         raise error
 
-    async def _lookup_after_unclear_submit(self, task: TaskRecord, channel: Channel, job: VendorJob) -> Any:
+    async def _lookup_after_unclear_submit(
+        self, task: TaskRecord, channel: Channel, job: VendorJob, request: VideoRequest | None = None
+    ) -> Any:
         """The vendor's task for ``task`` (a Submission), None when the vendor says it has
         none, or :data:`UNKNOWN` when it cannot be asked (no ``recover``, or it failed)."""
-        ctx = self.context(task.id, channel)
+        ctx = self.context(task.id, channel, request)
         try:
             found = await self.plugins.recover(channel.vendor, job, ctx)
         except Exception as exc:  # the lookup is best effort; the submit already failed
@@ -637,9 +668,10 @@ class Gateway:
         return found
 
     async def _submit_with_retries(
-        self, task: TaskRecord, channel: Channel, job: VendorJob, remix_source: TaskRecord | None
+        self, task: TaskRecord, channel: Channel, job: VendorJob, remix_source: TaskRecord | None,
+        request: VideoRequest | None = None,
     ) -> Any:
-        ctx = self.context(task.id, channel)
+        ctx = self.context(task.id, channel, request)
         retries = self.config.network.submit_retries
         for attempt in range(retries + 1):
             await self.dispatcher.note_sent(channel)

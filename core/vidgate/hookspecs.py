@@ -36,7 +36,10 @@ from .markers import hookspec
 if TYPE_CHECKING:
     from .errors import Problem
     from .request import VideoRequest
-    from .vendor import CallContext, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask, Submission, Vendor, VendorJob
+    from .vendor import (
+        CallbackResult, CallContext, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask, Submission,
+        Vendor, VendorJob,
+    )
 
 
 @hookspec
@@ -226,11 +229,21 @@ def vidgate_cancel(vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awa
 
 
 @hookspec(firstresult=True)
-def vidgate_parse_callback(vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
-    """Read a vendor's status callback and return the vendor task id it concerns.
+def vidgate_parse_callback(
+    vendor: str, body: bytes, headers: Mapping[str, str], channel: Channel
+) -> CallbackResult | str | None:
+    """Read a vendor's status callback to ``channel`` (``POST /v1/callbacks/{channel}``).
 
-    Callbacks are unauthenticated hints: the gateway only polls that task at once; it
-    never takes a callback body as the result.
+    :return: the vendor task id it concerns (a ``str``), a
+        :class:`vidgate.CallbackResult`, or ``None`` when unparseable (answered 400).
+        ``CallbackResult.reply`` is the JSON object the vendor expects back with the 200
+        (e.g. an echoed ``challenge``); ``verified=False`` (a signature that does not
+        hold; check it with :func:`vidgate.verify_standard_webhook` and a secret from
+        ``channel.credentials``) makes the gateway ignore the callback and answer 401.
+
+    Callbacks are hints, signed or not: the gateway only polls that task at once; it
+    never takes a callback body as the result. An implementation may leave out
+    ``channel`` (pluggy passes only the arguments it names).
     """
 
 

@@ -27,8 +27,8 @@ from .outcomes import classify
 from .markers import PROJECT
 from .request import VideoRequest
 from .vendor import (
-    CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask, Submission, Vendor,
-    VendorJob,
+    CallbackResult, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask,
+    Submission, Vendor, VendorJob,
 )
 
 log = structlog.get_logger("vidgate.plugins")
@@ -314,8 +314,24 @@ class Plugins:
                 except Exception as exc:  # one plugin's failure must not stop the others
                     log.warning("plugin_shutdown_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def parse_callback(self, vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
-        return self.pm.hook.vidgate_parse_callback(vendor=vendor, body=body, headers=headers)
+    def parse_callback(self, channel: Channel, body: bytes, headers: Mapping[str, str]) -> CallbackResult | None:
+        """The plugin's reading of a callback to ``channel`` (a plain ``str`` answer becomes
+        a :class:`CallbackResult`); None when unparseable or of the wrong type."""
+        with scrubbing(channel_secrets(channel)):
+            answer = self.pm.hook.vidgate_parse_callback(
+                vendor=channel.vendor, body=body, headers=headers, channel=channel
+            )
+        if isinstance(answer, str):
+            return CallbackResult(vendor_task_id=answer) if answer else None
+        if not isinstance(answer, CallbackResult):
+            return None
+        if answer.vendor_task_id is not None and not (isinstance(answer.vendor_task_id, str) and answer.vendor_task_id):
+            return None
+        if answer.reply is not None and not isinstance(answer.reply, Mapping):
+            return None
+        if answer.vendor_task_id is None and answer.reply is None and answer.verified is not False:
+            return None
+        return answer
 
 
 def _secret_strings(value: Any) -> list[str]:

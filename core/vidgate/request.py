@@ -23,7 +23,9 @@ import base64
 import binascii
 import json
 import math
+import posixpath
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -65,6 +67,54 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a PNG, JPEG, GIF or WebP image from its header, or None
+    when the header does not say (truncated or unusual files)."""
+    try:
+        return _dimensions(data)
+    except (struct.error, IndexError):
+        return None
+
+
+def _dimensions(data: bytes) -> tuple[int, int] | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", data[16:24])
+        return int(w), int(h)
+    if data.startswith((b"GIF87a", b"GIF89a")) and len(data) >= 10:
+        w, h = struct.unpack("<HH", data[6:10])
+        return int(w), int(h)
+    if len(data) >= 30 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        chunk = data[12:16]
+        if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+            w, h = struct.unpack("<HH", data[26:30])
+            return int(w & 0x3FFF), int(h & 0x3FFF)
+        if chunk == b"VP8L" and data[20] == 0x2F:
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        return None
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte before a marker
+                i += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+            # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry the frame size.
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return int(w), int(h)
+            i += 2 + length
+    return None
+
+
 @attrs.frozen
 class Image:
     """One visual reference.
@@ -72,12 +122,25 @@ class Image:
     Exactly one of ``url`` (an http(s) URL the client gave) and ``data`` (the decoded
     bytes of a data URL, raw base64 or an upload) is set. ``mime_type`` is sniffed from
     the bytes, or taken from the upload or data URL when the bytes are not known.
+    ``width``/``height`` are read from the image header by the core (None for URLs,
+    which are not fetched at parse time, and for headers that do not say). ``param`` is
+    the client's field it came from (``image``, ``images[1]``, ``input_reference``):
+    name it in a :class:`~vidgate.errors.Problem` or ``VendorRejected`` about this image,
+    and pass it to ``ctx.fetch_image(url, param=image.param)``.
     """
 
     url: str | None = None
     data: bytes | None = attrs.field(default=None, repr=lambda d: f"<{len(d)} bytes>" if d else "None")
     mime_type: str | None = None
     filename: str | None = None
+    width: int | None = None
+    height: int | None = None
+    param: str = "image"
+
+    @property
+    def mime(self) -> str | None:
+        """Same as ``mime_type``."""
+        return self.mime_type
 
     def base64(self) -> str:
         """The bytes as plain base64 (no ``data:`` prefix). Only for inline images."""
@@ -87,6 +150,74 @@ class Image:
 
     def data_url(self) -> str:
         return f"data:{self.mime_type or 'application/octet-stream'};base64,{self.base64()}"
+
+
+#: File extensions (of a URL's path) that make an ``input_reference`` a video or audio reference.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi"})
+AUDIO_EXTENSIONS = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".oga", ".flac", ".opus"})
+#: Largest inline (data URL) video or audio reference; send bigger ones as URLs.
+MAX_REFERENCE_BYTES = MAX_IMAGE_BYTES
+
+
+@attrs.frozen
+class Reference:
+    """A video or audio "reference material" from ``input_reference``.
+
+    ``kind`` is ``"video"`` or ``"audio"``. As with :class:`Image`, exactly one of ``url``
+    and ``data`` (a decoded data URL) is set; ``param`` is the client's field
+    (``input_reference`` or ``input_reference[2]``). The core refuses references a
+    model does not declare (:attr:`vidgate.Model.reference_videos`,
+    :attr:`~vidgate.Model.reference_audio`) with a 400 naming ``param``, so a plugin sees
+    only kinds its model takes.
+    """
+
+    kind: str
+    url: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=lambda d: f"<{len(d)} bytes>" if d else "None")
+    mime_type: str | None = None
+    param: str = "input_reference"
+
+
+def reference_kind(value: str) -> str | None:
+    """``"video"``/``"audio"`` when an ``input_reference`` string is one (by the URL's
+    file extension or a data URL's declared type), else None (an image)."""
+    value = value.strip()
+    if m := _DATA_URL.match(value):
+        declared = (m[1] or "").lower()
+        return "video" if declared.startswith("video/") else "audio" if declared.startswith("audio/") else None
+    if value.lower().startswith(("http://", "https://")):
+        path = value.split("#", 1)[0].split("?", 1)[0]
+        ext = posixpath.splitext(path.rsplit("/", 1)[-1])[1].lower()
+        return "video" if ext in VIDEO_EXTENSIONS else "audio" if ext in AUDIO_EXTENSIONS else None
+    return None
+
+
+def parse_reference(value: str, kind: str, param: str, problems: list[Problem]) -> Reference | None:
+    """Parse a video or audio ``input_reference`` (see :func:`reference_kind`)."""
+    value = value.strip()
+    if value.lower().startswith(("http://", "https://")):
+        if len(value) > 4096:
+            problems.append(Problem(param, "URL is too long"))
+            return None
+        if _PROMPT_CONTROL.search(value) or "\t" in value or "\n" in value or "\r" in value:
+            problems.append(Problem(param, "URL contains control characters"))
+            return None
+        return Reference(kind=kind, url=value, param=param)
+    m = _DATA_URL.match(value)
+    assert m is not None
+    if not (m[2] or "").lower().endswith("base64"):
+        problems.append(Problem(param, "data URLs must be base64-encoded"))
+        return None
+    encoded = value[m.end():]
+    if len(encoded) > MAX_REFERENCE_BYTES * 4 // 3 + 8:
+        problems.append(Problem(param, f"inline {kind} is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MiB; send a URL", "too_large"))
+        return None
+    try:
+        data = base64.b64decode(encoded.replace("\n", "").replace("\r", ""), validate=True)
+    except (binascii.Error, ValueError):
+        problems.append(Problem(param, "is not valid base64"))
+        return None
+    return Reference(kind=kind, data=data, mime_type=m[1].lower(), param=param)
 
 
 @attrs.frozen
@@ -157,6 +288,8 @@ class VideoRequest:
     # Derived tasks (remix, extend, edit): the operation and the source's public id.
     operation: str | None = None
     derived_from: str | None = None
+    #: Video and audio reference materials from ``input_reference``, in order.
+    references: tuple[Reference, ...] = ()
 
     @property
     def image(self) -> Image | None:
@@ -238,7 +371,7 @@ def parse_image(value: Any, param: str, problems: list[Problem]) -> Image | None
         if _PROMPT_CONTROL.search(value) or "\t" in value or "\n" in value or "\r" in value:
             problems.append(Problem(param, "URL contains control characters"))
             return None
-        return Image(url=value)
+        return Image(url=value, param=param)
     declared = None
     if m := _DATA_URL.match(value):
         declared = m[1]
@@ -268,7 +401,11 @@ def image_from_bytes(
     if mime is None:
         problems.append(Problem(param, "does not decode as a PNG, JPEG, WebP or GIF image"))
         return None
-    return Image(data=data, mime_type=mime or declared_type, filename=filename)
+    dims = image_dimensions(data)
+    return Image(
+        data=data, mime_type=mime or declared_type, filename=filename, param=param,
+        width=dims[0] if dims else None, height=dims[1] if dims else None,
+    )
 
 
 def parse_request(
@@ -322,14 +459,22 @@ def parse_request(
             for i, item in enumerate(raw):
                 if (img := parse_image(item, f"images[{i}]", problems)) is not None:
                     images.append(img)
+    references: list[Reference] = []
     if (raw := body.get("input_reference")) is not None:
-        if (img := parse_image(raw, "input_reference", problems)) is not None:
-            images.append(img)
+        entries = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+        for i, item in entries:
+            param = "input_reference" if i is None else f"input_reference[{i}]"
+            kind = reference_kind(item) if isinstance(item, str) else None
+            if kind is not None:
+                if (ref := parse_reference(item, kind, param, problems)) is not None:
+                    references.append(ref)
+            elif (img := parse_image(item, param, problems)) is not None:
+                images.append(img)
     images.extend(uploads)
     if len(images) > MAX_IMAGES:
         problems.append(Problem("images", f"at most {MAX_IMAGES} visual references are accepted"))
 
-    if not prompt.strip() and not images:
+    if not prompt.strip() and not images and not references:
         problems.append(Problem("prompt", "is required when no image is given", "missing_required_parameter"))
 
     metadata = body.get("metadata")
@@ -350,5 +495,6 @@ def parse_request(
     if problems:
         raise RequestInvalid(problems)
     return VideoRequest(
-        model=model.strip(), prompt=prompt, seconds=seconds, size=size, images=tuple(images), metadata=dict(metadata)
+        model=model.strip(), prompt=prompt, seconds=seconds, size=size, images=tuple(images), metadata=dict(metadata),
+        references=tuple(references),
     )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -78,6 +79,12 @@ class Model:
     ``operations`` names the derived tasks (:data:`DERIVE_OPERATIONS`: ``remix``,
     ``extend``, ``edit``) the model can make from one of its finished videos;
     ``supports_remix=True`` is the older spelling of ``"remix" in operations``.
+    The core enforces what is declared here before the plugin's ``validate`` runs, with a
+    400 naming the field: ``seconds`` (``param`` ``seconds``), ``text_to_video`` = False
+    (a request without an image: ``image``), ``image_to_video`` = False (a request with
+    one: the image's ``param``), ``sizes`` (allowed ``size`` values, ``WxH`` or ``W:H``;
+    empty = any: ``size``), and ``reference_videos``/``reference_audio`` (video or audio
+    entries of ``input_reference``; False = refused naming the entry).
     """
 
     name: str
@@ -89,6 +96,9 @@ class Model:
     image_to_video: bool = True
     text_to_video: bool = True
     supports_remix: bool = False
+    sizes: tuple[str, ...] = ()
+    reference_videos: bool = False
+    reference_audio: bool = False
     operations: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
 
     def can(self, operation: str) -> bool:
@@ -333,6 +343,11 @@ class CallContext:
     * ``callback_url``: a gateway URL the vendor may POST status changes to, or None when
       the operator has not configured a public URL.
     * ``state``: a dict shared by all calls on this channel in this process (token caches).
+    * ``request``: in ``submit``, ``recover`` and ``remix``, the task's unified request
+      (re-read from the store after a restart), so a job can refer to its images by index
+      (``ctx.request.images[i]``) instead of carrying their bytes a second time; encode or
+      upload them here, off the event loop (``await asyncio.to_thread(image.base64)``).
+      None in other calls.
     """
 
     channel: Channel
@@ -343,6 +358,7 @@ class CallContext:
     timeout: aiohttp.ClientTimeout
     callback_url: str | None = None
     state: dict[str, Any] = attrs.field(factory=dict)
+    request: VideoRequest | None = None
     _fetch_image: Callable[..., Awaitable[tuple[bytes, str]]] | None = None
     _download: Callable[..., Awaitable[MediaSource]] | None = None
 
@@ -364,6 +380,41 @@ class CallContext:
         addresses and oversize results raise ``TaskFailed`` (``result_unavailable``)."""
         assert self._download is not None
         return await self._download(url, headers=headers)
+
+
+@attrs.frozen
+class CallbackResult:
+    """What ``parse_callback`` learned from a vendor callback (a plain ``str`` still means
+    ``CallbackResult(vendor_task_id=that)``).
+
+    * ``vendor_task_id``: the vendor task the callback is about (its task is polled at
+      once), or None (nothing to poll, e.g. a URL-verification challenge).
+    * ``reply``: the JSON object the vendor expects in the 200 answer (e.g. an echoed
+      ``{"challenge": ...}``); None answers ``{"ok": true}``.
+    * ``verified``: True when the plugin checked a signature and it holds; False when it
+      fails (the callback is ignored and answered 401, and no task is made due); None
+      when the vendor does not sign callbacks.
+    """
+
+    vendor_task_id: str | None = None
+    reply: dict[str, Any] | None = None
+    verified: bool | None = None
+
+
+def verify_standard_webhook(body: bytes, headers: Mapping[str, str], secret: str | None) -> bool:
+    """True when ``body`` carries a valid Standard Webhooks signature (``webhook-id``,
+    ``webhook-timestamp`` within five minutes, ``webhook-signature``) for ``secret``
+    (``whsec_...`` base64, e.g. a channel's ``credentials.webhook_secret``). Any failure,
+    including a missing or malformed secret, is False: never raises."""
+    if not secret:
+        return False
+    from standardwebhooks.webhooks import Webhook
+
+    try:
+        Webhook(secret).verify(body, {k.lower(): v for k, v in headers.items()})
+    except Exception:  # noqa: BLE001 - bad signature, stale timestamp, bad secret: all "not verified"
+        return False
+    return True
 
 
 class VendorPlugin:
@@ -469,8 +520,12 @@ class VendorPlugin:
         """
         raise NotImplementedError
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
-        """Return the vendor task id a vendor callback is about, or None if unparseable."""
+    def parse_callback(
+        self, body: bytes, headers: Mapping[str, str], channel: Channel
+    ) -> CallbackResult | str | None:
+        """Read a vendor callback to ``channel``: the vendor task id it is about, a
+        :class:`CallbackResult` (a reply the vendor expects, a signature check), or None
+        if unparseable. Overrides may leave out ``channel`` (the older signature)."""
         return None
 
     async def shutdown(self) -> None:
@@ -567,8 +622,14 @@ class VendorPlugin:
         return None
 
     @hookimpl
-    def vidgate_parse_callback(self, vendor: str, body: bytes, headers: Mapping[str, str]) -> str | None:
-        return self.parse_callback(body, headers) if self._mine(vendor) else None
+    def vidgate_parse_callback(
+        self, vendor: str, body: bytes, headers: Mapping[str, str], channel: Channel
+    ) -> CallbackResult | str | None:
+        if not self._mine(vendor):
+            return None
+        if "channel" in inspect.signature(self.parse_callback).parameters:
+            return self.parse_callback(body, headers, channel=channel)
+        return self.parse_callback(body, headers)  # type: ignore[call-arg]
 
     @hookimpl
     def vidgate_shutdown(self) -> Awaitable[None] | None:

@@ -37,7 +37,7 @@ from .media import temp_dir
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
 from .vendor import ARTIFACTS, PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
-from .wire import job_from_json
+from .wire import job_from_json, request_from_json
 
 log = structlog.get_logger("vidgate.worker")
 # How often expired media is looked for; cheap (an indexed query), so once a minute.
@@ -250,6 +250,9 @@ class Worker:
         stored = await self.gw.store.task_job(task.id)
         assert stored is not None
         job = job_from_json(stored)
+        # A job may refer to the request's images by index instead of holding them again.
+        if (request_json := await self.gw.store.task_request(task.id)):
+            ctx.request = await asyncio.to_thread(request_from_json, request_json)
         try:
             submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
             if submission is NotImplemented and task.cancel_requested_at is not None:

@@ -84,7 +84,12 @@ async def plugins(request: Request) -> Response:
 
 
 async def callback(request: Request) -> Response:
-    """A vendor says a task changed. Unsigned, so it only makes us poll that task now."""
+    """A vendor says a task changed: it only makes us poll that task now (signed or not).
+
+    Answers: the plugin's ``reply`` (or ``{"ok": true}``) with 200; 400 when the plugin
+    cannot read it; 401 when its signature does not verify (ignored: polling stays the
+    fallback); 404 for an unknown channel; 413 over ``max_callback_bytes``. Never 500.
+    """
     gw = gateway(request)
     channel = gw.dispatcher.channels.get(request.path_params["channel"])
     if channel is None:
@@ -92,15 +97,21 @@ async def callback(request: Request) -> Response:
         return JSONResponse({"ok": False}, status_code=404, headers={"connection": "close"})
     body = await read_body(request, gw.config.server.max_callback_bytes)
     try:
-        vendor_task_id = gw.plugins.parse_callback(channel.vendor, body, dict(request.headers))
+        found = gw.plugins.parse_callback(channel, body, dict(request.headers))
+        reply = None if found is None or found.reply is None else JSONResponse(dict(found.reply))
     except Exception as exc:  # plugin code on unauthenticated input: a hint lost, never a 500
         log.warning("callback_unparseable", channel=channel.name, error=type(exc).__name__)
         return JSONResponse({"ok": False}, status_code=400)
-    if not isinstance(vendor_task_id, str) or not vendor_task_id:
+    if found is None:
         log.info("callback_unparseable", channel=channel.name)
         return JSONResponse({"ok": False}, status_code=400)
-    await poll_now(gw, channel.name, vendor_task_id)
-    return JSONResponse({"ok": True})
+    if found.verified is False:
+        # Forged, replayed or signed with another secret: it must not even make a task due.
+        log.warning("callback_unverified", channel=channel.name)
+        return JSONResponse({"ok": False, "error": "signature verification failed"}, status_code=401)
+    if found.vendor_task_id is not None:
+        await poll_now(gw, channel.name, found.vendor_task_id)
+    return reply or JSONResponse({"ok": True})
 
 
 routes = [

@@ -693,14 +693,19 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "vendorCallback",
             "tags": ["misc"],
-            "summary": "For vendors: a task changed. Unsigned, so it only makes the gateway poll that task now. "
+            "summary": "For vendors: a task changed. Signed or not, it only makes the gateway poll that task now. "
             "Bodies over `[server] max_callback_bytes` get 413.",
             "security": [],
             "parameters": [_path_id("channel")],
             "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
             "responses": {
-                "200": {"description": "Noted.", "content": {JSON: {"schema": {
-                    "type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}}}}},
+                "200": {"description": "Noted: `{\"ok\": true}`, or the reply the vendor's plugin says the vendor "
+                        "expects (e.g. an echoed `challenge`).",
+                        "content": {JSON: {"schema": {"type": "object"}}}},
+                "401": {"description": "The plugin checked the callback's signature and it does not hold "
+                        "(ignored; nothing is made due).",
+                        "content": {JSON: {"schema": {
+                            "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
                 "400": {"description": "The channel's plugin could not read the body (nothing happens).",
                         "content": {JSON: {"schema": {
                             "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},

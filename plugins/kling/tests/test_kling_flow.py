@@ -403,7 +403,7 @@ async def test_recover_finds_task_by_external_task_id(tmp_path):
         model = gw.gateway.plugins.model("kling-v1-6", "kling")
         request = parse_request({"model": "kling-v1-6", "prompt": "lost answer", "image": base64.b64encode(PNG).decode()})
         job = kling_plugin.map_request(request, model, ch)
-        ctx = gw.gateway.context("video_lost_answer_1", ch)
+        ctx = gw.gateway.context("video_lost_answer_1", ch, request)
         submitted = await kling_plugin.submit(job, ctx)
         found = await kling_plugin.recover(job, ctx)
         assert found is not None

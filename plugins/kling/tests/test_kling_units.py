@@ -182,24 +182,6 @@ async def test_fake_is_strict():
             assert (await resp.json())["data"]["task_info"] == {"external_task_id": "e1"}
 
 
-def test_image_dimensions_png_and_jpeg():
-    import av
-    import numpy as np
-
-    from vidgate_kling.mapping import image_dimensions
-
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height, codec.pix_fmt = 640, 360, "yuvj420p"
-    codec.time_base = __import__("fractions").Fraction(1, 25)
-    frame = av.VideoFrame.from_ndarray(np.zeros((360, 640, 3), dtype=np.uint8), format="rgb24").reformat(format="yuvj420p")
-    jpeg = b"".join(bytes(p) for p in codec.encode(frame) + codec.encode(None))
-    assert jpeg.startswith(b"\xff\xd8")
-    assert image_dimensions(jpeg) == (640, 360)
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (500).to_bytes(4, "big") + (300).to_bytes(4, "big")
-    assert image_dimensions(png) == (500, 300)
-    assert image_dimensions(b"GIF89a....") is None
-
-
 async def test_not_yet_valid_token_is_renewed_with_more_skew():
     # Kling's clock 30 s behind ours: nbf = now-5 is in its future (1003); the renewal
     # back-dates nbf by 60 s and goes through.

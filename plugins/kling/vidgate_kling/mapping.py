@@ -8,7 +8,6 @@ the :class:`~vidgate.VendorJob` reports it, with the size Kling will make for th
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -66,29 +65,6 @@ _REFUSED = {
 }
 
 
-def image_dimensions(data: bytes) -> tuple[int, int] | None:
-    """Width and height of a PNG or JPEG from its header, or None if not found."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    if data.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-            # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC) carry the frame size.
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-                return int(w), int(h)
-            i += 2 + length
-    return None
-
-
 def allowed_seconds(model: Model) -> tuple[int, ...]:
     return model.seconds or (5, 10)
 
@@ -99,16 +75,16 @@ def _image_problems(request: VideoRequest) -> list[Problem]:
         problems.append(Problem("images", "Kling takes at most two images: the first frame and the last frame"))
     if len(request.images) > 1 and "image_tail" in request.metadata:
         problems.append(Problem("metadata.image_tail", "a second image already sets the last frame; send one of them"))
-    for i, image in enumerate(request.images[:2]):
-        param = "image" if i == 0 else "images[1]"
+    for image in request.images[:2]:
+        param = image.param
         if image.data is None:
             continue
         if len(image.data) > MAX_IMAGE_BYTES:
             problems.append(Problem(param, "Kling accepts images up to 10 MB", "too_large"))
         if image.mime_type not in IMAGE_TYPES:
             problems.append(Problem(param, f"Kling accepts PNG or JPEG images, not {image.mime_type}"))
-        elif (dims := image_dimensions(image.data)) is not None:
-            w, h = dims
+        elif image.width is not None and image.height is not None:
+            w, h = image.width, image.height
             if min(w, h) < MIN_IMAGE_SIDE:
                 problems.append(Problem(param, f"Kling needs images of at least {MIN_IMAGE_SIDE} px per side, got {w}x{h}"))
             elif max(w, h) > MAX_IMAGE_ASPECT * min(w, h):
@@ -142,9 +118,23 @@ def validate(request: VideoRequest, model: Model) -> list[Problem]:
     return problems
 
 
-def _image_field(image: Any) -> str:
-    # Kling wants a URL or RAW base64: never a data: URL.
-    return image.url if image.url is not None else image.base64()
+def _image_field(image: Any, index: int) -> str | dict[str, int]:
+    # Kling wants a URL or RAW base64 (never a data: URL). The bytes are already stored
+    # with the request: the job names the image by index and submit encodes it.
+    return image.url if image.url is not None else {"request_image": index}
+
+
+def resolve_images(body: dict[str, Any], request: VideoRequest | None) -> dict[str, Any]:
+    """``body`` with ``{"request_image": i}`` fields replaced by the raw base64 of the
+    request's image ``i`` (jobs stored before this scheme hold the base64 itself)."""
+    out = dict(body)
+    for key in ("image", "image_tail"):
+        ref = out.get(key)
+        if isinstance(ref, dict) and "request_image" in ref:
+            if request is None or not 0 <= ref["request_image"] < len(request.images):
+                raise ValueError(f"the job refers to image {ref['request_image']} the request does not have")
+            out[key] = request.images[ref["request_image"]].base64()
+    return out
 
 
 def output_size(vendor_model: str, mode: str, ratio: str) -> tuple[str, str]:
@@ -167,13 +157,12 @@ def map_request(request: VideoRequest, model: Model, channel: Channel) -> Vendor
         family = IMAGE2VIDEO
         # The output follows the first frame's shape; report that when we can see it.
         first = request.images[0] if request.images else None
-        dims = image_dimensions(first.data) if first is not None and first.data is not None else None
-        if dims is not None:
-            ratio = Size(dims[0], dims[1], dims[0], dims[1]).nearest_ratio(ASPECT_RATIOS)
+        if first is not None and first.width and first.height:
+            ratio = Size(first.width, first.height, first.width, first.height).nearest_ratio(ASPECT_RATIOS)
         if request.images:
-            body["image"] = _image_field(request.images[0])
+            body["image"] = _image_field(request.images[0], 0)
         if len(request.images) > 1:
-            body["image_tail"] = _image_field(request.images[1])
+            body["image_tail"] = _image_field(request.images[1], 1)
         if request.prompt:
             body["prompt"] = request.prompt
     else:

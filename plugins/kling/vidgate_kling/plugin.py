@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -100,7 +101,7 @@ class Kling(VendorPlugin):
 
     async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
         family = _family(job.payload)
-        body = dict(job.payload["body"])
+        body = await asyncio.to_thread(mapping.resolve_images, job.payload["body"], ctx.request)
         # Our public id lets recover() find the task if Kling's answer is lost.
         body["external_task_id"] = ctx.task_id
         if ctx.callback_url:

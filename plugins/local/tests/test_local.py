@@ -63,8 +63,9 @@ async def http() -> Any:
 
 @pytest.fixture
 def make_ctx(http: aiohttp.ClientSession, tmp_path: Path) -> Callable[..., CallContext]:
-    def make(task_id: str = "video_test1", fetch_image: FetchImage | None = None) -> CallContext:
+    def make(task_id: str = "video_test1", fetch_image: FetchImage | None = None, request: Any = None) -> CallContext:
         return CallContext(
+            request=request,
             channel=CHANNEL,
             http=http,
             task_id=task_id,
@@ -102,8 +103,13 @@ def data_url(data: bytes) -> str:
 
 
 def map_job(pm: pluggy.PluginManager, **body: Any) -> VendorJob:
+    return map_with_request(pm, **body)[0]
+
+
+def map_with_request(pm: pluggy.PluginManager, **body: Any) -> tuple[VendorJob, Any]:
+    """The job and the request it came from (submit reads inline images from the request)."""
     request = parse_request({"model": "local-v1", **body})
-    return pm.hook.vidgate_map_request(vendor="local", request=request, model=MODEL, channel=CHANNEL)
+    return pm.hook.vidgate_map_request(vendor="local", request=request, model=MODEL, channel=CHANNEL), request
 
 
 def problems(pm: pluggy.PluginManager, **body: Any) -> list[str | None]:
@@ -231,9 +237,10 @@ def test_map_request_resolves_defaults_and_images(pm: pluggy.PluginManager) -> N
     picture = png(test_picture(8, 8))
     inline = map_job(pm, prompt="", image=data_url(picture), seconds="7", metadata={"fps": 30})
     assert (inline.seconds, inline.payload["seconds"], inline.payload["fps"]) == (7, 7, 30)
-    assert inline.payload["image"] == {"b64": base64.b64encode(picture).decode(), "mime": "image/png"}
+    # The bytes stay in the stored request; the job names the image (submit reads ctx.request).
+    assert inline.payload["image"] == {"request_image": 0, "mime": "image/png"}
     remote = map_job(pm, image="https://example.com/cat.png")
-    assert remote.payload["image"] == {"url": "https://example.com/cat.png"}
+    assert remote.payload["image"] == {"url": "https://example.com/cat.png", "param": "image"}
 
 
 def test_map_request_refuses_what_validate_refuses(pm: pluggy.PluginManager) -> None:
@@ -276,8 +283,8 @@ async def test_image_to_video_starts_on_the_image(
 ) -> None:
     picture = test_picture(320, 180)
     image = data_url(png(picture))
-    job = map_job(pm, prompt="the camera moves in on the yellow block", image=image, seconds=1, size="320x180")
-    _, video = await render(pm, job, make_ctx())
+    job, request = map_with_request(pm, prompt="the camera moves in on the yellow block", image=image, seconds=1, size="320x180")
+    _, video = await render(pm, job, make_ctx(request=request))
 
     stream, duration, frames = decode(video)
     assert (stream.width, stream.height, len(frames)) == (320, 180, 24)
@@ -311,8 +318,8 @@ async def test_transparency_shows_the_background(
 ) -> None:
     picture = np.zeros((90, 160, 4), dtype=np.uint8)
     picture[:, 80:] = (0, 0, 255, 255)  # the left half is fully transparent
-    job = map_job(pm, image=data_url(png(picture)), seconds=1, size="160x90", metadata={"background": "#ff0000"})
-    _, video = await render(pm, job, make_ctx())
+    job, request = map_with_request(pm, image=data_url(png(picture)), seconds=1, size="160x90", metadata={"background": "#ff0000"})
+    _, video = await render(pm, job, make_ctx(request=request))
     first = decode(video)[2][0]
     assert difference(first[:, 10:70], np.full((90, 60, 3), (255, 0, 0), dtype=np.uint8)) < 10
     assert difference(first[:, 90:150], np.full((90, 60, 3), (0, 0, 255), dtype=np.uint8)) < 10
@@ -320,8 +327,8 @@ async def test_transparency_shows_the_background(
 
 async def test_broken_image_fails_the_task(pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]) -> None:
     broken = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # passes the gateway's sniffing, decodes to nothing
-    job = map_job(pm, prompt="a fox", image=data_url(broken), seconds=1, size="160x90")
-    ctx = make_ctx()
+    job, request = map_with_request(pm, prompt="a fox", image=data_url(broken), seconds=1, size="160x90")
+    ctx = make_ctx(request=request)
     submission = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
     answers = await poll_until_done(pm, submission.handle, ctx)
     assert answers[-1].status == "failed"

@@ -193,7 +193,8 @@ class Local(vidgate.VendorPlugin):
         seconds = request.seconds or model.default_seconds or 4
         image = None
         if (ref := request.image) is not None:
-            image = {"url": ref.url} if ref.data is None else {"b64": ref.base64(), "mime": ref.mime_type}
+            # Inline bytes stay in the stored request only; submit reads them from there.
+            image = {"url": ref.url, "param": ref.param} if ref.data is None else {"request_image": 0, "mime": ref.mime_type}
         fps = request.metadata.get("fps") or DEFAULT_FPS
         payload = {
             "prompt": request.prompt,
@@ -250,8 +251,13 @@ class Local(vidgate.VendorPlugin):
         if not await asyncio.to_thread(files.spec.exists):
             if (image := spec.get("image")) and "url" in image:
                 # Fetch now, so the spec alone can restart the render after a crash.
-                data, mime = await ctx.fetch_image(image["url"])
+                data, mime = await ctx.fetch_image(image["url"], param=image.get("param", "image"))
                 spec["image"] = {"b64": base64.b64encode(data).decode("ascii"), "mime": mime}
+            elif image and "request_image" in image:
+                if ctx.request is None or not 0 <= image["request_image"] < len(ctx.request.images):
+                    raise ValueError(f"the job refers to image {image['request_image']} the request does not have")
+                ref = ctx.request.images[image["request_image"]]
+                spec["image"] = {"b64": await asyncio.to_thread(ref.base64), "mime": image["mime"]}
             await asyncio.to_thread(_write_spec, files, spec)
         await asyncio.to_thread(self._ensure_rendering, files)
         ctx.log.info("local render submitted", job=files.id)

@@ -152,7 +152,8 @@ def map_request(request: VideoRequest, model: Model, vendor_model: str) -> Vendo
 
     ``model``, ``prompt``, ``seconds`` (string), ``size``: the create fields;
     ``extra``: metadata keys passed through as additional body fields;
-    ``image``: ``{"data": base64, "mime_type", "filename"}`` or ``{"url"}``, if any.
+    ``image``: ``{"request_image": 0, "mime_type", "filename"}`` (the bytes stay in the
+    stored request; submit reads them from ``ctx.request``) or ``{"url", "param"}``, if any.
     """
     problems = validate(request, model)
     if problems:
@@ -171,11 +172,11 @@ def map_request(request: VideoRequest, model: Model, vendor_model: str) -> Vendo
         if image.data is not None:
             mime = image.mime_type or "image/png"
             payload["image"] = {
-                "data": image.base64(),
+                "request_image": 0,
                 "mime_type": mime,
                 "filename": f"reference.{IMAGE_TYPES.get(mime, 'png')}",
             }
         else:
-            payload["image"] = {"url": image.url}
+            payload["image"] = {"url": image.url, "param": image.param}
     width, height = (int(v) for v in size.split("x"))
     return VendorJob(payload=payload, seconds=seconds, size=size, resolution=f"{min(width, height)}p")

@@ -81,11 +81,20 @@ class Sora(VendorPlugin):
     async def _reference(self, image: dict[str, Any], ctx: CallContext) -> tuple[bytes, str, str]:
         """The reference image as ``(bytes, mime_type, filename)``."""
         if "url" in image:
-            data, mime = await ctx.fetch_image(image["url"])
+            # The client's own field, so a bad URL is a 400 about what they sent.
+            param = str(image.get("param") or "image")
+            data, mime = await ctx.fetch_image(image["url"], param=param)
             if mime not in mapping.IMAGE_TYPES:
-                raise VendorRejected(f"image: the reference image must be PNG, JPEG or WebP, not {mime}", param="image")
+                raise VendorRejected(f"{param}: the reference image must be PNG, JPEG or WebP, not {mime}", param=param)
             return data, mime, f"reference.{mapping.IMAGE_TYPES[mime]}"
-        # Up to 20 MiB of base64: decode off the event loop.
+        if "request_image" in image:
+            index = image["request_image"]
+            if ctx.request is None or not 0 <= index < len(ctx.request.images):
+                raise ValueError(f"the job refers to image {index} the request does not have")
+            data = ctx.request.images[index].data
+            assert data is not None
+            return data, image["mime_type"], image["filename"]
+        # Jobs stored before images were kept once hold base64: decode off the event loop.
         data = await asyncio.to_thread(base64.b64decode, image["data"])
         return data, image["mime_type"], image["filename"]
 

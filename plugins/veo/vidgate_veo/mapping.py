@@ -50,9 +50,12 @@ SNAKE_ALIASES = {
 _HANDLED = {"resolution", "aspectRatio", "lastFrame", "sampleCount", "durationSeconds", "model"}
 
 
-def _image_field(image: Image, param: str) -> dict[str, Any]:
+def _image_field(image: Image, param: str, index: int | None = None) -> dict[str, Any]:
     if image.url is not None:
         return {"$fetch": image.url, "param": param}
+    if index is not None:
+        # The bytes are already stored with the request: name the image, submit encodes it.
+        return {"$request_image": index, "mimeType": image.mime_type or "image/png"}
     return {"bytesBase64Encoded": image.base64(), "mimeType": image.mime_type or "image/png"}
 
 
@@ -167,11 +170,13 @@ def plan(request: VideoRequest, model: Model, channel: Channel) -> tuple[list[Pr
     if len(request.images) > 2:
         problems.append(Problem("images", "Veo takes at most two images: the first and the last frame"))
     if request.images:
-        instance["image"] = _image_field(request.images[0], "image")
+        instance["image"] = _image_field(request.images[0], request.images[0].param, 0)
     last: Image | None = request.images[1] if len(request.images) > 1 else None
     lf_key, lf_value = _meta(meta, "lastFrame")
-    last_param = "images[1]"
+    last_param = last.param if last is not None else "images[1]"
+    last_index: int | None = 1 if last is not None else None
     if lf_value is not None:
+        last_index = None  # parsed from metadata: not among the request's images
         last_param = f"metadata.{lf_key}"
         if last is not None:
             problems.append(Problem(last_param, "conflicts with the second image; send the last frame once"))
@@ -180,7 +185,7 @@ def plan(request: VideoRequest, model: Model, channel: Channel) -> tuple[list[Pr
         else:
             last = parse_image(lf_value, last_param, problems)
     if last is not None:
-        instance["lastFrame"] = _image_field(last, last_param)
+        instance["lastFrame"] = _image_field(last, last_param, last_index)
 
     if problems:
         return problems, None

@@ -68,9 +68,16 @@ class VeoPlugin(VendorPlugin):
             if isinstance(ref, dict) and "$fetch" in ref:
                 # The gateway fetches client URLs itself (SSRF-guarded) and inlines them:
                 # the Gemini API takes no image URLs, and nothing may be silently dropped.
-                data, mime = await ctx.fetch_image(ref["$fetch"], "image" if field == "image" else "images[1]")
+                param = ref.get("param") or ("image" if field == "image" else "images[1]")
+                data, mime = await ctx.fetch_image(ref["$fetch"], param=param)
                 encoded = await asyncio.to_thread(lambda d=data: base64.b64encode(d).decode("ascii"))
                 instance[field] = {"bytesBase64Encoded": encoded, "mimeType": mime}
+            elif isinstance(ref, dict) and "$request_image" in ref:
+                index = ref["$request_image"]
+                if ctx.request is None or not 0 <= index < len(ctx.request.images):
+                    raise ValueError(f"the job refers to image {index} the request does not have")
+                encoded = await asyncio.to_thread(ctx.request.images[index].base64)
+                instance[field] = {"bytesBase64Encoded": encoded, "mimeType": ref["mimeType"]}
         body = {"instances": [instance], "parameters": copy.deepcopy(payload["parameters"])}
         op = await client.create(payload["model"], body)
         name = op.get("name")
