@@ -91,7 +91,9 @@ def pin(pid: int, cpus: set[int]) -> None:
 def spawn(script: str, *args: str, log: Path, cpus: set[int] | None = None) -> subprocess.Popen[Any]:
     out = open(log, "w")  # noqa: SIM115 (lives as long as the process)
     return subprocess.Popen(
-        [sys.executable, "-c", script, *args], stdout=out, stderr=subprocess.STDOUT,
+        [sys.executable, "-c", script, *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
 
@@ -184,8 +186,9 @@ class Target:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-async def measure(target: Target, http: aiohttp.ClientSession, args: argparse.Namespace,
-                  upstream: str) -> dict[str, Any]:
+async def measure(
+    target: Target, http: aiohttp.ClientSession, args: argparse.Namespace, upstream: str
+) -> dict[str, Any]:
     row: dict[str, Any] = {}
     base, auth = target.base, target.auth
     body = {"model": "sora-2", "prompt": "bench", "seconds": "4"}
@@ -237,8 +240,9 @@ class _Null:
 
 
 async def wait_completed(http: aiohttp.ClientSession, target: Target, model: str, deadline: float = 120) -> str:
-    async with http.post(f"{target.base}/videos", json={"model": model, "prompt": "big", "seconds": "4"},
-                         headers=target.auth) as r:
+    async with http.post(
+        f"{target.base}/videos", json={"model": model, "prompt": "big", "seconds": "4"}, headers=target.auth
+    ) as r:
         video = await r.json()
     end = time.monotonic() + deadline
     while video.get("status") != "completed":
@@ -253,13 +257,14 @@ async def wait_completed(http: aiohttp.ClientSession, target: Target, model: str
 def gateway_config(workdir: Path, upstream_port: int) -> Path:
     data = workdir / "data"
     config = workdir / "vidgate.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         [server]
         data_dir = "{data}"
         [store]
-        url = "sqlite:///{data / 'vidgate.db'}"
+        url = "sqlite:///{data / "vidgate.db"}"
         [media]
-        path = "{data / 'media'}"
+        path = "{data / "media"}"
         [worker]
         tick_seconds = 0.05
         concurrency = 64
@@ -289,7 +294,8 @@ def gateway_config(workdir: Path, upstream_port: int) -> Path:
         price_per_second = 0.1
         [models.sora-2-pro]
         price_per_second = 0.3
-    """))
+    """)
+    )
     return config
 
 
@@ -301,7 +307,8 @@ def start_litellm(workdir: Path, upstream_port: int, cpus: set[int]) -> tuple[su
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm[proxy]"], check=True, timeout=900)
     config = workdir / "litellm.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         model_list:
           - model_name: sora-2
             litellm_params:
@@ -315,13 +322,25 @@ def start_litellm(workdir: Path, upstream_port: int, cpus: set[int]) -> tuple[su
               api_key: {KEY}
         general_settings:
           master_key: sk-litellm-bench
-    """))
+    """)
+    )
     port = free_port()
     log = open(workdir / "litellm.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(venv / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-         "--num_workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+        [
+            str(venv / "bin" / "litellm"),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     )
     _wait_port(port, proc, timeout=120)
     return proc, port
@@ -339,8 +358,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         work = Path(tmp)
         try:
             up_port = free_port()
-            upstream_proc = spawn(_UPSTREAM % {"key": KEY, "size": DOWNLOAD_BYTES}, str(up_port),
-                                  log=work / "upstream.log", cpus=others)
+            upstream_proc = spawn(
+                _UPSTREAM % {"key": KEY, "size": DOWNLOAD_BYTES}, str(up_port), log=work / "upstream.log", cpus=others
+            )
             procs.append(upstream_proc)
             _wait_port(up_port, upstream_proc)
             upstream = f"http://127.0.0.1:{up_port}"
@@ -374,8 +394,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-async def downloads(http: aiohttp.ClientSession, vidgate: Target, targets: list[Target],
-                    rows: list[dict[str, Any]], work: Path, others: set[int]) -> None:
+async def downloads(
+    http: aiohttp.ClientSession,
+    vidgate: Target,
+    targets: list[Target],
+    rows: list[dict[str, Any]],
+    work: Path,
+    others: set[int],
+) -> None:
     by_name = {r["name"]: r for r in rows}
     for t in targets:
         by_name.setdefault(t.name, {"name": t.name})
@@ -389,8 +415,10 @@ async def downloads(http: aiohttp.ClientSession, vidgate: Target, targets: list[
         _wait_port(port, files)
         direct_url = f"http://127.0.0.1:{port}/{video_id}/video"
         gw_url = f"{vidgate.base}/videos/{video_id}/content"
-        for name, url, headers, pid in (("direct", direct_url, {}, files.pid),
-                                        ("vidgate", gw_url, vidgate.auth, vidgate.pid)):
+        for name, url, headers, pid in (
+            ("direct", direct_url, {}, files.pid),
+            ("vidgate", gw_url, vidgate.auth, vidgate.pid),
+        ):
             row = by_name[name]
             await download(http, url, headers, 1)  # warm the page cache and the connections
             base = await settle_rss(pid, 0.5) if pid else 0.0
@@ -430,21 +458,32 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("create p50 / p99 ms (c=32)", lambda r: _lat(r.get("create"))),
         ("status req/s, quiet", lambda r: fmt(r.get("status_quiet", {}).get("rps")) + ratio(r, "status_quiet", "rps")),
         ("status p50 / p99 ms, quiet", lambda r: _lat(r.get("status_quiet"))),
-        ("status req/s, tasks in flight", lambda r: fmt(r.get("status_busy", {}).get("rps")) + ratio(r, "status_busy", "rps")),
+        (
+            "status req/s, tasks in flight",
+            lambda r: fmt(r.get("status_busy", {}).get("rps")) + ratio(r, "status_busy", "rps"),
+        ),
         ("status p50 / p99 ms, in flight", lambda r: _lat(r.get("status_busy"))),
-        ("errors (non-200)", lambda r: str(sum(r.get(k, {}).get("errors", 0) for k in ("create", "status_quiet", "status_busy")))),
+        (
+            "errors (non-200)",
+            lambda r: str(sum(r.get(k, {}).get("errors", 0) for k in ("create", "status_quiet", "status_busy"))),
+        ),
         ("50 MB download MB/s, single", lambda r: fmt(r.get("dl1")) + ratio(r, "dl1")),
         ("50 MB download MB/s, x4 total", lambda r: fmt(r.get("dl4")) + ratio(r, "dl4")),
         ("server CPU ms per download, single", lambda r: fmt(r.get("dl_cpu_ms")) + ratio(r, "dl_cpu_ms")),
         ("RSS growth per download (MiB)", lambda r: fmt(r.get("dl_rss_growth"), ".1f")),
         ("idle RSS (MiB)", lambda r: fmt(r.get("idle_rss"), ".0f")),
         ("peak RSS (MiB)", lambda r: fmt(r.get("peak_rss"), ".0f")),
-        ("upstream status calls / task / interval", lambda r: fmt(r.get("upstream_calls"), ".2f") if r["name"] != "direct" else "-"),
+        (
+            "upstream status calls / task / interval",
+            lambda r: fmt(r.get("upstream_calls"), ".2f") if r["name"] != "direct" else "-",
+        ),
     ]
     names = [r["name"] for r in rows]
     width = max(len(k) for k, _ in lines)
-    out = [f"| {'metric'.ljust(width)} | " + " | ".join(names) + " |",
-           f"|{'-' * (width + 2)}|" + "|".join("-" * (len(n) + 2) for n in names) + "|"]
+    out = [
+        f"| {'metric'.ljust(width)} | " + " | ".join(names) + " |",
+        f"|{'-' * (width + 2)}|" + "|".join("-" * (len(n) + 2) for n in names) + "|",
+    ]
     for label, get in lines:
         out.append(f"| {label.ljust(width)} | " + " | ".join(get(r) for r in rows) + " |")
     for r in rows:
@@ -470,8 +509,10 @@ def main() -> int:
     args.requests = args.requests or (1000 if args.quick else 5000)
     args.in_flight = args.in_flight or (300 if args.quick else 2000)
     rows = asyncio.run(run(args))
-    print(f"# {args.requests} status requests per row, {args.in_flight} tasks in flight, concurrency "
-          f"{args.concurrency}; gateway pinned to one core; percentages are of the direct hop")
+    print(
+        f"# {args.requests} status requests per row, {args.in_flight} tasks in flight, concurrency "
+        f"{args.concurrency}; gateway pinned to one core; percentages are of the direct hop"
+    )
     print(table(rows))
     if args.json:
         print(json.dumps(rows, indent=1, default=str))

@@ -14,8 +14,8 @@ report how many faults they injected.
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import socket
 from collections import deque
 from collections.abc import AsyncIterator
@@ -93,8 +93,16 @@ class FaultyUpstream:
         elif fault.kind == "echo_auth":
             # A careless vendor that quotes the caller's credentials back in its error.
             auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            body = json.dumps({"error": {"message": f"Invalid request for key {auth}", "type": "invalid_request_error",
-                                          "param": None, "code": "invalid_key"}}).encode()
+            body = json.dumps(
+                {
+                    "error": {
+                        "message": f"Invalid request for key {auth}",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_key",
+                    }
+                }
+            ).encode()
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": fault.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,6 @@ bounded in count and time.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import statistics
 import subprocess
@@ -21,19 +20,21 @@ from typing import Any
 
 import aiohttp
 import attrs
-
 from processes import GatewayProcess, create_token, free_port
 
 VENDOR_KEY = "sk-load"
 BODY = {"model": "sora-2", "prompt": "load test", "seconds": "4"}
 
-_VENDOR_SCRIPT = """
+_VENDOR_SCRIPT = (
+    """
 import sys, uvicorn
 from vidgate_sora.fake import FakeVideosAPI
 
 fake = FakeVideosAPI(api_keys={"%s"}, polls_to_finish=2, poll_after_ms=10)
 uvicorn.run(fake.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-""" % VENDOR_KEY
+"""
+    % VENDOR_KEY
+)
 
 
 def rss_mb(pid: int) -> float:
@@ -77,13 +78,14 @@ class LoadRig:
         _wait_port(port, self.vendor)
         config = self.workdir / "vidgate.toml"
         data = self.workdir / "data"
-        config.write_text(textwrap.dedent(f"""
+        config.write_text(
+            textwrap.dedent(f"""
             [server]
             data_dir = "{data}"
             [store]
-            url = "sqlite:///{data / 'vidgate.db'}"
+            url = "sqlite:///{data / "vidgate.db"}"
             [media]
-            path = "{data / 'media'}"
+            path = "{data / "media"}"
             [worker]
             tick_seconds = 0.05
             concurrency = {self.worker_concurrency}
@@ -100,7 +102,8 @@ class LoadRig:
             poll_interval = 0.05
             [models.sora-2]
             price_per_second = 0.1
-        """))
+        """)
+        )
         self.gateway = GatewayProcess(self.workdir, config)
         self.gateway.start()
         self.key = create_token(config, name="load")
@@ -178,7 +181,7 @@ async def drive(
             result.rss_peak_mb = max(result.rss_peak_mb, rss_mb(rss_pid))
             try:
                 await asyncio.wait_for(stop_sampling.wait(), 0.25)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def one(i: int, http: aiohttp.ClientSession) -> None:
@@ -253,5 +256,3 @@ def summary(result: LoadResult) -> dict[str, Any]:
         "lost": result.lost,
         "mean_submit_ms": round(statistics.fmean(result.submit_ms), 1) if result.submit_ms else 0,
     }
-
-

@@ -46,7 +46,12 @@ class GatewayProcess:
         # Logs go to a file in the work dir: they are what explains a failed test.
         self.log = open(self.workdir / "gateway.log", "a")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
-            command, cwd=self.workdir, env=environment, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            command,
+            cwd=self.workdir,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
             preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + 30

@@ -111,7 +111,9 @@ class Scripted(VendorPlugin):
             return PollResult(status="cancelled")
         n = self.polls[vid] = self.polls.get(vid, 0) + 1
         if n < self.polls_to_finish:
-            return PollResult(status="in_progress", progress=n * 100 // self.polls_to_finish, poll_after=self.poll_after)
+            return PollResult(
+                status="in_progress", progress=n * 100 // self.polls_to_finish, poll_after=self.poll_after
+            )
         if self.fail_with is not None:
             return PollResult(status="failed", error=self.fail_with)
         return PollResult(status="completed", result={"id": vid}, usage=self.actual_usage)

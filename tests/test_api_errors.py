@@ -56,7 +56,9 @@ async def test_bad_fields_are_400_naming_the_field(gw, body, param):
 
 async def test_body_that_is_not_json(gw):
     gw, key = gw
-    status, answer = await gw.post("/v1/video/generations", key, data=b"{not json", headers={"Content-Type": "application/json"})
+    status, answer = await gw.post(
+        "/v1/video/generations", key, data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert_error(status, answer, 400, None)
     assert answer["error"]["code"] == "invalid_json"
 
@@ -64,7 +66,9 @@ async def test_body_that_is_not_json(gw):
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"\xff\xfe\xfa", b"[" * 5000 + b"]" * 5000])
 async def test_odd_json_bodies(gw, body):
     gw, key = gw
-    status, answer = await gw.post("/v1/video/generations", key, data=body, headers={"Content-Type": "application/json"})
+    status, answer = await gw.post(
+        "/v1/video/generations", key, data=body, headers={"Content-Type": "application/json"}
+    )
     assert_error(status, answer, 400, None)
 
 

@@ -6,8 +6,8 @@ from scripted_vendor import Scripted, scripted_config
 
 from vidgate import TaskError
 from vidgate.billing import to_micro
-from vidgate.worker import Worker
 from vidgate.testing import run_gateway
+from vidgate.worker import Worker
 
 PRICED = {"scripted-1": {"price_per_second": 0.1}, "scripted-2": {"price_per_request": 1.0}}
 
@@ -19,7 +19,9 @@ async def test_price_uses_what_is_sent_and_group_ratio(tmp_path):
         # seconds absent: the plugin resolves its default (4 s); that is what is billed
         status, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         assert status == 200 and task["seconds"] == "4"
-        status, _ = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p", "seconds": 8})
+        status, _ = await gw.post(
+            "/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p", "seconds": 8}
+        )
         status, _ = await gw.post("/v1/video/generations", key, json={"model": "scripted-2", "prompt": "p"})
         token = await gw.gateway.store.token("t")
         assert token.used == to_micro(0.1 * 4 * 2 + 0.1 * 8 * 2 + 1.0 * 2)
@@ -56,7 +58,9 @@ async def test_failed_task_is_refunded_once_even_if_processed_twice(tmp_path):
     vendor = Scripted()
     vendor.polls_to_finish = 1
     vendor.fail_with = TaskError("vendor_failed", "the vendor gave up")
-    async with run_gateway(scripted_config(models=PRICED), tmp_path, extra_plugins={"scripted": vendor}, run_worker=False) as gw:
+    async with run_gateway(
+        scripted_config(models=PRICED), tmp_path, extra_plugins={"scripted": vendor}, run_worker=False
+    ) as gw:
         key = await gw.token("t", quota=10)
         _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         record = await gw.gateway.store.get_task(task["id"])
@@ -75,7 +79,9 @@ async def test_metadata_cannot_change_the_billed_model(tmp_path):
     async with run_gateway(scripted_config(models=PRICED), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token("t", quota=10)
         status, answer = await gw.post(
-            "/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p", "metadata": {"model": "scripted-2"}}
+            "/v1/video/generations",
+            key,
+            json={"model": "scripted-1", "prompt": "p", "metadata": {"model": "scripted-2"}},
         )
         assert status == 400 and answer["error"]["param"] == "metadata.model"
         assert (await gw.gateway.store.token("t")).used == 0

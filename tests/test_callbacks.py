@@ -12,8 +12,8 @@ from scripted_vendor import Scripted, scripted_config
 from structlog.testing import capture_logs
 
 from vidgate import CallbackResult, CallContext, Channel, Submission, VendorJob, verify_standard_webhook
-from vidgate.webhooks import new_secret, sign
 from vidgate.testing import run_gateway
+from vidgate.webhooks import new_secret, sign
 
 SECRET = new_secret()
 
@@ -48,7 +48,9 @@ class Signing(Scripted):
 def signed_headers(body: str, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
     ts = int(time.time()) if timestamp is None else timestamp
     return {
-        "webhook-id": "msg_1", "webhook-timestamp": str(ts), "webhook-signature": sign([secret], "msg_1", ts, body),
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign([secret], "msg_1", ts, body),
         "content-type": "application/json",
     }
 
@@ -84,8 +86,12 @@ async def _task_and_next_poll(gw: Any, key: str) -> tuple[dict[str, Any], float]
 
 
 async def test_a_validly_signed_callback_makes_the_task_due_at_once(tmp_path):
-    channel = {"name": "g", "vendor": "signing", "credentials": {"webhook_secret": SECRET},
-               "options": {"poll_interval": 600}}
+    channel = {
+        "name": "g",
+        "vendor": "signing",
+        "credentials": {"webhook_secret": SECRET},
+        "options": {"poll_interval": 600},
+    }
     plugin = Signing()
     async with run_gateway(scripted_config([channel]), tmp_path, extra_plugins={"signing": plugin}) as gw:
         key = await gw.token()
@@ -103,8 +109,12 @@ async def test_a_validly_signed_callback_makes_the_task_due_at_once(tmp_path):
 
 
 async def test_a_forged_callback_is_ignored_with_401(tmp_path):
-    channel = {"name": "g", "vendor": "signing", "credentials": {"webhook_secret": SECRET},
-               "options": {"poll_interval": 600}}
+    channel = {
+        "name": "g",
+        "vendor": "signing",
+        "credentials": {"webhook_secret": SECRET},
+        "options": {"poll_interval": 600},
+    }
     plugin = Signing()
     async with run_gateway(scripted_config([channel]), tmp_path, extra_plugins={"signing": plugin}) as gw:
         key = await gw.token()

@@ -43,7 +43,9 @@ async def test_local_cancel_mid_render_kills_it_and_charges_nothing(tmp_path):
     async with run_gateway(LOCAL_PRICED, tmp_path) as gw:
         key = await gw.token("alice", quota=100)
         other = await gw.token("bob", quota=100)
-        _, task = await gw.post("/v1/videos", key, json={"model": "local-v1", "prompt": "long", "seconds": 12, "size": "1280x720"})
+        _, task = await gw.post(
+            "/v1/videos", key, json={"model": "local-v1", "prompt": "long", "seconds": 12, "size": "1280x720"}
+        )
         assert (await gw.gateway.store.token("alice")).used == to_micro(6.0)  # the estimate, pre-deducted
         running = await gw.wait(task["id"], key, until=("in_progress",))
         pid_file = tmp_path / "data" / "vendors" / "local" / "jobs" / f"{task['id']}.pid"
@@ -77,7 +79,9 @@ async def test_local_cancel_mid_render_kills_it_and_charges_nothing(tmp_path):
 async def test_cancel_of_a_finished_task_is_409(tmp_path):
     async with run_gateway(LOCAL_PRICED, tmp_path) as gw:
         key = await gw.token(quota=100)
-        _, task = await gw.post("/v1/videos", key, json={"model": "local-v1", "prompt": "p", "seconds": 1, "size": "160x90"})
+        _, task = await gw.post(
+            "/v1/videos", key, json={"model": "local-v1", "prompt": "p", "seconds": 1, "size": "160x90"}
+        )
         done = await gw.wait(task["id"], key)
         assert done["status"] == "completed"
         status, body = await gw.post(f"/v1/videos/{task['id']}/cancel", key)
@@ -117,7 +121,12 @@ async def test_cancel_during_submit_takes_effect_once_the_handle_is_known(tmp_pa
     [
         (CancelResult(CancelOutcome.REFUSED, "running"), "none", 0.4, ["charge"]),
         (CancelResult(CancelOutcome.REFUSED, "running"), "full", 0.0, ["charge", "refund"]),
-        (CancelResult(CancelOutcome.CANCELLED_AFTER_START, "half", usage={"seconds": 2}), "none", 0.2, ["charge", "settle"]),
+        (
+            CancelResult(CancelOutcome.CANCELLED_AFTER_START, "half", usage={"seconds": 2}),
+            "none",
+            0.2,
+            ["charge", "settle"],
+        ),
         (CancelResult(CancelOutcome.CANCELLED_AFTER_START, "no usage said"), "full", 0.0, ["charge", "refund"]),
     ],
 )
@@ -156,7 +165,9 @@ async def test_a_cancel_racing_a_completion_ends_the_task_once(tmp_path):
         vendor = Scripted()
         vendor.polls_to_finish = 1
         config = scripted_config(models={"scripted-1": {"price": "0.1 * seconds"}})
-        async with run_gateway(config, tmp_path / str(attempt), extra_plugins={"scripted": vendor}, run_worker=False) as gw:
+        async with run_gateway(
+            config, tmp_path / str(attempt), extra_plugins={"scripted": vendor}, run_worker=False
+        ) as gw:
             key = await gw.token("t", quota=10)
             _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
             record = await gw.gateway.store.get_task(task["id"])
@@ -178,8 +189,10 @@ async def test_a_cancel_racing_a_completion_ends_the_task_once(tmp_path):
 
 async def test_local_price_expression_with_group_ratio_and_cli_usage(tmp_path):
     config = {
-        **LOCAL_PRICED, "groups": [{"name": "default"}, {"name": "vip", "ratio": 2.0}],
-        "plugins": {"enabled": ["local"]}, "channels": [{"name": "local", "vendor": "local", "groups": ["default", "vip"]}],
+        **LOCAL_PRICED,
+        "groups": [{"name": "default"}, {"name": "vip", "ratio": 2.0}],
+        "plugins": {"enabled": ["local"]},
+        "channels": [{"name": "local", "vendor": "local", "groups": ["default", "vip"]}],
     }
     async with run_gateway(config, tmp_path) as gw:
         plain = await gw.token("plain", quota=20)
@@ -195,8 +208,10 @@ async def test_local_price_expression_with_group_ratio_and_cli_usage(tmp_path):
             assert usage["resolution"] == "90p"
             assert (await gw.gateway.store.token(name)).used == to_micro(cost)
     toml = tmp_path / "v.toml"
-    toml.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "data" / "vidgate.db"}"\n[[groups]]\nname = "default"\n'
-                    '[[groups]]\nname = "vip"\nratio = 2.0\n')
+    toml.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "data" / "vidgate.db"}"\n[[groups]]\nname = "default"\n'
+        '[[groups]]\nname = "vip"\nratio = 2.0\n'
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "vidgate.cli", "usage", "--config", str(toml), stdout=asyncio.subprocess.PIPE
     )
@@ -233,7 +248,10 @@ async def test_completion_settles_to_the_actual_usage_exactly_once(tmp_path, act
 
 def test_shorthands_are_price_expressions():
     config = parse_config({"models": {"m": {"price_per_second": 0.1, "resolution_multipliers": {"1080p": 1.5}}}})
-    assert config.models["m"].expression() == "(0.1 * seconds) * (1.5 if resolution == '1080p' else (1.5 if size == '1080p' else (1.0)))"
+    assert (
+        config.models["m"].expression()
+        == "(0.1 * seconds) * (1.5 if resolution == '1080p' else (1.5 if size == '1080p' else (1.0)))"
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,12 @@ from vidgate.errors import ConfigError
 
 def run(*args, env=None, cwd=None, check=True):
     return subprocess.run(
-        [sys.executable, "-m", "vidgate.cli", *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd,
+        [sys.executable, "-m", "vidgate.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd,
         check=check,
     )
 
@@ -65,10 +70,15 @@ def test_env_interpolation_and_valid_config(tmp_path, monkeypatch):
         ("[server]\nport = 'eighty'\n", "server.port"),
         ("[server]\nprot = 8000\n", "prot"),
         ("[[channels]]\nname = 'a'\nvendor = 'local'\nweight = -1\n", "channels[0].weight"),
-        ("[[channels]]\nname = 'a'\nvendor = 'local'\n[[channels]]\nname = 'a'\nvendor = 'local'\n", "channels[1].name"),
+        (
+            "[[channels]]\nname = 'a'\nvendor = 'local'\n[[channels]]\nname = 'a'\nvendor = 'local'\n",
+            "channels[1].name",
+        ),
         ("[[channels]]\nname = 'a'\nvendor = 'local'\ngroups = ['nope']\n", "channels[0].groups"),
-        ("[[channels]]\nname = 'a'\nvendor = 'local'\n[channels.credentials]\nk = '${VIDGATE_UNSET_VAR_X}'\n",
-         "VIDGATE_UNSET_VAR_X"),
+        (
+            "[[channels]]\nname = 'a'\nvendor = 'local'\n[channels.credentials]\nk = '${VIDGATE_UNSET_VAR_X}'\n",
+            "VIDGATE_UNSET_VAR_X",
+        ),
         ("[models.m]\nprice_per_second = 1\nprice_per_request = 2\n", 'models."m"'),
         ("not toml at all = = =\n", "not valid TOML"),
     ],
@@ -137,7 +147,8 @@ def test_task_command_shows_attempts(tmp_path):
 
 def test_check_config_asks_the_plugin_about_each_channel(tmp_path):
     path = tmp_path / "veo.toml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         [[channels]]
         name = "gemini"
         vendor = "veo"
@@ -151,7 +162,8 @@ def test_check_config_asks_the_plugin_about_each_channel(tmp_path):
         vendor = "kling"
         [channels.credentials]
         access_key = "ak"
-    """))
+    """)
+    )
     out = run("check-config", str(path), check=False)
     assert out.returncode == 1
     assert "channels[0].credentials.api_key is required" in out.stderr

@@ -19,9 +19,13 @@ OPERATOR_KEY = "op-" + "k" * 40
 
 async def test_console_pages_are_static_with_a_strict_csp(tmp_path):
     async with run_gateway(None, tmp_path) as gw:
-        for path, kind in [("/console", "text/html"), ("/console/operator", "text/html"),
-                           ("/console/static/app.js", "text/javascript"), ("/console/static/api.js", "text/javascript"),
-                           ("/console/static/console.css", "text/css")]:
+        for path, kind in [
+            ("/console", "text/html"),
+            ("/console/operator", "text/html"),
+            ("/console/static/app.js", "text/javascript"),
+            ("/console/static/api.js", "text/javascript"),
+            ("/console/static/console.css", "text/css"),
+        ]:
             async with gw.http.get(gw.url + path) as r:
                 assert r.status == 200, path
                 assert r.headers["Content-Type"].startswith(kind)
@@ -47,8 +51,13 @@ async def test_models_list_capabilities(tmp_path):
         assert status == 200
         models = {m["id"]: m for m in body["data"]}
         one = models["scripted-1"]
-        assert one["capabilities"] == {"text_to_video": True, "image_to_video": True, "remix": True,
-                                       "extend": False, "edit": False}
+        assert one["capabilities"] == {
+            "text_to_video": True,
+            "image_to_video": True,
+            "remix": True,
+            "extend": False,
+            "edit": False,
+        }
         assert one["seconds"] == [4, 8] and one["default_seconds"] == 4
         assert models["scripted-2"]["capabilities"]["remix"] is False
         assert models["scripted-2"]["seconds"] == []
@@ -62,8 +71,9 @@ def test_operator_keys_must_be_long():
 
 async def test_operator_overview(tmp_path):
     vendor = Scripted()
-    config = scripted_config(server={"operator_keys": [OPERATOR_KEY]},
-                             models={"scripted-1": {"price_per_request": 1.5}})
+    config = scripted_config(
+        server={"operator_keys": [OPERATOR_KEY]}, models={"scripted-1": {"price_per_request": 1.5}}
+    )
     async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
         client = await gw.token("alice")
         assert (await gw.get("/v1/operator/overview"))[0] == 401
@@ -109,8 +119,14 @@ def test_cli_creates_operator_tokens(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "VIDGATE_CONFIG"}
 
     def cli(*args):
-        done = subprocess.run([sys.executable, "-m", "vidgate.cli", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "vidgate.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 

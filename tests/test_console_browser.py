@@ -25,8 +25,16 @@ from processes import GatewayProcess
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("VIDGATE_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
 TIMEOUT_MS = 90_000
 
@@ -53,8 +61,10 @@ def png(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in (x * 255 // width, 40, y * 255 // height))
-                    for y in range(height))
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x * 255 // width, 40, y * 255 // height))
+        for y in range(height)
+    )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
@@ -134,14 +144,23 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     console_errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
     created: list[dict] = []
-    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/v1/video/generations")
-            and created.append(json.loads(r.post_data)))
+    page.on(
+        "request",
+        lambda r: (
+            r.method == "POST" and r.url.endswith("/v1/video/generations") and created.append(json.loads(r.post_data))
+        ),
+    )
 
     response = page.goto(server.url + "/console")
     assert response is not None and response.status == 200
     csp = response.headers["content-security-policy"]
-    for directive in ("default-src 'self'", "script-src 'self'", "media-src 'self' blob:", "connect-src 'self'",
-                      "frame-ancestors 'none'"):
+    for directive in (
+        "default-src 'self'",
+        "script-src 'self'",
+        "media-src 'self' blob:",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ):
         assert directive in csp
     assert "unsafe-inline" not in csp
 
@@ -268,8 +287,9 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
     # Delete removes a finished task.
     _card(page, evil).get_by_role("button", name="Delete").click()
     page.get_by_role("article", name=evil, exact=True).wait_for(state="detached")
-    page.wait_for_function("[...document.querySelectorAll('article video')].every(v => v.readyState >= 2)",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "[...document.querySelectorAll('article video')].every(v => v.readyState >= 2)", timeout=TIMEOUT_MS
+    )
     shots(page, "7-list")
     page.wait_for_timeout(300)
     assert dialogs == []
@@ -279,13 +299,24 @@ def test_console_generates_plays_cancels_and_escapes(server, browser, shots, tmp
 def test_operator_console_shows_the_local_channel(server, browser, shots):
     out = subprocess.run(
         [sys.executable, "-m", "vidgate.cli", "tokens", "create", "--name", "ops", "--operator"],
-        cwd=server.workdir, capture_output=True, text=True, timeout=60, check=True,
+        cwd=server.workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
         env={k: v for k, v in os.environ.items() if k != "VIDGATE_CONFIG"},
     )
     operator_key = out.stdout.strip().splitlines()[-1]
     body = json.dumps({"model": "local-v1", "prompt": "one for the books", "seconds": 1, "size": "160x90"}).encode()
-    submit = urllib.request.Request(server.url + "/v1/video/generations", data=body, headers={
-        "Authorization": f"Bearer {server.dev_token}", "Content-Type": "application/json", "Prefer": "wait=60"})
+    submit = urllib.request.Request(
+        server.url + "/v1/video/generations",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {server.dev_token}",
+            "Content-Type": "application/json",
+            "Prefer": "wait=60",
+        },
+    )
     with urllib.request.urlopen(submit, timeout=90) as r:
         assert json.load(r)["status"] == "completed"
     page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -314,6 +345,7 @@ def _extendable_vendor():
     """The scripted vendor plus a model whose Model says it can extend (as a plugin built
     for the extend contract will): the console reads that from GET /v1/models."""
     from scripted_vendor import Scripted
+
     from vidgate import Model
 
     class Extendable(Scripted):
@@ -375,7 +407,9 @@ async def test_buttons_follow_model_capabilities(tmp_path, shots):
                     " || [...document.querySelectorAll('article')].some(a => a.ariaLabel === 'and then it rains')",
                     timeout=TIMEOUT_MS,
                 )
-                [extension] = [json.loads(body or "null") for url, body in posted if url.endswith("/v1/videos/extensions")]
+                [extension] = [
+                    json.loads(body or "null") for url, body in posted if url.endswith("/v1/videos/extensions")
+                ]
                 assert extension == {"prompt": "and then it rains", "seconds": 4, "video": {"id": made["scripted-x"]}}
                 await shots(page, "capabilities")
             finally:

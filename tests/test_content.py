@@ -12,7 +12,9 @@ async def test_range_and_head(tmp_path):
         done = await gw.wait(task["id"], key)
         assert done["url"].endswith(f"/v1/videos/{task['id']}/content")
         path = f"/v1/videos/{task['id']}/content"
-        async with gw.http.get(gw.url + path, headers={"Authorization": f"Bearer {key}", "Range": "bytes=100-199"}) as r:
+        async with gw.http.get(
+            gw.url + path, headers={"Authorization": f"Bearer {key}", "Range": "bytes=100-199"}
+        ) as r:
             assert r.status == 206
             assert await r.read() == VIDEO[100:200]
             assert r.headers["Content-Range"] == f"bytes 100-199/{len(VIDEO)}"

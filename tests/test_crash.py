@@ -13,11 +13,11 @@ import textwrap
 import aiohttp
 import pytest
 from processes import GatewayProcess, create_token
-from vidgate_kling.fake import FakeKling
 
 from vidgate.billing import to_micro
 from vidgate.store import Store
 from vidgate.testing import serve_app
+from vidgate_kling.fake import FakeKling
 
 pytestmark = pytest.mark.slow
 BODY = {"model": "kling-v1", "prompt": "a crash test", "seconds": 5}
@@ -25,13 +25,14 @@ BODY = {"model": "kling-v1", "prompt": "a crash test", "seconds": 5}
 
 def write_config(tmp_path, fake_url):
     path = tmp_path / "vidgate.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [server]
-        data_dir = "{tmp_path / 'data'}"
+        data_dir = "{tmp_path / "data"}"
         [store]
-        url = "sqlite:///{tmp_path / 'data' / 'vidgate.db'}"
+        url = "sqlite:///{tmp_path / "data" / "vidgate.db"}"
         [media]
-        path = "{tmp_path / 'data' / 'media'}"
+        path = "{tmp_path / "data" / "media"}"
         [worker]
         lease_seconds = 1.5
         tick_seconds = 0.1
@@ -49,7 +50,8 @@ def write_config(tmp_path, fake_url):
         poll_interval = 0.1
         [models.kling-v1]
         price_per_request = 1.0
-    """))
+    """)
+    )
     return path
 
 
@@ -87,7 +89,7 @@ async def test_kill_9_at_each_point(tmp_path, failpoint):
                     status, task = await submit(http, gateway.url, key, "client-retry-1")
                     assert status == 200, task
                     task_id = task["id"]
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass  # the gateway died mid-submit; the client will retry
                 assert await asyncio.to_thread(gateway.wait_dead) != 0  # the failpoint fired
 
@@ -133,8 +135,7 @@ async def test_an_image_task_killed_before_the_vendor_call_resubmits_its_image(t
             async with aiohttp.ClientSession() as http:
                 headers = {"Authorization": f"Bearer {key}"}
                 with pytest.raises((aiohttp.ClientError, asyncio.TimeoutError)):
-                    async with http.post(gateway.url + "/v1/videos", headers=headers,
-                                         json={**BODY, "image": png}) as r:
+                    async with http.post(gateway.url + "/v1/videos", headers=headers, json={**BODY, "image": png}) as r:
                         await r.read()
                 assert await asyncio.to_thread(gateway.wait_dead) != 0
                 await asyncio.to_thread(gateway.start)  # the worker recovers the stored task

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+import openai
 import pytest
 from scripted_vendor import Scripted
 
-import openai
 from vidgate.testing import run_gateway
 
 pytest.importorskip("vidgate_local", reason="the local vendor plugin is not installed")
@@ -54,7 +54,9 @@ async def test_extend_edit_and_artifacts_through_the_openai_sdk(tmp_path):
 
         # Extend via the SDK's generic request with the documented JSON body.
         ext = await sdk(
-            client.post, "/videos/extensions", body={"prompt": "it runs on", "seconds": "4", "video": {"id": source.id}},
+            client.post,
+            "/videos/extensions",
+            body={"prompt": "it runs on", "seconds": "4", "video": {"id": source.id}},
             cast_to=openai.types.Video,
         )
         assert isinstance(ext, openai.types.Video) and ext.id != source.id and ext.seconds == "4"
@@ -76,7 +78,10 @@ async def test_extend_edit_and_artifacts_through_the_openai_sdk(tmp_path):
         assert bad.value.param == "video"
 
         edit = await sdk(
-            client.post, "/videos/edits", body={"prompt": "EDITED", "video": {"id": source.id}}, cast_to=openai.types.Video
+            client.post,
+            "/videos/edits",
+            body={"prompt": "EDITED", "video": {"id": source.id}},
+            cast_to=openai.types.Video,
         )
         for task in (ext, edit):
             done = await gw.wait(task.id, key)
@@ -99,8 +104,9 @@ async def test_extend_edit_and_artifacts_through_the_openai_sdk(tmp_path):
         # Artifacts: thumbnail (SDK), last_frame (raw GET), spritesheet absent.
         thumb = (await sdk(client.videos.download_content, source.id, variant="thumbnail")).content
         assert thumb[:4] == b"RIFF" or thumb[:8] == b"\x89PNG\r\n\x1a\n" or thumb[:2] == b"\xff\xd8"
-        async with gw.http.get(f"{gw.url}/v1/videos/{source.id}/content?variant=last_frame",
-                               headers={"Authorization": f"Bearer {key}"}) as resp:
+        async with gw.http.get(
+            f"{gw.url}/v1/videos/{source.id}/content?variant=last_frame", headers={"Authorization": f"Bearer {key}"}
+        ) as resp:
             assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
             png = await resp.read()
         [last] = frames(png)
@@ -115,7 +121,9 @@ async def test_derived_task_rules(tmp_path):
     scripted = Scripted()
     async with run_gateway(config(), tmp_path, extra_plugins={"scripted": scripted}) as gw:
         key, other = await gw.token(), await gw.token()
-        _, source = await gw.post("/v1/videos", key, json={"model": "local-v1", "prompt": "p", "seconds": 1, "size": "128x72"})
+        _, source = await gw.post(
+            "/v1/videos", key, json={"model": "local-v1", "prompt": "p", "seconds": 1, "size": "128x72"}
+        )
         body = {"prompt": "more", "seconds": "1", "video": {"id": source["id"]}}
         status, error = await gw.post("/v1/videos/extensions", key, json=body)
         if source["status"] != "completed":  # the render may already be done; usually it is not
@@ -156,7 +164,9 @@ async def test_derived_task_rules(tmp_path):
         assert status == 200 and again["id"] == first["id"]
         status, error = await gw.post("/v1/videos/edits", key, json=body, headers=headers)
         assert status == 409 and error["error"]["code"] == "idempotency_key_reused"
-        _, second = await gw.post("/v1/videos", key, json={"model": "local-v1", "prompt": "q", "seconds": 1, "size": "128x72"})
+        _, second = await gw.post(
+            "/v1/videos", key, json={"model": "local-v1", "prompt": "q", "seconds": 1, "size": "128x72"}
+        )
         await gw.wait(second["id"], key)
         status, error = await gw.post(
             "/v1/videos/extensions", key, json={**body, "video": {"id": second["id"]}}, headers=headers

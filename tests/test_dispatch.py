@@ -18,7 +18,11 @@ def channels(*specs):
 async def test_priority_then_weights(tmp_path):
     vendor = Scripted()
     config = scripted_config(
-        channels(("heavy", {"priority": 10, "weight": 3}), ("light", {"priority": 10, "weight": 1}), ("backup", {"priority": 0}))
+        channels(
+            ("heavy", {"priority": 10, "weight": 3}),
+            ("light", {"priority": 10, "weight": 1}),
+            ("backup", {"priority": 0}),
+        )
     )
     async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}, run_worker=False) as gw:
         key = await gw.token()
@@ -50,9 +54,7 @@ async def test_failover_to_next_channel_and_attempts_recorded(tmp_path):
 async def test_account_error_opens_breaker_then_probe(tmp_path):
     vendor = Scripted()
     vendor.submit_errors["main"] = collections.deque([ChannelUnusable("balance exhausted", vendor_code=1102)])
-    config = scripted_config(
-        channels(("main", {"priority": 10, "cooldown_seconds": 0.5}), ("spare", {"priority": 0}))
-    )
+    config = scripted_config(channels(("main", {"priority": 10, "cooldown_seconds": 0.5}), ("spare", {"priority": 0})))
     async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}, run_worker=False) as gw:
         key = await gw.token()
         for _ in range(3):

@@ -133,9 +133,29 @@ def test_cli_submit_waits_and_downloads(server):
 
     out = server.workdir / "cli.mp4"
     done = subprocess.run(
-        [sys.executable, "-m", "vidgate.cli", "submit", "a lighthouse at dusk", "-m", "local-v1", "--seconds", "1",
-         "--size", "320x180", "--wait", "-o", str(out), "--url", server.url, "--key", server.dev_token],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "vidgate.cli",
+            "submit",
+            "a lighthouse at dusk",
+            "-m",
+            "local-v1",
+            "--seconds",
+            "1",
+            "--size",
+            "320x180",
+            "--wait",
+            "-o",
+            str(out),
+            "--url",
+            server.url,
+            "--key",
+            server.dev_token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("video_")  # the task id, for scripts
@@ -143,7 +163,21 @@ def test_cli_submit_waits_and_downloads(server):
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
     bad = subprocess.run(
-        [sys.executable, "-m", "vidgate.cli", "submit", "x", "-m", "nope", "--url", server.url, "--key", server.dev_token],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "vidgate.cli",
+            "submit",
+            "x",
+            "-m",
+            "nope",
+            "--url",
+            server.url,
+            "--key",
+            server.dev_token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 1 and "does not exist" in bad.stderr

@@ -91,7 +91,9 @@ async def test_prefer_wait_1_answers_the_task_as_it_is_after_a_second(tmp_path):
         key = await gw.token()
         started = time.monotonic()
         async with gw.http.post(
-            gw.url + "/v1/videos", json={**BODY, "seconds": 8}, headers={"Authorization": f"Bearer {key}", "Prefer": "wait=1"}
+            gw.url + "/v1/videos",
+            json={**BODY, "seconds": 8},
+            headers={"Authorization": f"Bearer {key}", "Prefer": "wait=1"},
         ) as resp:
             task = await resp.json()
             assert resp.headers["Preference-Applied"] == "wait=1"
@@ -104,7 +106,8 @@ async def test_prefer_wait_1_answers_the_task_as_it_is_after_a_second(tmp_path):
         # A client that leaves while waiting loses nothing: the task goes on.
         try:
             async with gw.http.post(
-                gw.url + "/v1/video/generations", json=BODY,
+                gw.url + "/v1/video/generations",
+                json=BODY,
                 headers={"Authorization": f"Bearer {key}", "Prefer": "wait"},
                 timeout=aiohttp.ClientTimeout(total=0.5),
             ) as resp:
@@ -175,7 +178,9 @@ async def test_a_change_right_after_the_stream_reads_the_task_is_not_missed(tmp_
 
 async def _create(gw, key, prefer, body=BODY, path="/v1/videos"):
     async with gw.http.post(
-        gw.url + path, json=body, headers={"Authorization": f"Bearer {key}", "Prefer": prefer},
+        gw.url + path,
+        json=body,
+        headers={"Authorization": f"Bearer {key}", "Prefer": prefer},
         timeout=aiohttp.ClientTimeout(total=20),  # well below the 60 s a held answer could take
     ) as resp:
         return resp.status, resp.headers.get("Preference-Applied"), await resp.json()
@@ -209,7 +214,7 @@ async def test_prefer_wait_edge_cases(tmp_path):
 
 async def test_sse_reader_of_the_cli_client():
     reader = aiohttp.StreamReader(protocol=_Proto(), limit=2**16)
-    reader.feed_data(b": ping\r\nid: 1\r\nevent: video.queued\r\ndata: {\"a\": 1}\r\n\r\nevent: x\ndata: 2\n\n")
+    reader.feed_data(b': ping\r\nid: 1\r\nevent: video.queued\r\ndata: {"a": 1}\r\n\r\nevent: x\ndata: 2\n\n')
     reader.feed_eof()
     assert [e async for e in sse_events(reader)] == [("video.queued", '{"a": 1}'), ("x", "2")]
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fault_servers import Fault, FaultyUpstream, refused_port, silent_server
+
 from vidgate.testing import RunningGateway, ServedApp, run_gateway, serve_app
 from vidgate_sora.fake import FakeVideosAPI
 
@@ -83,9 +84,13 @@ async def test_submit_faults_move_the_task_to_the_next_channel(tmp_path):
     """Connection refused, 5xx and a persistent 429 on the preferred channel: each task
     lands on the next channel, is charged once, completes. A silent upstream (timeout) may
     have received the submit: that task is sent nowhere else."""
-    async with upstream() as (bad_fake, bad, bad_served), upstream() as (good_fake, good, good_served), silent_server() as (
-        silent_url,
-        accepted,
+    async with (
+        upstream() as (bad_fake, bad, bad_served),
+        upstream() as (good_fake, good, good_served),
+        silent_server() as (
+            silent_url,
+            accepted,
+        ),
     ):
         cases = {
             "refused": f"http://127.0.0.1:{refused_port()}",
@@ -124,7 +129,6 @@ async def test_submit_faults_move_the_task_to_the_next_channel(tmp_path):
         assert len(bad_fake.creates()) == 1 + 3
         # The good channel created exactly one video per case it took (all but the timeout).
         assert len(good_fake.creates()) == len(cases) - 1
-
 
 
 async def test_submit_fault_on_the_only_channel_is_503_and_not_charged(tmp_path):
@@ -359,8 +363,9 @@ async def test_a_finished_video_is_still_fetched_after_the_deadline(tmp_path):
         key = await gw.token()
         _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         store = gw.gateway.store
-        await store.update_task(task["id"], phase="fetching", result={"id": "s-1"}, deadline_at=_time.time() - 1,
-                                next_poll_at=0)
+        await store.update_task(
+            task["id"], phase="fetching", result={"id": "s-1"}, deadline_at=_time.time() - 1, next_poll_at=0
+        )
         await Worker(gw.gateway).run_until_idle(timeout=10)
         done = (await gw.get(f"/v1/videos/{task['id']}", key))[1]
         assert done["status"] == "completed", done

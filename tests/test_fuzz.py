@@ -19,15 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from scripted_vendor import Scripted, scripted_config
-from vidgate.testing import run_gateway
-
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from scripted_vendor import Scripted, scripted_config
+
+from vidgate.testing import run_gateway
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
 
@@ -92,9 +91,17 @@ def test_every_operation_fuzzed_has_no_5xx_and_matches_its_schema(served):
     operations = [result.ok() for result in schema.get_all_operations()]
     labels = {op.label for op in operations}
     # Every public endpoint is in the document (so every one is fuzzed).
-    for expected in ("POST /v1/video/generations", "GET /v1/video/generations/{task_id}", "POST /v1/videos",
-                     "GET /v1/videos", "GET /v1/videos/{video_id}", "DELETE /v1/videos/{video_id}",
-                     "GET /v1/videos/{video_id}/content", "POST /v1/videos/{video_id}/remix", "GET /v1/models"):
+    for expected in (
+        "POST /v1/video/generations",
+        "GET /v1/video/generations/{task_id}",
+        "POST /v1/videos",
+        "GET /v1/videos",
+        "GET /v1/videos/{video_id}",
+        "DELETE /v1/videos/{video_id}",
+        "GET /v1/videos/{video_id}/content",
+        "POST /v1/videos/{video_id}/remix",
+        "GET /v1/models",
+    ):
         assert expected in labels, (expected, sorted(labels))
     headers = {"Authorization": f"Bearer {served.key}"}
     calls = {"n": 0, "5xx": 0}
@@ -104,8 +111,12 @@ def test_every_operation_fuzzed_has_no_5xx_and_matches_its_schema(served):
 
             @given(case=op.as_strategy(generation_mode=mode))
             @settings(
-                max_examples=examples, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck), print_blob=False,
+                max_examples=examples,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
             )
             def run(case: Any) -> None:
                 response = case.call(base_url=served.url, headers=headers, timeout=30)
@@ -114,7 +125,7 @@ def test_every_operation_fuzzed_has_no_5xx_and_matches_its_schema(served):
                 try:
                     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
                 except Exception as exc:  # collect, report all at the end
-                    failures.append(f"{op.label} [{mode.value}] -> {response.status_code}: {str(exc)[:600]}")
+                    failures.append(f"{op.label} [{mode.value}] -> {response.status_code}: {str(exc)[:600]}")  # noqa: B023 (run in this iteration)
                     raise
 
             try:
@@ -185,7 +196,9 @@ async def test_deep_json_invalid_utf8_and_junk_are_400(tmp_path):
         deep = "[" * 100_000 + "]" * 100_000
         bodies = [
             deep.encode(),
-            b'{"model": "scripted-1", "prompt": "p", "metadata": ' + ('{"a":' * 5000 + "1" + "}" * 5000).encode() + b"}",
+            b'{"model": "scripted-1", "prompt": "p", "metadata": '
+            + ('{"a":' * 5000 + "1" + "}" * 5000).encode()
+            + b"}",
             b'{"model": "scripted-1", "prompt": "\xff\xfe\xfa"}',
             b'\xef\xbb\xbf{"model": "scripted-1", "prompt": "\xc3\x28"}',
             b'{"model": "scripted-1", "prompt": "p"',
@@ -232,10 +245,13 @@ async def test_odd_multipart_is_400(tmp_path):
             ("garbage", b"\x00\xff" * 200, ok_type),
             ("part without name", f"--{b}\r\nContent-Disposition: form-data\r\n\r\nx\r\n".encode() + end, ok_type),
             ("0-byte file", fields + part("input_reference", b"", "empty.png", "image/png") + end, ok_type),
-            ("non-image file", fields + part("input_reference", b"%PDF-1.4 not an image", "doc.png", "image/png") + end,
-             ok_type),
+            (
+                "non-image file",
+                fields + part("input_reference", b"%PDF-1.4 not an image", "doc.png", "image/png") + end,
+                ok_type,
+            ),
             ("text as image", fields + part("input_reference", b"hello", "a.txt", "text/plain") + end, ok_type),
-            ("header without CRLF", f"--{b}\r\nContent-Disposition: form-data; name=\"prompt\"".encode(), ok_type),
+            ("header without CRLF", f'--{b}\r\nContent-Disposition: form-data; name="prompt"'.encode(), ok_type),
             ("huge field name", fields + part("n" * 100_000, b"x") + end, ok_type),
         ]
         for name, body, headers in cases:
@@ -264,9 +280,13 @@ async def test_invalid_utf8_in_a_multipart_text_field_is_400(tmp_path):
         key = await gw.token()
         b = "XyZzY"
         body = (
-            f'--{b}\r\nContent-Disposition: form-data; name="model"\r\n\r\nscripted-1\r\n'
-            f'--{b}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n'
-        ).encode() + b"a fox \xff\xfe\r\n" + f"--{b}--\r\n".encode()
+            (
+                f'--{b}\r\nContent-Disposition: form-data; name="model"\r\n\r\nscripted-1\r\n'
+                f'--{b}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n'
+            ).encode()
+            + b"a fox \xff\xfe\r\n"
+            + f"--{b}--\r\n".encode()
+        )
         status, answer = await gw.post(
             "/v1/videos", key, data=body, headers={"Content-Type": f"multipart/form-data; boundary={b}"}
         )

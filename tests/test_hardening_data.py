@@ -75,8 +75,9 @@ async def test_non_finite_numbers_in_multipart_metadata_are_400(tmp_path):
         status, body = await gw.post("/v1/videos", key, data=form)
         assert status == 400 and body["error"]["param"] == "metadata", body
         # A flattened metadata[k]=NaN is not JSON, so it stays the text "NaN".
-        status, task = await gw.post("/v1/videos", key,
-                                     data={"model": "scripted-1", "prompt": "a fox", "metadata[cfg]": "NaN"})
+        status, task = await gw.post(
+            "/v1/videos", key, data={"model": "scripted-1", "prompt": "a fox", "metadata[cfg]": "NaN"}
+        )
         assert status == 200, task
         assert (await gw.gateway.store.task_request(task["id"]))["metadata"] == {"cfg": "NaN"}
 
@@ -136,24 +137,28 @@ async def test_metadata_over_its_limit_is_400_naming_metadata(tmp_path):
         status, answer = await gw.post("/v1/video/generations", key, json={**GOOD, "metadata": big})
         assert status == 400 and answer["error"]["param"] == "metadata", answer
         assert answer["error"]["code"] == "too_large"
-        status, answer = await gw.post("/v1/videos", key, data={"model": "scripted-1", "prompt": "a fox",
-                                                               "metadata[notes]": "x" * 5000})
+        status, answer = await gw.post(
+            "/v1/videos", key, data={"model": "scripted-1", "prompt": "a fox", "metadata[notes]": "x" * 5000}
+        )
         assert status == 400 and answer["error"]["param"] == "metadata", answer
         # Images do not count against it.
         image = base64.b64encode(png(64, 64)).decode()
-        status, task = await gw.post("/v1/video/generations", key,
-                                     json={**GOOD, "metadata": {"notes": "x" * 3000}, "image": image})
+        status, task = await gw.post(
+            "/v1/video/generations", key, json={**GOOD, "metadata": {"notes": "x" * 3000}, "image": image}
+        )
         assert status == 200, task
 
 
 async def test_the_default_metadata_limit_is_64_kib(tmp_path):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token()
-        status, answer = await gw.post("/v1/video/generations", key,
-                                       json={**GOOD, "metadata": {"notes": "x" * (64 * 1024)}})
+        status, answer = await gw.post(
+            "/v1/video/generations", key, json={**GOOD, "metadata": {"notes": "x" * (64 * 1024)}}
+        )
         assert status == 400 and answer["error"]["param"] == "metadata", answer
-        status, task = await gw.post("/v1/video/generations", key,
-                                     json={**GOOD, "metadata": {"notes": "x" * (60 * 1024)}})
+        status, task = await gw.post(
+            "/v1/video/generations", key, json={**GOOD, "metadata": {"notes": "x" * (60 * 1024)}}
+        )
         assert status == 200, task
 
 
@@ -224,12 +229,16 @@ async def test_old_task_rows_move_to_task_blobs_and_duplicate_names_survive(stor
         for i, created in enumerate((1.0, 2.0)):
             await db.execute(
                 "INSERT INTO tokens (id, name, key_hash, key_hint, grp, used, created_at) VALUES (?, 'dup', ?, 'h',"
-                " 'default', 0, ?)", f"tok_{i}", f"hash{i}", created,
+                " 'default', 0, ?)",
+                f"tok_{i}",
+                f"hash{i}",
+                created,
             )
         await db.execute(
             "INSERT INTO tasks (id, token_id, model, vendor, channel, status, phase, request, job, created_at,"
             " updated_at) VALUES ('video_old', 'tok_0', 'm', 'v', 'c', 'queued', 'polling', ?, ?, 1, 1)",
-            '{"model": "m", "prompt": "old"}', '{"payload": {"a": 1}}',
+            '{"model": "m", "prompt": "old"}',
+            '{"payload": {"a": 1}}',
         )
     finally:
         await db.close()
@@ -266,8 +275,14 @@ CLI_CONFIG = """
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vidgate.cli", *args], capture_output=True, text=True, timeout=60,
-                          check=check, env=os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "vidgate.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        env=os.environ,
+    )
 
 
 def test_token_names_are_unique_on_create(tmp_path):
@@ -291,8 +306,11 @@ def test_revoke_refuses_an_ambiguous_name_and_accepts_ids(tmp_path):
         con.execute(sql)
     con.execute("INSERT INTO schema_migrations VALUES (1, 0)")
     for i in range(2):
-        con.execute("INSERT INTO tokens (id, name, key_hash, key_hint, grp, used, created_at)"
-                    " VALUES (?, 'bob', ?, 'h', 'default', 0, ?)", (f"tok_bob{i}", f"hash{i}", float(i)))
+        con.execute(
+            "INSERT INTO tokens (id, name, key_hash, key_hint, grp, used, created_at)"
+            " VALUES (?, 'bob', ?, 'h', 'default', 0, ?)",
+            (f"tok_bob{i}", f"hash{i}", float(i)),
+        )
     con.commit()
     con.close()
     for command in (("revoke", "bob"), ("set-quota", "bob", "5")):
@@ -328,20 +346,28 @@ async def test_kling_echoed_credentials_are_not_logged(tmp_path):
         kling.base_url = served.url
         config = {
             "plugins": {"enabled": ["kling"]},
-            "channels": [{"name": "kling", "vendor": "kling", "base_url": served.url,
-                          "credentials": {"access_key": KLING_AK, "secret_key": KLING_SK},
-                          "options": {"poll_interval": 0.05}}],
+            "channels": [
+                {
+                    "name": "kling",
+                    "vendor": "kling",
+                    "base_url": served.url,
+                    "credentials": {"access_key": KLING_AK, "secret_key": KLING_SK},
+                    "options": {"poll_interval": 0.05},
+                }
+            ],
         }
         with captured_logs() as buf:
             async with run_gateway(config, tmp_path) as gw:
                 key = await gw.token()
                 kling.fail_creates(1201, message=f"bad parameter; your key {KLING_AK} / {KLING_SK} is fine")
-                status, _ = await gw.post("/v1/video/generations", key,
-                                          json={"model": "kling-v1-6", "prompt": "a fox", "seconds": 5})
+                status, _ = await gw.post(
+                    "/v1/video/generations", key, json={"model": "kling-v1-6", "prompt": "a fox", "seconds": 5}
+                )
                 assert status == 400
                 kling.fail_next_task(f"Failure: account {KLING_AK} secret {KLING_SK}")
-                status, task = await gw.post("/v1/video/generations", key,
-                                             json={"model": "kling-v1-6", "prompt": "a fox", "seconds": 5})
+                status, task = await gw.post(
+                    "/v1/video/generations", key, json={"model": "kling-v1-6", "prompt": "a fox", "seconds": 5}
+                )
                 assert status == 200, task
                 done = await gw.wait(task["id"], key)
                 assert done["status"] == "failed"
@@ -356,15 +382,23 @@ async def test_sora_echoed_credential_is_not_logged(tmp_path):
     async with serve_app(sora.app) as served:
         config = {
             "plugins": {"enabled": ["sora"]},
-            "channels": [{"name": "sora", "vendor": "sora", "base_url": served.url + "/v1",
-                          "credentials": {"api_key": SORA_KEY}, "options": {"poll_interval": 0.05}}],
+            "channels": [
+                {
+                    "name": "sora",
+                    "vendor": "sora",
+                    "base_url": served.url + "/v1",
+                    "credentials": {"api_key": SORA_KEY},
+                    "options": {"poll_interval": 0.05},
+                }
+            ],
         }
         with captured_logs() as buf:
             async with run_gateway(config, tmp_path) as gw:
                 key = await gw.token()
                 sora.fail_next("invalid_key", f"Generation refused for key {SORA_KEY}")
-                status, task = await gw.post("/v1/video/generations", key,
-                                             json={"model": "sora-2", "prompt": "a fox", "seconds": "4"})
+                status, task = await gw.post(
+                    "/v1/video/generations", key, json={"model": "sora-2", "prompt": "a fox", "seconds": "4"}
+                )
                 assert status == 200, task
                 assert (await gw.wait(task["id"], key))["status"] == "failed"
         logged = buf.getvalue()
@@ -379,8 +413,15 @@ async def test_veo_echoed_credential_is_not_logged(tmp_path):
         fake.error_message = f"Internal error for API key {VEO_KEY}"
         config = {
             "plugins": {"enabled": ["veo"]},
-            "channels": [{"name": "veo", "vendor": "veo", "base_url": fake.url,
-                          "credentials": {"api_key": VEO_KEY}, "options": {"poll_interval": 0.05, "surface": "gemini"}}],
+            "channels": [
+                {
+                    "name": "veo",
+                    "vendor": "veo",
+                    "base_url": fake.url,
+                    "credentials": {"api_key": VEO_KEY},
+                    "options": {"poll_interval": 0.05, "surface": "gemini"},
+                }
+            ],
         }
         with captured_logs() as buf:
             async with run_gateway(config, tmp_path) as gw:
@@ -397,13 +438,16 @@ async def test_local_channel_credential_is_not_logged(tmp_path):
     """The local plugin has no vendor to echo anything: its credential-bearing channel's
     value must not appear even though the client's metadata quotes it (what a plugin
     passes on to its logs from a request is scrubbed as well)."""
-    config = {"plugins": {"enabled": ["local"]},
-              "channels": [{"name": "local", "vendor": "local", "credentials": {"api_key": LOCAL_KEY}}]}
+    config = {
+        "plugins": {"enabled": ["local"]},
+        "channels": [{"name": "local", "vendor": "local", "credentials": {"api_key": LOCAL_KEY}}],
+    }
     with captured_logs() as buf:
         async with run_gateway(config, tmp_path) as gw:
             key = await gw.token()
-            status, task = await gw.post("/v1/video/generations", key,
-                                         json={"model": "local-v1", "prompt": "a fox", "seconds": 1})
+            status, task = await gw.post(
+                "/v1/video/generations", key, json={"model": "local-v1", "prompt": "a fox", "seconds": 1}
+            )
             assert status == 200, task
             assert (await gw.wait(task["id"], key))["status"] == "completed"
             # The plugin's own log lines (ctx.log) are written with the channel bound.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import fractions
-import json
 
 import av
 import numpy as np
@@ -14,7 +13,7 @@ from scripted_vendor import Scripted, scripted_config
 
 from vidgate import CallContext, Channel, Model, Problem, Submission, VendorJob, VideoRequest, image_dimensions
 from vidgate.errors import RequestInvalid
-from vidgate.request import Reference, parse_request
+from vidgate.request import parse_request
 from vidgate.testing import run_gateway, tiny_png
 
 
@@ -22,7 +21,11 @@ def _encoded(codec_name: str, pix_fmt: str, width: int, height: int, noise: bool
     codec = av.CodecContext.create(codec_name, "w")
     codec.width, codec.height, codec.pix_fmt = width, height, pix_fmt
     codec.time_base = fractions.Fraction(1, 25)
-    pixels = np.random.default_rng(7).integers(0, 256, (height, width, 3), dtype=np.uint8) if noise else np.zeros((height, width, 3), dtype=np.uint8)
+    pixels = (
+        np.random.default_rng(7).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        if noise
+        else np.zeros((height, width, 3), dtype=np.uint8)
+    )
     frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format=pix_fmt)
     return b"".join(bytes(p) for p in codec.encode(frame) + codec.encode(None))
 
@@ -37,7 +40,15 @@ def test_image_dimensions_of_png_jpeg_gif_webp():
     bits = (1000 - 1) | ((700 - 1) << 14)
     vp8l = b"RIFF" + b"\x00" * 4 + b"WEBPVP8L" + b"\x00" * 4 + b"\x2f" + bits.to_bytes(4, "little") + b"\x00" * 8
     assert image_dimensions(vp8l) == (1000, 700)
-    vp8x = b"RIFF" + b"\x00" * 4 + b"WEBPVP8X" + b"\x0a\x00\x00\x00" + b"\x00" * 4 + (3999).to_bytes(3, "little") + (2999).to_bytes(3, "little")
+    vp8x = (
+        b"RIFF"
+        + b"\x00" * 4
+        + b"WEBPVP8X"
+        + b"\x0a\x00\x00\x00"
+        + b"\x00" * 4
+        + (3999).to_bytes(3, "little")
+        + (2999).to_bytes(3, "little")
+    )
     assert image_dimensions(vp8x) == (4000, 3000)
     # Truncated or unknown headers say nothing rather than raise.
     assert image_dimensions(b"GIF89a") is None
@@ -47,11 +58,15 @@ def test_image_dimensions_of_png_jpeg_gif_webp():
 
 def test_images_carry_size_mime_and_their_field():
     png = base64.b64encode(tiny_png(320, 480)).decode()
-    req = parse_request({
-        "model": "m", "prompt": "p", "image": png,
-        "images": ["https://example.com/a.png", "data:image/png;base64," + png],
-        "input_reference": png,
-    })
+    req = parse_request(
+        {
+            "model": "m",
+            "prompt": "p",
+            "image": png,
+            "images": ["https://example.com/a.png", "data:image/png;base64," + png],
+            "input_reference": png,
+        }
+    )
     assert [i.param for i in req.images] == ["image", "images[0]", "images[1]", "input_reference"]
     first = req.images[0]
     assert (first.width, first.height, first.mime, first.mime_type) == (320, 480, "image/png", "image/png")
@@ -61,15 +76,22 @@ def test_images_carry_size_mime_and_their_field():
 
 def test_input_reference_video_and_audio_become_references():
     audio = "data:audio/mpeg;base64," + base64.b64encode(b"ID3\x03" + b"\x00" * 64).decode()
-    req = parse_request({
-        "model": "m", "prompt": "p",
-        "input_reference": [
-            "https://cdn.example.com/clip.MP4?sig=abc", base64.b64encode(tiny_png()).decode(), audio,
-            "https://cdn.example.com/song.wav#t=3",
-        ],
-    })
+    req = parse_request(
+        {
+            "model": "m",
+            "prompt": "p",
+            "input_reference": [
+                "https://cdn.example.com/clip.MP4?sig=abc",
+                base64.b64encode(tiny_png()).decode(),
+                audio,
+                "https://cdn.example.com/song.wav#t=3",
+            ],
+        }
+    )
     assert [(r.kind, r.param) for r in req.references] == [
-        ("video", "input_reference[0]"), ("audio", "input_reference[2]"), ("audio", "input_reference[3]"),
+        ("video", "input_reference[0]"),
+        ("audio", "input_reference[2]"),
+        ("audio", "input_reference[3]"),
     ]
     assert req.references[0].url == "https://cdn.example.com/clip.MP4?sig=abc"
     assert req.references[1].data.startswith(b"ID3") and req.references[1].mime_type == "audio/mpeg"
@@ -124,8 +146,10 @@ def _config():
         ({"model": "cap-t2v-only", "images": ["https://example.com/a.png", "https://example.com/b.png"]}, "images[0]"),
         ({"model": "cap-sizes", "size": "1920x1080"}, "size"),
         ({"model": "cap-sizes", "size": "16:9"}, "size"),
-        ({"model": "cap-seconds", "input_reference": ["https://example.com/a.png", "https://example.com/v.mov"]},
-         "input_reference[1]"),
+        (
+            {"model": "cap-seconds", "input_reference": ["https://example.com/a.png", "https://example.com/v.mov"]},
+            "input_reference[1]",
+        ),
         ({"model": "cap-seconds", "input_reference": "https://example.com/voice.mp3"}, "input_reference"),
     ],
 )
@@ -163,6 +187,7 @@ def _blob_sizes(gw, task_id: str):
     async def sizes() -> tuple[int, int, str, str]:
         row = await gw.gateway.store.db.fetchone("SELECT request, job FROM task_blobs WHERE task_id = ?", task_id)
         return len(row["request"]), len(row["job"] or ""), row["request"], row["job"] or ""
+
     return sizes()
 
 

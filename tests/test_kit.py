@@ -89,7 +89,11 @@ def test_new_plugin_scaffold_passes_its_contract_suite(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "tests"],
-        cwd=target, env=env, capture_output=True, text=True, timeout=600,
+        cwd=target,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     tail = proc.stdout[-3000:]
     assert proc.returncode == 0, tail

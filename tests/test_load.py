@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from load_harness import LoadRig, drive, settle_rss, summary
 
 pytestmark = pytest.mark.slow
@@ -30,7 +29,9 @@ async def test_thousand_tasks_no_errors_no_loss_memory_returns(tmp_path):
         baseline = await settle_rss(rig.pid)
         result = await drive(rig.url, rig.key, TASKS, CONCURRENCY, rss_pid=rig.pid)
         after = await settle_rss(rig.pid)
-        print("load:", summary(result), f"rss baseline={baseline:.1f} peak={result.rss_peak_mb:.1f} after={after:.1f} MiB")
+        print(
+            "load:", summary(result), f"rss baseline={baseline:.1f} peak={result.rss_peak_mb:.1f} after={after:.1f} MiB"
+        )
         assert result.error_count == 0, result.errors
         assert len(result.final) == TASKS  # every submit answered with an id
         assert result.lost == 0, {s for s in result.final.values()}

@@ -13,12 +13,12 @@ import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
+from scripted_vendor import VIDEO, Scripted, scripted_config
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from scripted_vendor import VIDEO, Scripted, scripted_config
 from vidgate.testing import run_gateway, serve_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -239,11 +239,18 @@ class ResultHost(Recorder):
             await record(request)
             return raw_redirect(request.query_params["to"])
 
-        return Starlette(routes=[
-            Route("/video.mp4", video), Route("/claimed-html.mp4", video_claimed_html), Route("/page.html", html),
-            Route("/gzip.mp4", gzipped), Route("/bomb.mp4", gzip_bomb), Route("/big.mp4", big),
-            Route("/trickle.mp4", trickle), Route("/redirect", redirect),
-        ])
+        return Starlette(
+            routes=[
+                Route("/video.mp4", video),
+                Route("/claimed-html.mp4", video_claimed_html),
+                Route("/page.html", html),
+                Route("/gzip.mp4", gzipped),
+                Route("/bomb.mp4", gzip_bomb),
+                Route("/big.mp4", big),
+                Route("/trickle.mp4", trickle),
+                Route("/redirect", redirect),
+            ]
+        )
 
 
 def result_config(**extra: Any) -> dict[str, Any]:
@@ -270,7 +277,9 @@ async def test_result_urls_to_internal_services_are_refused(tmp_path):
     Unicode-digit form: none is fetched, each task fails result_unavailable."""
     plugin = Downloading()
     async with result_hosts() as (public, pub, internal, inner):
-        async with run_gateway(result_config(server={"metrics": True}), tmp_path, extra_plugins={"scripted": plugin}) as gw:
+        async with run_gateway(
+            result_config(server={"metrics": True}), tmp_path, extra_plugins={"scripted": plugin}
+        ) as gw:
             key = await gw.token()
             plugin.urls["main"] = f"{pub.url}/video.mp4"
             assert (await run_task(gw, key))["status"] == "completed"  # control: the allowed host works

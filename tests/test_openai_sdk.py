@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import av
+import openai
 import pytest
 from scripted_vendor import Scripted
 
-import openai
 from vidgate.testing import run_gateway
 
 pytest.importorskip("vidgate_local", reason="the local vendor plugin is not installed")
@@ -214,7 +214,9 @@ async def test_openai_sdk_videos(tmp_path, kind):
                 await sdk("create", model="no-such-model", prompt="x")
             assert bad.value.param == "model" and bad.value.code == "model_not_found"
             with pytest.raises(openai.BadRequestError) as bad:
-                await sdk("create", model="local-v1", prompt="x", seconds="4", input_reference=("a.png", b"nope", "image/png"))
+                await sdk(
+                    "create", model="local-v1", prompt="x", seconds="4", input_reference=("a.png", b"nope", "image/png")
+                )
             assert bad.value.param == "input_reference"
             with pytest.raises(openai.NotFoundError) as absent:  # local makes no spritesheet
                 await sdk("download_content", video.id, variant="spritesheet")

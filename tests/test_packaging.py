@@ -44,7 +44,12 @@ def test_install_and_uninstall_a_plugin_into_a_core_only_environment(tmp_path):
     assert "kling" not in listed()
 
     # The core's own tests need no vendor plugin.
-    core_tests = ["tests/test_flow_scripted.py", "tests/test_api_errors.py", "tests/test_dispatch.py",
-                  "tests/test_billing.py", "tests/test_plugins.py::test_two_plugins_claiming_one_vendor_name_both"]
+    core_tests = [
+        "tests/test_flow_scripted.py",
+        "tests/test_api_errors.py",
+        "tests/test_dispatch.py",
+        "tests/test_billing.py",
+        "tests/test_plugins.py::test_two_plugins_claiming_one_vendor_name_both",
+    ]
     out = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not postgres", *core_tests)
     assert " passed" in out and "failed" not in out

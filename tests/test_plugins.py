@@ -54,9 +54,11 @@ def install_broken_plugin(root):
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vidgate-broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[vidgate]\nbroken = vidgate_broken:plugin\n")
-    (root / "vidgate_broken.py").write_text(textwrap.dedent("""
+    (root / "vidgate_broken.py").write_text(
+        textwrap.dedent("""
         raise ImportError("this plugin is broken on purpose")
-    """))
+    """)
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -65,8 +67,13 @@ def install_broken_plugin(root):
 def test_cli_lists_plugins_and_a_broken_one(tmp_path):
     env = install_broken_plugin(tmp_path / "site")
     out = subprocess.run(
-        [sys.executable, "-m", "vidgate.cli", "plugins", "--json"], env=env, cwd=tmp_path, capture_output=True,
-        text=True, timeout=60, check=True,
+        [sys.executable, "-m", "vidgate.cli", "plugins", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     local = rows["local"]

@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 from scripted_vendor import BatchScripted, Scripted, scripted_config
 
-from vidgate import ChannelUnusable, ModelRetired, PollResult, TaskNotFound, VendorError, VendorUnavailable
-from vidgate import errors
+from vidgate import ChannelUnusable, ModelRetired, PollResult, TaskNotFound, VendorError, VendorUnavailable, errors
 from vidgate.config import parse_config
 from vidgate.outcomes import TABLE, Action, Phase, classify, rule
 from vidgate.testing import run_gateway
@@ -88,7 +87,7 @@ async def test_tasks_missing_from_the_batch_answer_are_polled_alone(tmp_path):
 
 async def test_a_failed_batch_call_falls_back_to_per_task_polls(tmp_path):
     vendor = BatchScripted()
-    vendor.batch_script.extend(asyncio.TimeoutError() for _ in range(100))  # the list endpoint is down
+    vendor.batch_script.extend(TimeoutError() for _ in range(100))  # the list endpoint is down
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": vendor}) as gw:
         key = await gw.token()
         ids = await submit(gw, key, 3)
@@ -138,9 +137,10 @@ async def test_a_successful_poll_resets_the_count(tmp_path):
 async def test_unknown_status_words_count_as_failed_polls(tmp_path):
     vendor = Scripted()
     vendor.poll_script.extend(PollResult.unknown("RENDERING_V2") for _ in range(3))
-    config = scripted_config(worker=fast(max_poll_failures=3), channels=[
-        {"name": "main", "vendor": "scripted", "options": {"poll_interval": 0.01}}
-    ])
+    config = scripted_config(
+        worker=fast(max_poll_failures=3),
+        channels=[{"name": "main", "vendor": "scripted", "options": {"poll_interval": 0.01}}],
+    )
     async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
         key = await gw.token()
         [task_id] = await submit(gw, key)
@@ -212,12 +212,14 @@ async def test_account_error_while_polling_keeps_the_task_and_opens_the_breaker(
 
 async def test_raw_transport_errors_from_a_plugin_are_transient(tmp_path):
     vendor = Scripted()
-    vendor.poll_script.extend([
-        asyncio.TimeoutError(),
-        aiohttp.ServerDisconnectedError(),
-        ConnectionRefusedError(111, "refused"),
-        ValueError("not json"),
-    ])
+    vendor.poll_script.extend(
+        [
+            TimeoutError(),
+            aiohttp.ServerDisconnectedError(),
+            ConnectionRefusedError(111, "refused"),
+            ValueError("not json"),
+        ]
+    )
     async with run_gateway(scripted_config(worker=fast()), tmp_path, extra_plugins={"scripted": vendor}) as gw:
         key = await gw.token()
         [task_id] = await submit(gw, key)
@@ -234,7 +236,9 @@ def test_worker_keys_default_to_twenty_failures_and_two_minutes():
 
 # -- the table -------------------------------------------------------------------------
 
-CLASSES = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, VendorError) and c is not VendorError]
+CLASSES = [
+    c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, VendorError) and c is not VendorError
+]
 
 
 def test_every_error_class_has_a_rule_in_every_phase():
@@ -254,8 +258,8 @@ def test_the_table_is_documented_row_by_row():
 
 
 def test_classification_of_raw_exceptions():
-    assert isinstance(classify(asyncio.TimeoutError()), VendorUnavailable)
-    assert classify(asyncio.TimeoutError()).maybe_received
+    assert isinstance(classify(TimeoutError()), VendorUnavailable)
+    assert classify(TimeoutError()).maybe_received
     refused = classify(ConnectionRefusedError(111, "refused"))
     assert isinstance(refused, VendorUnavailable) and not refused.maybe_received
     assert isinstance(classify(json.JSONDecodeError("x", "y", 0)), VendorUnavailable)

@@ -4,14 +4,13 @@ worker are killed with SIGKILL mid-run and nothing is restarted."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import collections
 import signal
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,7 +23,8 @@ TASKS = 300
 
 # The sora fake, wrapped to record what proves the run: creates per Idempotency-Key
 # (our task id) and the time span of every status poll per vendor video.
-_VENDOR_SCRIPT = """
+_VENDOR_SCRIPT = (
+    """
 import asyncio, json, sys, time, uvicorn
 from collections import defaultdict
 from vidgate_sora.fake import FakeVideosAPI
@@ -57,17 +57,20 @@ async def app(scope, receive, send):
     return await fake.app(scope, receive, send)
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-""" % VENDOR_KEY
+"""
+    % VENDOR_KEY
+)
 
 
 def write_config(path, store_url, vendor_port, data):
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [server]
         data_dir = "{data}"
         [store]
         url = "{store_url}"
         [media]
-        path = "{data / 'media'}"
+        path = "{data / "media"}"
         [worker]
         enabled = false  # `vidgate serve` is API only here; the workers run on their own
         tick_seconds = 0.05
@@ -86,7 +89,8 @@ def write_config(path, store_url, vendor_port, data):
         poll_interval = 0.1
         [models.sora-2]
         price_per_second = 0.1
-    """))
+    """)
+    )
     return path
 
 
@@ -95,8 +99,9 @@ async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
     async with fresh_postgres() as store_url:
         vendor_port = free_port()
         vendor_log = open(tmp_path / "vendor.log", "w")  # noqa: SIM115 (closed below)
-        vendor = subprocess.Popen([sys.executable, "-c", _VENDOR_SCRIPT, str(vendor_port)],
-                                  stdout=vendor_log, stderr=subprocess.STDOUT)
+        vendor = subprocess.Popen(
+            [sys.executable, "-c", _VENDOR_SCRIPT, str(vendor_port)], stdout=vendor_log, stderr=subprocess.STDOUT
+        )
         apis: list[GatewayProcess] = []
         workers: list[subprocess.Popen] = []
         worker_logs: list[Any] = []
@@ -112,10 +117,13 @@ async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
             for i in range(2):
                 log = open(tmp_path / f"worker{i}.log", "w")  # noqa: SIM115 (closed below)
                 worker_logs.append(log)
-                workers.append(subprocess.Popen(
-                    [sys.executable, "-m", "vidgate.cli", "worker", "--config", str(config)],
-                    stdout=log, stderr=subprocess.STDOUT,
-                ))
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "vidgate.cli", "worker", "--config", str(config)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             key = await asyncio.to_thread(create_token, config, "replicas")
             headers = {"Authorization": f"Bearer {key}"}
             accepted: list[str] = []
@@ -131,7 +139,7 @@ async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
                         async with http.post(url + "/v1/video/generations", json=body, headers=headers) as r:
                             answer = await r.json(content_type=None)
                             status = r.status
-                    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, aiohttp.ClientError) as exc:
                         refused[type(exc).__name__] += 1  # the killed API
                         return
                     if status == 200:
@@ -192,7 +200,7 @@ async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
         # No task was polled by two workers at once.
         for video_id, spans in stats["polls"].items():
             spans.sort()
-            for (_, end), (start, _) in zip(spans, spans[1:]):
+            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
                 assert start >= end, f"{video_id}: overlapping polls {spans}"
 
         # The ledger balances: one charge per billed task, refunds only for failed ones.

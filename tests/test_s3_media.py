@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from processes import free_port
 from scripted_vendor import Scripted, scripted_config
 
-from processes import free_port
 from vidgate import MediaSource
 from vidgate.config import parse_config
 from vidgate.media import MIN_PART_BYTES, S3Media
@@ -99,7 +99,7 @@ MP4_HEAD = b"\x00\x00\x00\x18ftypisom"  # the storage sniffs what it stores: sta
 def pattern(offset: int, n: int) -> bytes:
     block = bytes((offset // (1 << 20) + j) % 251 for j in range(251))
     data = (block * (n // 251 + 1))[:n]
-    return MP4_HEAD + data[len(MP4_HEAD):] if offset == 0 else data
+    return MP4_HEAD + data[len(MP4_HEAD) :] if offset == 0 else data
 
 
 def expected(size: int) -> bytes:
@@ -254,7 +254,9 @@ async def test_large_result_through_the_gateway_and_a_ranged_read_across_parts(t
         _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         done = await gw.wait(task["id"], key)
         assert done["status"] == "completed", done
-        head = await storage.client.head_object(Bucket=storage.bucket, Key=storage.key(task["id"], "video"), PartNumber=1)
+        head = await storage.client.head_object(
+            Bucket=storage.bucket, Key=storage.key(task["id"], "video"), PartNumber=1
+        )
         assert head["PartsCount"] == 3
         want = expected(size)
         start, end = MIN_PART_BYTES - 100, MIN_PART_BYTES + 100
@@ -263,7 +265,9 @@ async def test_large_result_through_the_gateway_and_a_ranged_read_across_parts(t
             headers={"Authorization": f"Bearer {key}", "Range": f"bytes={start}-{end - 1}"},
         ) as r:
             assert r.status == 206 and await r.read() == want[start:end]
-        async with gw.http.get(f"{gw.url}/v1/videos/{task['id']}/content", headers={"Authorization": f"Bearer {key}"}) as r:
+        async with gw.http.get(
+            f"{gw.url}/v1/videos/{task['id']}/content", headers={"Authorization": f"Bearer {key}"}
+        ) as r:
             assert await r.read() == want
 
 
@@ -302,7 +306,9 @@ def test_bad_media_config_names_the_key(media, message):
 
 def test_secret_interpolated_from_the_environment_and_not_in_repr(monkeypatch):
     monkeypatch.setenv("VG_TEST_S3_SECRET", "s3cr3t-value")
-    config = parse_config({"media": {"url": "s3://b/p", "access_key_id": "AK", "secret_access_key": "${VG_TEST_S3_SECRET}"}})
+    config = parse_config(
+        {"media": {"url": "s3://b/p", "access_key_id": "AK", "secret_access_key": "${VG_TEST_S3_SECRET}"}}
+    )
     assert config.media.secret_access_key == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(config)
 
@@ -313,7 +319,9 @@ async def test_extend_reads_the_source_from_object_storage(tmp_path, bucket):
     media, storage = bucket
     async with run_gateway({"media": media}, tmp_path) as gw:
         key = await gw.token()
-        status, source = await gw.post("/v1/videos", key, json={"model": "local-v1", "prompt": "a red ball", "seconds": "2"})
+        status, source = await gw.post(
+            "/v1/videos", key, json={"model": "local-v1", "prompt": "a red ball", "seconds": "2"}
+        )
         assert status == 200, source
         assert (await gw.wait(source["id"], key))["status"] == "completed"
         status, task = await gw.post(

@@ -21,13 +21,12 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import structlog
+from fault_servers import Fault, FaultyUpstream
 from starlette.applications import Starlette
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from fault_servers import Fault, FaultyUpstream
 from vidgate import logs
 from vidgate.auth import hash_key
 from vidgate.testing import RunningGateway, run_gateway, serve_app
@@ -126,10 +125,20 @@ def secrets_config(sora_url: str, kling_url: str) -> dict[str, Any]:
         "network": {"max_retry_after_seconds": 0.2},
         "worker": {"max_backoff_seconds": 0.1},
         "channels": [
-            {"name": "sora", "vendor": "sora", "base_url": sora_url + "/v1",
-             "credentials": {"api_key": SORA_KEY}, "options": {"poll_interval": 0.05}},
-            {"name": "kling", "vendor": "kling", "base_url": kling_url,
-             "credentials": {"access_key": KLING_AK, "secret_key": KLING_SK}, "options": {"poll_interval": 0.05}},
+            {
+                "name": "sora",
+                "vendor": "sora",
+                "base_url": sora_url + "/v1",
+                "credentials": {"api_key": SORA_KEY},
+                "options": {"poll_interval": 0.05},
+            },
+            {
+                "name": "kling",
+                "vendor": "kling",
+                "base_url": kling_url,
+                "credentials": {"access_key": KLING_AK, "secret_key": KLING_SK},
+                "options": {"poll_interval": 0.05},
+            },
         ],
     }
 
@@ -170,8 +179,12 @@ async def test_no_secret_in_responses_logs_or_store_on_success_and_failure(tmp_p
                 for task_id in ids:
                     done = await gw.wait(task_id, key)
                     assert done["status"] in ("completed", "failed")
-                    for path in (f"/v1/videos/{task_id}", f"/v1/video/generations/{task_id}",
-                                 f"/v1/videos/{task_id}/content", f"/v1/videos/{task_id}/content?variant=thumbnail"):
+                    for path in (
+                        f"/v1/videos/{task_id}",
+                        f"/v1/video/generations/{task_id}",
+                        f"/v1/videos/{task_id}/content",
+                        f"/v1/videos/{task_id}/content?variant=thumbnail",
+                    ):
                         await call("GET", path, key)
                 for path in ("/v1/videos", "/v1/models", "/openapi.json", "/healthz", "/-/plugins"):
                     await call("GET", path, key)
@@ -313,6 +326,7 @@ async def test_redirect_from_an_allowed_host_to_a_private_one_is_refused(tmp_pat
 
     inner = Starlette(routes=[Route("/img.png", target)])
     async with serve_app(inner) as internal:
+
         async def redirect(request: Any) -> Response:
             where = request.path_params["where"]
             url = {
@@ -324,7 +338,10 @@ async def test_redirect_from_an_allowed_host_to_a_private_one_is_refused(tmp_pat
             return RedirectResponse(url, status_code=302)
 
         outer = Starlette(routes=[Route("/ok.png", serve), Route("/to/{where}", redirect)])
-        async with serve_app(outer, host="127.0.0.2") as public, vendors() as (sora, _, sora_served, kling, kling_served):
+        async with (
+            serve_app(outer, host="127.0.0.2") as public,
+            vendors() as (sora, _, sora_served, kling, kling_served),
+        ):
             cfg = secrets_config(sora_served.url, kling_served.url)
             cfg["network"]["allow_image_networks"] = ["127.0.0.2/32"]
             async with run_gateway(cfg, tmp_path) as gw:

@@ -142,8 +142,9 @@ async def test_a_client_that_leaves_half_way_costs_nothing(server):
         async with http.get(server.url + "/healthz") as r:
             assert r.status == 200
         # And the next download is whole.
-        async with http.get(f"{server.url}/v1/videos/{task_id}/content",
-                            headers={"Authorization": f"Bearer {server.dev_token}"}) as r:
+        async with http.get(
+            f"{server.url}/v1/videos/{task_id}/content", headers={"Authorization": f"Bearer {server.dev_token}"}
+        ) as r:
             assert r.status == 200 and await r.read() == video
     text = (server.workdir / "gateway.log").read_text()
     assert "Traceback" not in text and "Exception in ASGI" not in text
@@ -156,8 +157,9 @@ async def test_concurrent_downloads_do_not_buffer_the_file(server):
 
     async def download(http: aiohttp.ClientSession) -> int:
         total = 0
-        async with http.get(f"{server.url}/v1/videos/{task_id}/content",
-                            headers={"Authorization": f"Bearer {server.dev_token}"}) as r:
+        async with http.get(
+            f"{server.url}/v1/videos/{task_id}/content", headers={"Authorization": f"Bearer {server.dev_token}"}
+        ) as r:
             assert r.status == 200
             async for chunk in r.content.iter_chunked(1 << 20):
                 total += len(chunk)

@@ -28,11 +28,19 @@ def write_config(tmp_path: Path, **server: object) -> Path:
     lines = ["[server]", f'data_dir = "{tmp_path / "data"}"']
     lines += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in server.items()]
     lines += [
-        "[store]", f'url = "sqlite:///{tmp_path / "data" / "vidgate.db"}"',
-        "[media]", f'path = "{tmp_path / "data" / "media"}"',
-        "[plugins]", 'enabled = ["local", "kling"]',
-        "[[channels]]", 'name = "local"', 'vendor = "local"',
-        "[[channels]]", 'name = "kling"', 'vendor = "kling"', 'base_url = "http://127.0.0.1:9"',
+        "[store]",
+        f'url = "sqlite:///{tmp_path / "data" / "vidgate.db"}"',
+        "[media]",
+        f'path = "{tmp_path / "data" / "media"}"',
+        "[plugins]",
+        'enabled = ["local", "kling"]',
+        "[[channels]]",
+        'name = "local"',
+        'vendor = "local"',
+        "[[channels]]",
+        'name = "kling"',
+        'vendor = "kling"',
+        'base_url = "http://127.0.0.1:9"',
         'credentials = { access_key = "ak", secret_key = "sk" }',
     ]
     path = tmp_path / "vidgate.toml"
@@ -114,17 +122,21 @@ async def test_callback_over_the_limit_is_413_before_reading_it_all(serve):
     gw = serve()
     big = 20 * 1024 * 1024
     # Declared length over the limit: refused from the headers.
-    head = (f"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n"
-            "Content-Type: application/json\r\n\r\n").encode()
+    head = (
+        f"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n"
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
     result = await raw_request(gw.port, head, (b"x" * 65536 for _ in range(big // 65536)))
     assert refused_early(result, b"413", big), result[0][:200]
     # Chunked, no length at all: refused once the limit is passed, not at the end.
-    head = (b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Type: application/json\r\n\r\n")
+    head = (
+        b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\n\r\n"
+    )
     result = await raw_request(gw.port, head, chunked(big))
     assert refused_early(result, b"413", big), result[0][:200]
     # A length that lies (says small, sends more) cannot smuggle a big body either.
-    head = (b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    head = b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
     result = await raw_request(gw.port, head, [b"{" * 100, b"x" * (4 * 1024 * 1024)])
     assert result[0].startswith(b"HTTP/1.1 400"), result[0][:200]
     # An unknown channel is answered before the body is read.
@@ -141,7 +153,7 @@ async def test_many_concurrent_big_callbacks_keep_memory_small(serve):
         async with http.get(gw.url + "/healthz") as resp:
             assert resp.status == 200
     before = peak_rss_kib(gw.proc.pid)
-    head = (b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    head = b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     total = 20 * 1024 * 1024
     results = await asyncio.gather(*(raw_request(gw.port, head, chunked(total)) for _ in range(16)))
     assert all(refused_early(r, b"413", total) for r in results), {(a[:40], n) for a, n in results}
@@ -262,7 +274,7 @@ async def test_slow_headers_are_dropped_after_the_header_timeout(serve):
 async def test_a_partial_body_is_408_after_the_body_read_timeout(serve):
     gw = serve(body_read_timeout_seconds=1.0)
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-    writer.write(b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"task")
+    writer.write(b'POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"task')
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(65536), 10)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
@@ -303,8 +315,10 @@ def test_accept_errors_are_logged_at_most_once_per_interval():
 async def test_client_disconnecting_mid_body_is_a_quiet_info_line(serve):
     gw = serve()
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-    writer.write(b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"task_id\": \"")
+    writer.write(
+        b"POST /v1/callbacks/kling HTTP/1.1\r\nHost: x\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"task_id": "'
+    )
     await writer.drain()
     await asyncio.sleep(0.3)
     writer.close()
@@ -316,8 +330,18 @@ async def test_client_disconnecting_mid_body_is_a_quiet_info_line(serve):
     assert "Traceback" not in text and "unhandled_error" not in text
 
 
-@pytest.mark.parametrize("key", ["max_callback_bytes", "body_read_timeout_seconds", "header_timeout_seconds",
-                                 "keep_alive_timeout_seconds", "limit_concurrency", "backlog", "max_header_bytes"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "max_callback_bytes",
+        "body_read_timeout_seconds",
+        "header_timeout_seconds",
+        "keep_alive_timeout_seconds",
+        "limit_concurrency",
+        "backlog",
+        "max_header_bytes",
+    ],
+)
 def test_server_limits_must_be_positive(key):
     from vidgate.config import parse_config
     from vidgate.errors import ConfigError

@@ -11,8 +11,17 @@ from vidgate.store import InsufficientQuota, Store, TaskRecord
 def make_task(task_id, token_id, charge=0, **kw):
     now = time.time()
     fields = dict(
-        id=task_id, token_id=token_id, model="m", vendor="v", channel="c", status="queued", phase="polling",
-        created_at=now, updated_at=now, charge=charge, next_poll_at=now - 1,
+        id=task_id,
+        token_id=token_id,
+        model="m",
+        vendor="v",
+        channel="c",
+        status="queued",
+        phase="polling",
+        created_at=now,
+        updated_at=now,
+        charge=charge,
+        next_poll_at=now - 1,
     )
     fields.update(kw)
     return TaskRecord(**fields)

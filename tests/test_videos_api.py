@@ -111,13 +111,13 @@ async def test_json_multipart_and_unified_create_map_to_the_same_request(tmp_pat
         key = await gw.token()
         common = {"model": "scripted-1", "prompt": "a fox", "seconds": "8", "size": "1280x720"}
         s1, unified = await gw.post("/v1/video/generations", key, json={**common, "image": PNG_DATA_URL})
-        s2, as_json = await gw.post(
-            "/v1/videos", key, json={**common, "input_reference": {"image_url": PNG_DATA_URL}}
-        )
+        s2, as_json = await gw.post("/v1/videos", key, json={**common, "input_reference": {"image_url": PNG_DATA_URL}})
         s3, as_file = await gw.post(
             "/v1/videos", key, data=form(**common, input_reference=("ref.png", PNG, "image/png"))
         )
-        s4, as_flat = await gw.post("/v1/videos", key, data=form(**common, **{"input_reference[image_url]": PNG_DATA_URL}))
+        s4, as_flat = await gw.post(
+            "/v1/videos", key, data=form(**common, **{"input_reference[image_url]": PNG_DATA_URL})
+        )
         assert (s1, s2, s3, s4) == (200, 200, 200, 200), (unified, as_json, as_file, as_flat)
         requests = [await stored_request(gw, t["id"]) for t in (unified, as_json, as_file, as_flat)]
         for r in requests:
@@ -158,11 +158,22 @@ async def test_multipart_accepts_a_large_data_url_text_part(tmp_path):
 async def test_bad_create_names_the_param(tmp_path, body, param):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token()
-        for kwargs in ({"json": body}, {"data": form(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})}):
+        for kwargs in (
+            {"json": body},
+            {"data": form(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})},
+        ):
             if "data" in kwargs and isinstance(body.get("input_reference"), dict):
-                kwargs = {"data": form(**{**{k: v for k, v in body.items() if k != "input_reference"},
-                                          "input_reference[file_id]": "file_1"})}
-            async with gw.http.post(gw.url + "/v1/videos", headers={"Authorization": f"Bearer {key}"}, **kwargs) as resp:
+                kwargs = {
+                    "data": form(
+                        **{
+                            **{k: v for k, v in body.items() if k != "input_reference"},
+                            "input_reference[file_id]": "file_1",
+                        }
+                    )
+                }
+            async with gw.http.post(
+                gw.url + "/v1/videos", headers={"Authorization": f"Bearer {key}"}, **kwargs
+            ) as resp:
                 error = await resp.json()
                 assert resp.status == 400, error
                 assert resp.headers["x-should-retry"] == "false"
@@ -174,7 +185,9 @@ async def test_bad_bodies(tmp_path):
     config = scripted_config(server={"max_body_bytes": 4096})
     async with run_gateway(config, tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token()
-        status, error = await gw.post("/v1/videos", key, data=b"{not json", headers={"Content-Type": "application/json"})
+        status, error = await gw.post(
+            "/v1/videos", key, data=b"{not json", headers={"Content-Type": "application/json"}
+        )
         assert status == 400 and error["error"]["code"] == "invalid_json"
         status, error = await gw.post(
             "/v1/videos", key, data=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"}
@@ -187,7 +200,10 @@ async def test_bad_bodies(tmp_path):
         # Content types are matched case-insensitively; urlencoded forms work too.
         body = form(model="scripted-1", prompt="ok")
         status, task = await gw.post(
-            "/v1/videos", key, data=body, headers={"Content-Type": body.content_type.replace("multipart/form-data", "Multipart/Form-Data")}
+            "/v1/videos",
+            key,
+            data=body,
+            headers={"Content-Type": body.content_type.replace("multipart/form-data", "Multipart/Form-Data")},
         )
         assert status == 200, task
         status, task = await gw.post("/v1/videos", key, data={"model": "scripted-1", "prompt": "ok", "seconds": "8"})
@@ -253,8 +269,16 @@ async def test_list_pages_walk_every_task_once(tmp_path):
             assert seen == expected
         _, page = await gw.get("/v1/videos?limit=7", key)
         assert len(page["data"]) == 7 and page["has_more"] is False
-        for query in ("limit=0", "limit=101", "limit=abc", "limit=%C2%B2", "limit=-1", "order=up",
-                      f"after={foreign['id']}", "after=video_missing"):
+        for query in (
+            "limit=0",
+            "limit=101",
+            "limit=abc",
+            "limit=%C2%B2",
+            "limit=-1",
+            "order=up",
+            f"after={foreign['id']}",
+            "after=video_missing",
+        ):
             status, error = await gw.get("/v1/videos?" + query, key)
             assert status == 400, (query, error)
             assert error["error"]["param"] == query.split("=")[0]
@@ -402,13 +426,21 @@ async def test_remix(tmp_path):
 async def test_multipart_metadata_forms(tmp_path):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token()
-        fields = {"model": "scripted-1", "prompt": "x", "metadata[fps]": "12", "metadata[style][name]": "noir",
-                  "metadata[tags][]": "a", "metadata[flag]": "true"}
+        fields = {
+            "model": "scripted-1",
+            "prompt": "x",
+            "metadata[fps]": "12",
+            "metadata[style][name]": "noir",
+            "metadata[tags][]": "a",
+            "metadata[flag]": "true",
+        }
         status, task = await gw.post("/v1/videos", key, data=form(**fields))
         assert status == 200, task
         request = await stored_request(gw, task["id"])
         assert request["metadata"] == {"fps": 12, "style": {"name": "noir"}, "tags": ["a"], "flag": True}
-        status, task = await gw.post("/v1/videos", key, data=form(model="scripted-1", prompt="x", metadata='{"a": [1]}'))
+        status, task = await gw.post(
+            "/v1/videos", key, data=form(model="scripted-1", prompt="x", metadata='{"a": [1]}')
+        )
         assert status == 200 and (await stored_request(gw, task["id"]))["metadata"] == {"a": [1]}
         for bad in ("[1, 2]", "not json", "[" * 100_000 + "]" * 100_000, '{"a":' * 100 + "1" + "}" * 100):
             status, error = await gw.post("/v1/videos", key, data=form(model="scripted-1", prompt="x", metadata=bad))

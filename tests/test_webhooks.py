@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import json
 import textwrap
 import time
@@ -30,6 +29,8 @@ def on(store_url: str, config: dict | None = None) -> dict:
     if store_url.startswith("postgresql"):
         config["store"] = {"url": store_url}
     return config
+
+
 BODY = {"model": "local-v1", "prompt": "a webhook test", "seconds": 1, "size": "128x72"}
 
 
@@ -79,9 +80,7 @@ async def test_in_progress_then_completed_verified_by_both_libraries(tmp_path, s
     receiver = Receiver()
     async with serve_app(receiver.app()) as rx, run_gateway(on(store_url), tmp_path) as gw:
         key = await gw.token("hooks")
-        status, task = await gw.post(
-            "/v1/video/generations", key, json={**BODY, "webhook_url": rx.url + "/hook"}
-        )
+        status, task = await gw.post("/v1/video/generations", key, json={**BODY, "webhook_url": rx.url + "/hook"})
         assert status == 200, task
         await gw.wait(task["id"], key)
         await receiver.wait_for(2)
@@ -271,7 +270,12 @@ async def test_token_default_webhook_and_multipart_field(tmp_path):
         await gw.wait(task["id"], key)
         await receiver.wait_for(2)
         writer = aiohttp.MultipartWriter("form-data")
-        for name, value in {"model": "local-v1", "prompt": "m", "seconds": "1", "webhook_url": rx.url + "/hook?m=1"}.items():
+        for name, value in {
+            "model": "local-v1",
+            "prompt": "m",
+            "seconds": "1",
+            "webhook_url": rx.url + "/hook?m=1",
+        }.items():
             writer.append(value).set_content_disposition("form-data", name=name)
         status, task2 = await gw.post("/v1/videos", key, data=writer)
         assert status == 200, task2
@@ -281,13 +285,14 @@ async def test_token_default_webhook_and_multipart_field(tmp_path):
 
 def _config(tmp_path, rx_url: str):
     path = tmp_path / "vidgate.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         [server]
-        data_dir = "{tmp_path / 'data'}"
+        data_dir = "{tmp_path / "data"}"
         [store]
-        url = "sqlite:///{tmp_path / 'data' / 'vidgate.db'}"
+        url = "sqlite:///{tmp_path / "data" / "vidgate.db"}"
         [media]
-        path = "{tmp_path / 'data' / 'media'}"
+        path = "{tmp_path / "data" / "media"}"
         [worker]
         lease_seconds = 1.5
         tick_seconds = 0.1
@@ -301,7 +306,8 @@ def _config(tmp_path, rx_url: str):
         [[channels]]
         name = "local"
         vendor = "local"
-    """))
+    """)
+    )
     return path
 
 

@@ -163,9 +163,13 @@ async def _serve(args: argparse.Namespace) -> int:
     spawn = multiprocessing.get_context("spawn")
     children: list[Any] = []
     if config.worker.enabled:
-        children.append(spawn.Process(
-            target=_worker_process, args=(config, args.log_level, os.getpid()), name="vidgate-worker",
-        ))
+        children.append(
+            spawn.Process(
+                target=_worker_process,
+                args=(config, args.log_level, os.getpid()),
+                name="vidgate-worker",
+            )
+        )
     sock = None
     if workers > 1:
         from .serving import uvicorn_config
@@ -174,15 +178,21 @@ async def _serve(args: argparse.Namespace) -> int:
         # uvicorn's own --workers.
         sock = uvicorn_config(None, config.server, host, port).bind_socket()
         for i in range(workers):
-            children.append(spawn.Process(
-                target=_api_process, args=(config, sock, host, port, args.log_level, os.getpid()),
-                name=f"vidgate-api-{i}",
-            ))
+            children.append(
+                spawn.Process(
+                    target=_api_process,
+                    args=(config, sock, host, port, args.log_level, os.getpid()),
+                    name=f"vidgate-api-{i}",
+                )
+            )
     for child in children:
         child.start()
-    print(f"vidgate {__version__} serving on http://{host}:{port} (config: {config.source},"
-          f" {workers} API process{'es' if workers > 1 else ''},"
-          f" worker {'in its own process' if config.worker.enabled else 'disabled'})", flush=True)
+    print(
+        f"vidgate {__version__} serving on http://{host}:{port} (config: {config.source},"
+        f" {workers} API process{'es' if workers > 1 else ''},"
+        f" worker {'in its own process' if config.worker.enabled else 'disabled'})",
+        flush=True,
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -311,8 +321,13 @@ async def _tokens(args: argparse.Namespace) -> int:
             models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
             try:
                 token = await store.create_token(
-                    name=args.name, key_hash=hash_key(key), key_hint=key_hint(key), group=args.group,
-                    quota=None if args.quota is None else to_micro(args.quota), models=models, expires_at=expires,
+                    name=args.name,
+                    key_hash=hash_key(key),
+                    key_hint=key_hint(key),
+                    group=args.group,
+                    quota=None if args.quota is None else to_micro(args.quota),
+                    models=models,
+                    expires_at=expires,
                 )
             except DuplicateTokenName:
                 print(f"error: a token named {args.name!r} already exists; choose another --name", file=sys.stderr)
@@ -325,10 +340,16 @@ async def _tokens(args: argparse.Namespace) -> int:
         elif args.tokens_command == "list":
             for t in await store.list_tokens():
                 quota = "unlimited" if t.quota is None else f"{from_micro(t.quota):.4f}"
-                state = "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < time.time() else "active")
-                print(f"{t.id}  {t.name:<16} group={t.group:<10} used={from_micro(t.used):.4f} quota={quota}"
-                      f"  models={','.join(t.models) if t.models else '*'}  {t.key_hint}  {state}"
-                      f"{'  operator' if t.operator else ''}")
+                state = (
+                    "revoked"
+                    if t.revoked_at
+                    else ("expired" if t.expires_at and t.expires_at < time.time() else "active")
+                )
+                print(
+                    f"{t.id}  {t.name:<16} group={t.group:<10} used={from_micro(t.used):.4f} quota={quota}"
+                    f"  models={','.join(t.models) if t.models else '*'}  {t.key_hint}  {state}"
+                    f"{'  operator' if t.operator else ''}"
+                )
         elif args.tokens_command in ("set-webhook", "webhook-secret"):
             token = await store.token(args.token)
             if token is None:
@@ -362,8 +383,10 @@ async def _tokens(args: argparse.Namespace) -> int:
                 if len(named) > 1:
                     # Only databases from before names were unique: never guess which one.
                     ids = ", ".join(f"{t.id}{' (revoked)' if t.revoked_at else ''}" for t in named)
-                    print(f"error: {len(named)} tokens are named {args.token!r}: {ids}; give the id instead",
-                          file=sys.stderr)
+                    print(
+                        f"error: {len(named)} tokens are named {args.token!r}: {ids}; give the id instead",
+                        file=sys.stderr,
+                    )
                     return 1
                 token = named[0] if named else None
             if token is None:
@@ -391,8 +414,10 @@ async def _webhooks(args: argparse.Namespace) -> int:
             events = await store.list_webhook_events(states=states, limit=args.limit)
             when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
             for e in events:
-                print(f"{e.id}  {when(e.created_at)}  {e.type:<18} {e.state:<9} attempts={e.attempts}"
-                      f"  {e.task_id}  {e.url}  {e.last_error or ''}".rstrip())
+                print(
+                    f"{e.id}  {when(e.created_at)}  {e.type:<18} {e.state:<9} attempts={e.attempts}"
+                    f"  {e.task_id}  {e.url}  {e.last_error or ''}".rstrip()
+                )
             if not events:
                 print("no webhook events")
             return 0
@@ -423,17 +448,22 @@ async def _task(args: argparse.Namespace) -> int:
         await store.close()
     when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
     rows = [
-        ("task", task.id), ("token", f"{token.name if token else '?'} ({task.token_id})"), ("model", task.model),
-        ("vendor / channel", f"{task.vendor} / {task.channel}"), ("vendor task id", task.vendor_task_id or "-"),
+        ("task", task.id),
+        ("token", f"{token.name if token else '?'} ({task.token_id})"),
+        ("model", task.model),
+        ("vendor / channel", f"{task.vendor} / {task.channel}"),
+        ("vendor task id", task.vendor_task_id or "-"),
         ("status", f"{task.status} ({task.phase}{', hidden' if task.hidden else ''}) {task.progress}%"),
-        ("vendor status", task.vendor_status or "-"), ("made", f"{task.seconds}s {task.size} {task.resolution or ''}"),
+        ("vendor status", task.vendor_status or "-"),
+        ("made", f"{task.seconds}s {task.size} {task.resolution or ''}"),
         ("charge", f"{from_micro(task.charge):.4f} estimated{' refunded' if task.refunded else ''}"),
         ("cost", "-" if task.cost is None else f"{from_micro(task.cost):.4f} settled"),
         ("usage", json.dumps(task.usage, sort_keys=True) if task.usage is not None else "-"),
         ("cancel requested", f"{when(task.cancel_requested_at)} UTC" if task.cancel_requested_at else "-"),
         ("error", f"{task.error_code}: {task.error_message}" if task.error_code else "-"),
         ("created / completed", f"{when(task.created_at)} / {when(task.completed_at)} UTC"),
-        ("deadline", f"{when(task.deadline_at)} UTC"), ("poll failures", str(task.poll_failures)),
+        ("deadline", f"{when(task.deadline_at)} UTC"),
+        ("poll failures", str(task.poll_failures)),
     ]
     for name, value in rows:
         print(f"{name:<20} {value}")
@@ -453,8 +483,10 @@ async def _usage(args: argparse.Namespace) -> int:
     # net: what was finally paid.
     print(f"{'token':<16} {'model':<24} {'tasks':>6} {'estimated':>12} {'settled':>12} {'refunded':>12} {'net':>12}")
     for r in rows:
-        print(f"{r['token']:<16} {r['model'] or '-':<24} {r['tasks']:>6} {from_micro(r['charged']):>12.4f}"
-              f" {from_micro(r['settled']):>+12.4f} {from_micro(r['refunded']):>12.4f} {from_micro(r['net']):>12.4f}")
+        print(
+            f"{r['token']:<16} {r['model'] or '-':<24} {r['tasks']:>6} {from_micro(r['charged']):>12.4f}"
+            f" {from_micro(r['settled']):>+12.4f} {from_micro(r['refunded']):>12.4f} {from_micro(r['net']):>12.4f}"
+        )
     return 0
 
 
@@ -531,8 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quota", type=float, help="balance in price units (default: unlimited)")
     c.add_argument("--models", help="comma-separated models this token may use (default: all of its group)")
     c.add_argument("--expires-in-days", type=float)
-    c.add_argument("--operator", action="store_true",
-                   help="the token may also read the operator console (/console/operator): every channel, task and token")
+    c.add_argument(
+        "--operator",
+        action="store_true",
+        help="the token may also read the operator console (/console/operator): every channel, task and token",
+    )
     with_config(tsub.add_parser("list", help="list tokens"))
     r = with_config(tsub.add_parser("revoke", help="revoke a token at once"))
     r.add_argument("token", help="token id or name")

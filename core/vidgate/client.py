@@ -8,8 +8,8 @@ import base64
 import json
 import os
 import sys
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -88,7 +88,7 @@ async def run_submit(args: argparse.Namespace) -> int:
                 error = await resp.json()
                 print(f"\nerror: {error.get('error', {}).get('message', error)}", file=sys.stderr)
                 return 1
-            async for kind, data in sse_events(resp.content):
+            async for _kind, data in sse_events(resp.content):
                 task = json.loads(data)
                 if tty:
                     print(_bar(task["progress"], task["status"]), end="", file=sys.stderr, flush=True)

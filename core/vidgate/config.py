@@ -337,14 +337,24 @@ def _check_networks(cidrs: tuple[str, ...], where: str) -> None:
 def _check_consistency(config: Config) -> None:
     src = config.source
     server = config.server
-    for key in ("max_body_bytes", "max_callback_bytes", "body_read_timeout_seconds", "header_timeout_seconds",
-                "keep_alive_timeout_seconds", "limit_concurrency", "backlog", "max_header_bytes"):
+    for key in (
+        "max_body_bytes",
+        "max_callback_bytes",
+        "body_read_timeout_seconds",
+        "header_timeout_seconds",
+        "keep_alive_timeout_seconds",
+        "limit_concurrency",
+        "backlog",
+        "max_header_bytes",
+    ):
         if getattr(server, key) <= 0:
             raise ConfigError(f"{src}: server.{key}: must be positive")
     for i, key in enumerate(server.operator_keys):
         # A short operator key could be guessed; the gateway's own keys have 256 bits.
         if len(key.strip()) < MIN_OPERATOR_KEY_LENGTH:
-            raise ConfigError(f"{src}: server.operator_keys[{i}]: must be at least {MIN_OPERATOR_KEY_LENGTH} characters")
+            raise ConfigError(
+                f"{src}: server.operator_keys[{i}]: must be at least {MIN_OPERATOR_KEY_LENGTH} characters"
+            )
     net = config.network
     _check_networks(net.allow_image_networks, f"{src}: network.allow_image_networks")
     _check_networks(net.allow_result_networks, f"{src}: network.allow_result_networks")

@@ -109,13 +109,16 @@ class VendorContract:
         vendor = self.plugin.name
         cfg: dict[str, Any] = {
             "plugins": {"enabled": []},  # the plugin comes in through extra_plugins
-            "channels": [{
-                "name": "contract", "vendor": vendor, "base_url": self.base_url(fake),
-                "credentials": self.credentials(fake),
-                "options": {"poll_interval": 0.05, **self.channel_options},
-            }],
-            "network": {"outbound_timeout_seconds": self.outbound_timeout,
-                        "allow_image_networks": ["127.0.0.0/8"]},
+            "channels": [
+                {
+                    "name": "contract",
+                    "vendor": vendor,
+                    "base_url": self.base_url(fake),
+                    "credentials": self.credentials(fake),
+                    "options": {"poll_interval": 0.05, **self.channel_options},
+                }
+            ],
+            "network": {"outbound_timeout_seconds": self.outbound_timeout, "allow_image_networks": ["127.0.0.0/8"]},
             "worker": {"lease_seconds": 3.0},
             "models": {m: {"price_per_second": 1.0} for m in {self.model, self.image_model} if m},
         }
@@ -152,8 +155,9 @@ class VendorContract:
         assert len(jobs) == 1, f"expected one vendor job for {prompt!r}, the fake has {len(jobs)}"
         return jobs[0]
 
-    async def assert_completed(self, gw: RunningGateway, key: str, task: dict[str, Any],
-                               fake: FakeVendor, prompt: str) -> dict[str, Any]:
+    async def assert_completed(
+        self, gw: RunningGateway, key: str, task: dict[str, Any], fake: FakeVendor, prompt: str
+    ) -> dict[str, Any]:
         """Wait for ``task``; check it completed, its video is the fake's bytes, and it
         was billed exactly what the fake was asked to make."""
         done = await gw.wait(task["id"], key, timeout=self.case_timeout * 0.8)
@@ -173,7 +177,8 @@ class VendorContract:
         if job.size is not None:
             assert task["size"] == job.size, (task["size"], job.size)
         row = await gw.gateway.store.db.fetchone(
-            "SELECT amount FROM ledger WHERE task_id = ? AND kind = 'charge'", task["id"])
+            "SELECT amount FROM ledger WHERE task_id = ? AND kind = 'charge'", task["id"]
+        )
         assert row is not None, "no charge recorded"
         assert row["amount"] == to_micro(float(task["seconds"])), (row["amount"], task["seconds"])
 
@@ -181,11 +186,13 @@ class VendorContract:
 
     def test_text_to_video(self, tmp_path: Path) -> None:
         """A text task completes, serves the vendor's video and bills what was sent."""
+
         async def case() -> None:
             async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
                 key = await gw.token()
                 task = await self.submit(gw, key, "a fox in the snow")
                 await self.assert_completed(gw, key, task, fake, "a fox in the snow")
+
         self._run(case)
 
     def test_image_to_video(self, tmp_path: Path) -> None:
@@ -200,20 +207,24 @@ class VendorContract:
                 await self.assert_completed(gw, key, task, fake, "the picture comes alive")
                 job = self.job_for(fake, "the picture comes alive")
                 assert job.data.get("image"), "the fake saw no image in the create call"
+
         self._run(case)
 
     def test_unknown_status_keeps_task_alive(self, tmp_path: Path) -> None:
         """A status word the plugin does not know neither fails nor completes the task."""
+
         async def case() -> None:
             async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
                 key = await gw.token()
                 task = await self.submit(gw, key, "odd states [unknown-status]")
                 await self.assert_completed(gw, key, task, fake, "odd states")
                 assert self.job_for(fake, "odd states").unknown_polls == 1
+
         self._run(case)
 
     def test_transient_poll_faults_do_not_fail_the_task(self, tmp_path: Path) -> None:
         """HTTP 500, a non-JSON page and a timeout while polling are retried."""
+
         async def case() -> None:
             async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
                 key = await gw.token()
@@ -221,20 +232,24 @@ class VendorContract:
                 await self.assert_completed(gw, key, task, fake, "bumpy road")
                 answered = [r.status for r in fake.requests]
                 assert 500 in answered and 502 in answered, answered
+
         self._run(case)
 
     def test_rate_limited_create_is_retried(self, tmp_path: Path) -> None:
         """A 429 on create is retried (Retry-After honoured) and the task completes."""
+
         async def case() -> None:
             async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
                 key = await gw.token()
                 task = await self.submit(gw, key, "patience [429]")
                 await self.assert_completed(gw, key, task, fake, "patience")
                 assert 429 in [r.status for r in fake.requests]
+
         self._run(case)
 
     def test_vendor_failure_fails_and_refunds(self, tmp_path: Path) -> None:
         """A job the vendor fails ends ``failed`` and the charge is refunded."""
+
         async def case() -> None:
             async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
                 key = await gw.token()
@@ -242,12 +257,15 @@ class VendorContract:
                 done = await gw.wait(task["id"], key, timeout=self.case_timeout * 0.8)
                 assert done["status"] == "failed" and done["error"]["message"], done
                 rows = await gw.gateway.store.db.fetchall(
-                    "SELECT kind, amount FROM ledger WHERE task_id = ?", task["id"])
+                    "SELECT kind, amount FROM ledger WHERE task_id = ?", task["id"]
+                )
                 assert sum(r["amount"] for r in rows) == 0 and len(rows) == 2, rows
+
         self._run(case)
 
     def test_restart_mid_task(self, tmp_path: Path) -> None:
         """Stop the gateway while a task runs; a new one on the same data finishes it."""
+
         async def case() -> None:
             async with self.served_fake() as fake:
                 async with self.gateway(fake, tmp_path) as gw:
@@ -262,11 +280,13 @@ class VendorContract:
                 async with self.gateway(fake, tmp_path) as gw:
                     await self.assert_completed(gw, key, task, fake, "across a restart")
                 assert len(fake.jobs) == creates, "the task was submitted again after the restart"
+
         self._run(case)
 
     def test_secrets_never_leak(self, tmp_path: Path) -> None:
         """A vendor error quoting the credential is scrubbed; no credential appears in
         any response, log line or store row, for a completed and a refused task."""
+
         async def case() -> None:
             async with self.served_fake() as fake:
                 with captured_logs() as logs:
@@ -274,18 +294,23 @@ class VendorContract:
                         key = await gw.token()
                         task = await self.submit(gw, key, "clean run")
                         await self.assert_completed(gw, key, task, fake, "clean run")
-                        status, refused = await gw.post("/v1/video/generations", key,
-                                                        json=self.body("leaky [echo-key]"))
+                        status, refused = await gw.post(
+                            "/v1/video/generations", key, json=self.body("leaky [echo-key]")
+                        )
                         assert status >= 400, refused
                         await gw.get("/v1/videos", key)
                         await gw.get(f"/v1/videos/{task['id']}", key)
                 assert any(r.status == 400 for r in fake.requests), "the fake never echoed the key"
-                texts = {"responses": "\n".join(gw.transcript), "logs": logs.getvalue(),
-                         "the store": dump_store(tmp_path / "data" / "vidgate.db")}
+                texts = {
+                    "responses": "\n".join(gw.transcript),
+                    "logs": logs.getvalue(),
+                    "the store": dump_store(tmp_path / "data" / "vidgate.db"),
+                }
                 assert gw.transcript, "the transcript captured nothing"
                 for where, text in texts.items():
                     for secret in self.secrets(fake):
                         assert secret not in text, f"a credential appears in {where}"
+
         self._run(case)
 
     def test_other_vendors_answered_none(self) -> None:
@@ -293,8 +318,11 @@ class VendorContract:
         pm = pluggy.PluginManager("vidgate")
         pm.add_hookspecs(hookspecs)
         pm.register(self.plugin, name="contract")
-        scoped = [name for name, spec in inspect.getmembers(hookspecs, inspect.isfunction)
-                  if name.startswith("vidgate_") and "vendor" in inspect.signature(spec).parameters]
+        scoped = [
+            name
+            for name, spec in inspect.getmembers(hookspecs, inspect.isfunction)
+            if name.startswith("vidgate_") and "vendor" in inspect.signature(spec).parameters
+        ]
         if not scoped:
             pytest.skip("the core has no vendor-scoped hooks")
         for name in scoped:
@@ -332,12 +360,14 @@ class VendorContract:
                 again_status, again = await gw.post(f"/v1/video/generations/{task['id']}/cancel", key)
                 assert again_status == 200 and again["status"] == "cancelled", again
                 rows = await gw.gateway.store.db.fetchall(
-                    "SELECT kind, amount FROM ledger WHERE task_id = ?", task["id"])
+                    "SELECT kind, amount FROM ledger WHERE task_id = ?", task["id"]
+                )
                 kinds = [r["kind"] for r in rows]
                 assert len(kinds) == len(set(kinds)), rows
                 charge = sum(r["amount"] for r in rows if r["kind"] == "charge")
                 paid = sum(r["amount"] for r in rows)
                 assert 0 <= paid <= charge, rows
+
         self._run(case)
 
     def test_batch_poll(self, tmp_path: Path) -> None:

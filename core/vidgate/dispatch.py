@@ -155,14 +155,17 @@ class Dispatcher:
         self.cooldowns: dict[str, float] = {}
         for cfg in config.channels:
             if cfg.vendor not in plugins.vendors:
-                log.error("channel_disabled", channel=cfg.name, vendor=cfg.vendor, reason="no enabled plugin provides this vendor")
+                log.error(
+                    "channel_disabled",
+                    channel=cfg.name,
+                    vendor=cfg.vendor,
+                    reason="no enabled plugin provides this vendor",
+                )
                 continue
             channel = to_channel(cfg, plugins)
             if problems := plugins.validate_channel(channel):
                 index = config.channels.index(cfg)
-                raise ConfigError(
-                    "; ".join(f"{config.source}: channels[{index}].{problem}" for problem in problems)
-                )
+                raise ConfigError("; ".join(f"{config.source}: channels[{index}].{problem}" for problem in problems))
             self.channels[cfg.name] = channel
             self.cooldowns[cfg.name] = cfg.cooldown_seconds
         self._rng = rng or random.Random()
@@ -176,9 +179,7 @@ class Dispatcher:
         )
 
     def serving(self, model: str, group: str | None = None) -> list[Channel]:
-        return [
-            ch for ch in self.channels.values() if model in ch.models and (group is None or group in ch.groups)
-        ]
+        return [ch for ch in self.channels.values() if model in ch.models and (group is None or group in ch.groups)]
 
     def models_for_group(self, group: str) -> list[str]:
         names: dict[str, None] = {}

@@ -147,12 +147,21 @@ class FakeVendor:
     vendor: str = "fake"
     #: State -> the vendor's status word; ``unknown`` is a word no plugin knows.
     status_words: dict[str, str] = {
-        "queued": "queued", "running": "running", "succeeded": "succeeded",
-        "failed": "failed", "unknown": "reticulating_splines",
+        "queued": "queued",
+        "running": "running",
+        "succeeded": "succeeded",
+        "failed": "failed",
+        "unknown": "reticulating_splines",
     }
 
-    def __init__(self, *, secret: str = "fake-secret-key-0123", polls_to_finish: int = 2,
-                 slow_seconds: float = 3.0, result_bytes: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        secret: str = "fake-secret-key-0123",
+        polls_to_finish: int = 2,
+        slow_seconds: float = 3.0,
+        result_bytes: bytes | None = None,
+    ) -> None:
         self.secret = secret
         self.polls_to_finish = polls_to_finish
         self.slow_seconds = slow_seconds
@@ -193,8 +202,9 @@ class FakeVendor:
                 payload = json.loads(raw)
             except ValueError:
                 payload = raw.decode("utf-8", "replace")
-        rec = Recorded(request.method, request.url.path, dict(request.headers), payload, raw,
-                       dict(request.query_params))
+        rec = Recorded(
+            request.method, request.url.path, dict(request.headers), payload, raw, dict(request.query_params)
+        )
         self.requests.append(rec)
         if not self.base_url:
             self.base_url = str(request.base_url).rstrip("/")
@@ -221,8 +231,16 @@ class FakeVendor:
         for _ in range(times):
             self._queued_faults[phase].extend(faults)
 
-    def new_job(self, prompt: str | None = "", *, seconds: int | None = None, size: str | None = None,
-                callback_url: str | None = None, job_id: str | None = None, **data: Any) -> FakeJob:
+    def new_job(
+        self,
+        prompt: str | None = "",
+        *,
+        seconds: int | None = None,
+        size: str | None = None,
+        callback_url: str | None = None,
+        job_id: str | None = None,
+        **data: Any,
+    ) -> FakeJob:
         """Create and store a job (id ``job_id`` or :meth:`new_job_id`); its poll-phase
         faults come from ``prompt``."""
         faults = [k for k in keywords(prompt) if KEYWORDS[k] == "poll"]
@@ -334,8 +352,9 @@ class FakeVendor:
             status = None
             try:
                 async with aiohttp.ClientSession() as http:
-                    async with http.post(url, json=body, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    async with http.post(
+                        url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=5)
+                    ) as resp:
                         status = resp.status
             except Exception:  # noqa: BLE001 - a vendor's callback is best effort
                 pass
@@ -372,10 +391,12 @@ class FakeVendor:
     def app(self) -> Starlette:
         """The ASGI app (built once)."""
         if self._app is None:
-            self._app = Starlette(routes=[
-                *self.routes(),
-                Route("/_fake/results/{job}", self._result, methods=["GET", "HEAD"]),
-            ])
+            self._app = Starlette(
+                routes=[
+                    *self.routes(),
+                    Route("/_fake/results/{job}", self._result, methods=["GET", "HEAD"]),
+                ]
+            )
             self._app.state.fake = self
         return self._app
 
@@ -418,4 +439,3 @@ def range_response(data: bytes, range_header: str | None, media_type: str) -> Re
         return Response(b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return Response(data[start : end + 1], status_code=206, media_type=media_type, headers=headers)
-

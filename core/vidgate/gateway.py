@@ -24,8 +24,8 @@ import os
 import secrets
 import socket
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -37,9 +37,9 @@ from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
     APIError,
-    Problem,
     ChannelUnusable,
     ModelRetired,
+    Problem,
     RequestInvalid,
     TaskFailed,
     TaskNotFound,
@@ -48,9 +48,9 @@ from .errors import (
     VendorRejected,
     VendorUnavailable,
     forbidden,
-    request_maybe_received,
     invalid,
     not_found,
+    request_maybe_received,
     unauthorized,
 )
 from .events import LocalNotifier, TaskNotifier
@@ -58,9 +58,9 @@ from .logs import SCRUB_KEY, ScrubSecrets
 from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
 from .plugins import Plugins, channel_secrets
+from .prices import PriceError
 from .request import Size, VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
-from .prices import PriceError
 from .vendor import ARTIFACTS, CallContext, CancelOutcome, CancelResult, Channel, Model, SourceTask, VendorJob
 from .wire import job_from_json, job_to_json, request_from_json, request_to_json, video_object
 
@@ -75,8 +75,12 @@ UNKNOWN = object()
 def _submit_outcome(error: VendorError) -> str:
     """The attempt outcome operators see for a submit that failed with ``error``."""
     for cls, outcome in (
-        (VendorRejected, "rejected"), (TaskFailed, "rejected"), (VendorRateLimited, "rate_limited"),
-        (ChannelUnusable, "channel_error"), (ModelRetired, "model_retired"), (TaskNotFound, "rejected"),
+        (VendorRejected, "rejected"),
+        (TaskFailed, "rejected"),
+        (VendorRateLimited, "rate_limited"),
+        (ChannelUnusable, "channel_error"),
+        (ModelRetired, "model_retired"),
+        (TaskNotFound, "rejected"),
     ):
         if isinstance(error, cls):
             return outcome
@@ -98,13 +102,15 @@ def capability_problems(request: VideoRequest, model: Model) -> list[Problem]:
     if model.sizes and request.size is not None:
         allowed = {Size.parse(s) for s in model.sizes} - {None}
         if request.size not in allowed:
-            problems.append(Problem("size", f"{model.name} makes the sizes {', '.join(model.sizes)}, not {request.size.text}"))
+            problems.append(
+                Problem("size", f"{model.name} makes the sizes {', '.join(model.sizes)}, not {request.size.text}")
+            )
     if request.images and not model.image_to_video:
         problems.append(Problem(request.images[0].param, f"{model.name} cannot start from an image"))
     if not request.images and not model.text_to_video:
-        problems.append(Problem(
-            "image", f"{model.name} only makes videos from an image; send image", "missing_required_parameter"
-        ))
+        problems.append(
+            Problem("image", f"{model.name} only makes videos from an image; send image", "missing_required_parameter")
+        )
     for ref in request.references:
         if not (model.reference_videos if ref.kind == "video" else model.reference_audio):
             problems.append(Problem(ref.param, f"{model.name} does not take {ref.kind} references"))
@@ -119,7 +125,12 @@ class Gateway:
     """Everything one gateway process holds: config, plugins, store, media, HTTP."""
 
     def __init__(
-        self, config: Config, plugins: Plugins, store: Store, http: HTTP, dispatcher: Dispatcher | None = None,
+        self,
+        config: Config,
+        plugins: Plugins,
+        store: Store,
+        http: HTTP,
+        dispatcher: Dispatcher | None = None,
         media: MediaStorage | None = None,
         coordination: Any = None,
     ) -> None:
@@ -274,7 +285,12 @@ class Gateway:
             raise ValueError(f"group {group!r} is not defined in the config")
         key = new_key()
         token = await self.store.create_token(
-            name=name, key_hash=hash_key(key), key_hint=key_hint(key), group=group, quota=quota, models=models,
+            name=name,
+            key_hash=hash_key(key),
+            key_hint=key_hint(key),
+            group=group,
+            quota=quota,
+            models=models,
             expires_at=expires_at,
         )
         return token, key
@@ -314,8 +330,12 @@ class Gateway:
             task_id=task_id,
             # Whatever a plugin logs through ctx.log, even outside a call, has the
             # channel's credential values scrubbed (see logs.ScrubSecrets).
-            log=log.bind(task_id=task_id, vendor=channel.vendor, channel=channel.name,
-                         **{SCRUB_KEY: ScrubSecrets(channel_secrets(channel))}),
+            log=log.bind(
+                task_id=task_id,
+                vendor=channel.vendor,
+                channel=channel.name,
+                **{SCRUB_KEY: ScrubSecrets(channel_secrets(channel))},
+            ),
             workdir=workdir,
             timeout=self.http.timeout,
             callback_url=callback_url,
@@ -353,7 +373,11 @@ class Gateway:
         if name not in self.plugins.models or not self.dispatcher.serving(name):
             raise APIError(
                 f"The model '{name}' does not exist or is not served by this gateway.",
-                400, "invalid_request_error", "model", "model_not_found", retryable=False,
+                400,
+                "invalid_request_error",
+                "model",
+                "model_not_found",
+                retryable=False,
             )
         if token.models is not None and name not in token.models:
             raise forbidden(f"This API key may not use the model '{name}'.", "model")
@@ -400,9 +424,19 @@ class Gateway:
                 return await self._replay(existing, fingerprint)
 
         if remix_source is not None:
-            channels = [self.dispatcher.channels[remix_source.channel]] if remix_source.channel in self.dispatcher.channels else []
+            channels = (
+                [self.dispatcher.channels[remix_source.channel]]
+                if remix_source.channel in self.dispatcher.channels
+                else []
+            )
             if not channels:
-                raise APIError("The channel that made this video is no longer configured.", 409, "invalid_request_error", None, "channel_gone")
+                raise APIError(
+                    "The channel that made this video is no longer configured.",
+                    409,
+                    "invalid_request_error",
+                    None,
+                    "channel_gone",
+                )
         else:
             channels = self.dispatcher.order(self._resolve_model(token, request.model))
         first = channels[0]
@@ -414,12 +448,20 @@ class Gateway:
             log.error("price_failed", model=request.model, error=str(exc), facts=estimate)
             raise APIError(
                 f"The gateway cannot price this request for '{request.model}'; the operator was told.",
-                500, "server_error", None, "price_error", retryable=False,
+                500,
+                "server_error",
+                None,
+                "price_error",
+                retryable=False,
             ) from None
         if token.remaining is not None and charge > token.remaining:
             raise APIError(
                 "You exceeded your current quota: this task costs more than the key's remaining balance.",
-                429, "insufficient_quota", None, "insufficient_quota", retryable=False,
+                429,
+                "insufficient_quota",
+                None,
+                "insufficient_quota",
+                retryable=False,
             )
         now = time.time()
         task = TaskRecord(
@@ -456,7 +498,11 @@ class Gateway:
             except InsufficientQuota:
                 raise APIError(
                     "You exceeded your current quota: this task costs more than the key's remaining balance.",
-                    429, "insufficient_quota", None, "insufficient_quota", retryable=False,
+                    429,
+                    "insufficient_quota",
+                    None,
+                    "insufficient_quota",
+                    retryable=False,
                 ) from None
             except DuplicateIdempotencyKey:
                 existing = await self.store.task_by_idempotency_key(token.id, idempotency_key or "")
@@ -467,7 +513,11 @@ class Gateway:
         else:
             raise APIError(
                 "Another request with this Idempotency-Key is being processed; retry shortly.",
-                409, "invalid_request_error", None, "idempotency_key_in_use", retryable=True,
+                409,
+                "invalid_request_error",
+                None,
+                "idempotency_key_in_use",
+                retryable=True,
                 headers={"Retry-After": "1"},
             )
 
@@ -485,7 +535,11 @@ class Gateway:
         if existing.request_hash != fingerprint:
             raise APIError(
                 "This Idempotency-Key was already used with a different request body.",
-                409, "invalid_request_error", None, "idempotency_key_reused", retryable=False,
+                409,
+                "invalid_request_error",
+                None,
+                "idempotency_key_reused",
+                retryable=False,
             )
         deadline = time.monotonic() + REPLAY_WAIT_SECONDS
         delay = 0.01
@@ -493,7 +547,11 @@ class Gateway:
             if time.monotonic() >= deadline:
                 raise APIError(
                     "Another request with this Idempotency-Key is being processed; retry shortly.",
-                    409, "invalid_request_error", None, "idempotency_key_in_use", retryable=True,
+                    409,
+                    "invalid_request_error",
+                    None,
+                    "idempotency_key_in_use",
+                    retryable=True,
                     headers={"Retry-After": "1"},
                 )
             await asyncio.sleep(delay)
@@ -557,7 +615,10 @@ class Gateway:
                 tried += 1
                 current = channel.name
                 await self.store.update_task(
-                    task.id, channel=channel.name, vendor=channel.vendor, job=job_to_json(job),
+                    task.id,
+                    channel=channel.name,
+                    vendor=channel.vendor,
+                    job=job_to_json(job),
                     usage=billing.estimate_facts(job),
                 )
                 maybe_received = False
@@ -573,14 +634,20 @@ class Gateway:
                         # answered to this client but never counted against the channel, or any
                         # client could take channels out of rotation (see vidgate.dispatch).
                         log.exception("plugin_submit_crashed", channel=channel.name)
-                        await self.store.add_attempt(task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}")
+                        await self.store.add_attempt(
+                            task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}"
+                        )
                     else:
                         await self.breaker_effect(channel, rule, error)
                         await self.store.add_attempt(task.id, channel.name, _submit_outcome(error), self._detail(error))
                     if rule.action is outcomes.Action.REJECT_CLIENT:
                         code = outcomes.failure_code(rule, error)
-                        answer = APIError(error.message, 400, "invalid_request_error", error.param, code, retryable=False)
-                        await self._abandon(task, "invalid_request" if isinstance(error, VendorRejected) else code, answer)
+                        answer = APIError(
+                            error.message, 400, "invalid_request_error", error.param, code, retryable=False
+                        )
+                        await self._abandon(
+                            task, "invalid_request" if isinstance(error, VendorRejected) else code, answer
+                        )
                         raise answer from None
                     last_error = error
                     if rule.action is outcomes.Action.RETRY_SAME_CHANNEL:
@@ -601,7 +668,11 @@ class Gateway:
                         error = APIError(
                             "The vendor did not confirm whether it accepted the task, so it was not sent"
                             " elsewhere; you were not charged. Retry later.",
-                            503, "server_error", None, "vendor_unconfirmed", retryable=True,
+                            503,
+                            "server_error",
+                            None,
+                            "vendor_unconfirmed",
+                            retryable=True,
                         )
                         await self._abandon(task, "vendor_unconfirmed", error)
                         raise error
@@ -636,13 +707,21 @@ class Gateway:
         if all_limited:
             error = APIError(
                 "Every channel serving this model is rate-limited; retry later.",
-                429, "rate_limit_error", None, "rate_limit_exceeded", retryable=True,
+                429,
+                "rate_limit_error",
+                None,
+                "rate_limit_exceeded",
+                retryable=True,
                 headers={"Retry-After": "5"},
             )
         else:
             error = APIError(
                 "No channel could take the task right now; you were not charged. Retry later.",
-                503, "server_error", None, "no_channel_available", retryable=True,
+                503,
+                "server_error",
+                None,
+                "no_channel_available",
+                retryable=True,
             )
         await self._abandon(task, "no_channel", error, last_error.message if last_error else "no channel is available")
         raise error
@@ -668,7 +747,11 @@ class Gateway:
         return found
 
     async def _submit_with_retries(
-        self, task: TaskRecord, channel: Channel, job: VendorJob, remix_source: TaskRecord | None,
+        self,
+        task: TaskRecord,
+        channel: Channel,
+        job: VendorJob,
+        remix_source: TaskRecord | None,
         request: VideoRequest | None = None,
     ) -> Any:
         ctx = self.context(task.id, channel, request)
@@ -716,8 +799,13 @@ class Gateway:
             "error_code": code,
             "error_message": reason or error.message,
             "submit_error": {
-                "message": error.message, "status": error.status, "type": error.type, "param": error.param,
-                "code": error.code, "retryable": error.retryable, "headers": dict(error.headers),
+                "message": error.message,
+                "status": error.status,
+                "type": error.type,
+                "param": error.param,
+                "code": error.code,
+                "retryable": error.retryable,
+                "headers": dict(error.headers),
             },
         }
         if error.retryable:
@@ -738,7 +826,11 @@ class Gateway:
         if not task.finished:
             raise APIError(
                 f"Video '{task.id}' is still {task.status}; only completed or failed videos can be deleted.",
-                409, "invalid_request_error", None, "video_not_finished", retryable=False,
+                409,
+                "invalid_request_error",
+                None,
+                "video_not_finished",
+                retryable=False,
             )
         await self.media.delete(task.id)
         # The row stays, hidden and stripped of media, so the ledger keeps its task and a
@@ -772,7 +864,11 @@ class Gateway:
             raise APIError(
                 f"Video '{task.id}' is already {'completed' if task.phase == 'fetching' else task.status};"
                 " it can no longer be cancelled.",
-                409, "invalid_request_error", None, "video_finished", retryable=False,
+                409,
+                "invalid_request_error",
+                None,
+                "video_finished",
+                retryable=False,
             )
         return task  # still being submitted: cancelled as soon as the vendor answers
 
@@ -827,15 +923,23 @@ class Gateway:
             return await self.store.get_task(task.id)
         if polled.status == "completed":
             await self.store.update_task(
-                task.id, phase="fetching", result=polled.result or {}, status="in_progress", progress=99,
-                next_poll_at=time.time(), cancel_requested_at=None,
+                task.id,
+                phase="fetching",
+                result=polled.result or {},
+                status="in_progress",
+                progress=99,
+                next_poll_at=time.time(),
+                cancel_requested_at=None,
                 usage=billing.actual_facts(self.billed_facts(task), polled.usage),
             )
             self.wakeup.set()
         elif polled.status == "failed":
             error = polled.error
             await self.store.finish_task(
-                task.id, status="failed", refund=True, reason=error.code if error else "vendor_failed",
+                task.id,
+                status="failed",
+                refund=True,
+                reason=error.code if error else "vendor_failed",
                 error_code=error.code if error else "vendor_failed",
                 error_message=error.message if error else "The vendor reported that the task failed.",
             )
@@ -857,7 +961,12 @@ class Gateway:
         fields: dict[str, Any] = {"media": None}
         if result.outcome is CancelOutcome.CANCELLED:
             done = await self.store.finish_task(
-                task.id, status="cancelled", refund=True, reason="cancelled before the vendor billed", usage={}, **fields
+                task.id,
+                status="cancelled",
+                refund=True,
+                reason="cancelled before the vendor billed",
+                usage={},
+                **fields,
             )
         elif result.outcome is CancelOutcome.CANCELLED_AFTER_START and result.usage is not None:
             facts = billing.actual_facts(self.billed_facts(task), result.usage)
@@ -868,13 +977,21 @@ class Gateway:
                 log.error("price_failed", model=task.model, error=str(exc), facts=facts)
                 amount = task.charge
             done = await self.store.finish_task(
-                task.id, status="cancelled", settle_to=amount, reason="cancelled: the vendor bills the work done",
-                usage=facts, **fields,
+                task.id,
+                status="cancelled",
+                settle_to=amount,
+                reason="cancelled: the vendor bills the work done",
+                usage=facts,
+                **fields,
             )
         elif billing.refund_unconfirmed_cancel(self.config, task.model):
             done = await self.store.finish_task(
-                task.id, status="cancelled", refund=True, reason="cancelled (refund_on_unconfirmed_cancel = full)",
-                usage={}, **fields,
+                task.id,
+                status="cancelled",
+                refund=True,
+                reason="cancelled (refund_on_unconfirmed_cancel = full)",
+                usage={},
+                **fields,
             )
         else:
             done = await self.store.finish_task(task.id, status="cancelled", **fields)
@@ -911,7 +1028,10 @@ class Gateway:
             done = {"remix": "remixed", "extend": "extended", "edit": "edited"}[operation]
             raise APIError(
                 f"Video '{task.id}' is {task.status}; only completed videos can be {done}.",
-                409, "invalid_request_error", param if param != "video_id" else None, "video_not_finished",
+                409,
+                "invalid_request_error",
+                param if param != "video_id" else None,
+                "video_not_finished",
                 retryable=False,
             )
         if not self.can_derive(task, operation):
@@ -953,12 +1073,21 @@ class Gateway:
             # Extend and edit continue or change the very frames made: keep their size.
             size = Size.parse(source.size) if source.size else base.size
         unified = VideoRequest(
-            model=source.model, prompt=prompt, seconds=seconds if seconds is not None else source.seconds,
-            size=size, metadata=base.metadata, remix_of=source.id if operation == "remix" else None,
-            operation=operation, derived_from=source.id,
+            model=source.model,
+            prompt=prompt,
+            seconds=seconds if seconds is not None else source.seconds,
+            size=size,
+            metadata=base.metadata,
+            remix_of=source.id if operation == "remix" else None,
+            operation=operation,
+            derived_from=source.id,
         )
         return await self.submit(
-            token, unified, idempotency_key=idempotency_key, fingerprint=fingerprint, source=source,
+            token,
+            unified,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            source=source,
             operation=operation,
         )
 
@@ -966,8 +1095,13 @@ class Gateway:
         """What ``vidgate_derive`` gets of a source task: handle, result, job, media files."""
         job = await self.store.task_job(task.id)
         return SourceTask(
-            id=task.id, handle=dict(task.handle or {}), result=dict(task.result or {}),
-            job=job_from_json(job) if job else None, prompt=task.prompt, seconds=task.seconds, size=task.size,
+            id=task.id,
+            handle=dict(task.handle or {}),
+            result=dict(task.result or {}),
+            job=job_from_json(job) if job else None,
+            prompt=task.prompt,
+            seconds=task.seconds,
+            size=task.size,
             media=media,
         )
 
@@ -978,7 +1112,8 @@ class Gateway:
         async with contextlib.AsyncExitStack() as stack:
             media = {
                 variant: await stack.enter_async_context(self.media.local_copy(source.id, variant))
-                for variant in (source.media or {}) if variant in ARTIFACTS
+                for variant in (source.media or {})
+                if variant in ARTIFACTS
             }
             return await self.plugins.derive(
                 ctx.channel.vendor, task.operation or "remix", await self.source_task(source, media), job, ctx

@@ -37,8 +37,17 @@ if TYPE_CHECKING:
     from .errors import Problem
     from .request import VideoRequest
     from .vendor import (
-        CallbackResult, CallContext, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask, Submission,
-        Vendor, VendorJob,
+        CallbackResult,
+        CallContext,
+        CancelResult,
+        Channel,
+        MediaSource,
+        Model,
+        PollResult,
+        SourceTask,
+        Submission,
+        Vendor,
+        VendorJob,
     )
 
 

@@ -73,6 +73,7 @@ def _scrub_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         return event
     return {key: _clean(value, secrets) for key, value in event.items()}
 
+
 _SECRET_WORDS = ("authorization", "api_key", "apikey", "secret", "password", "token_key", "credentials", "jwt")
 
 

@@ -49,9 +49,18 @@ AUDIO_TYPES = frozenset({"audio/mpeg", "audio/mp4", "audio/wav", "audio/ogg"})
 SERVABLE_TYPES = VIDEO_TYPES | IMAGE_TYPES | AUDIO_TYPES
 #: File name extensions for downloads, by stored type.
 EXTENSIONS = {
-    "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm", "video/x-matroska": "mkv",
-    "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
-    "audio/mpeg": "mp3", "audio/mp4": "m4a", "audio/wav": "wav", "audio/ogg": "ogg",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+    "video/x-matroska": "mkv",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "audio/mpeg": "mp3",
+    "audio/mp4": "m4a",
+    "audio/wav": "wav",
+    "audio/ogg": "ogg",
 }
 _SNIFF_BYTES = 64
 
@@ -140,7 +149,8 @@ class CheckedStream:
         mime = sniff_media_type(self.variant, head)
         if mime is None:
             kind = {
-                "video": "an MP4, QuickTime, WebM or Matroska video", "audio": "MP3, M4A, WAV or Ogg audio",
+                "video": "an MP4, QuickTime, WebM or Matroska video",
+                "audio": "MP3, M4A, WAV or Ogg audio",
             }.get(self.variant, "a PNG, JPEG, WebP or GIF image")
             raise TaskFailed(f"The vendor's {self.variant} is not {kind}.", code="result_unavailable")
         return mime
@@ -189,8 +199,9 @@ class MediaStorage(Protocol):
     def local_copy(self, task_id: str, variant: str) -> contextlib.AbstractAsyncContextManager[Path]:
         """A local file with the variant's bytes for the duration of the block."""
 
-    async def presigned_url(self, task_id: str, variant: str, *, expires_seconds: int, filename: str,
-                            content_type: str) -> str | None:
+    async def presigned_url(
+        self, task_id: str, variant: str, *, expires_seconds: int, filename: str, content_type: str
+    ) -> str | None:
         """A short-lived URL that serves the bytes without the gateway, or None if unsupported."""
 
     async def delete(self, task_id: str) -> None:
@@ -305,8 +316,9 @@ class LocalMedia:
     async def local_copy(self, task_id: str, variant: str) -> AsyncIterator[Path]:
         yield self.path(task_id, variant)
 
-    async def presigned_url(self, task_id: str, variant: str, *, expires_seconds: int, filename: str,
-                            content_type: str) -> str | None:
+    async def presigned_url(
+        self, task_id: str, variant: str, *, expires_seconds: int, filename: str, content_type: str
+    ) -> str | None:
         return None
 
     async def delete(self, task_id: str) -> None:
@@ -342,7 +354,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``."""
     if not url.startswith("s3://"):
         raise ValueError("must start with s3://")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
     if not bucket:
         raise ValueError("names no bucket")
     return bucket, prefix.strip("/")
@@ -354,8 +366,15 @@ class S3Media:
     Create it with :meth:`open` inside the running event loop; :meth:`close` on shutdown.
     """
 
-    def __init__(self, client: Any, stack: contextlib.AsyncExitStack, bucket: str, prefix: str,
-                 part_size: int, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        stack: contextlib.AsyncExitStack,
+        bucket: str,
+        prefix: str,
+        part_size: int,
+        max_bytes: int | None = None,
+    ) -> None:
         self.client = client
         self.max_bytes = max_bytes
         self._stack = stack
@@ -387,7 +406,10 @@ class S3Media:
                 endpoint_url=config.endpoint_url,
                 region_name=config.region,
                 config=AioConfig(
-                    connect_timeout=10, read_timeout=60, signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                    signature_version="s3v4",
+                    retries={"max_attempts": 3, "mode": "standard"},
                     # Checksums only where the API demands them: several S3-compatible
                     # stores reject botocore's newer default trailers.
                     request_checksum_calculation="when_required",
@@ -492,8 +514,9 @@ class S3Media:
                 await reader.aclose()
             yield path
 
-    async def presigned_url(self, task_id: str, variant: str, *, expires_seconds: int, filename: str,
-                            content_type: str) -> str | None:
+    async def presigned_url(
+        self, task_id: str, variant: str, *, expires_seconds: int, filename: str, content_type: str
+    ) -> str | None:
         return await self.client.generate_presigned_url(
             "get_object",
             Params={

@@ -63,7 +63,9 @@ class GuardedResolver(AbstractResolver):
         self._inner = DefaultResolver()
         self._allowed = tuple(allowed)
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         safe = [r for r in results if address_allowed(r["host"], self._allowed)]
         if not safe:
@@ -182,14 +184,17 @@ class HTTP:
             )
             if purpose == "image":
                 session = aiohttp.ClientSession(
-                    timeout=self.image_timeout, connector=connector,
+                    timeout=self.image_timeout,
+                    connector=connector,
                     headers={"User-Agent": "vidgate/0.1 (image fetch)"},
                 )
             else:
                 # Media is stored byte for byte: never decompress behind our back (a small
                 # gzip body must not become gigabytes on disk).
                 session = aiohttp.ClientSession(
-                    timeout=self.download_timeout, connector=connector, auto_decompress=False,
+                    timeout=self.download_timeout,
+                    connector=connector,
+                    auto_decompress=False,
                     headers={"User-Agent": "vidgate/0.1 (result download)"},
                 )
             self._guarded[key] = session
@@ -302,9 +307,7 @@ class HTTP:
                 # Authorization): a CDN on another origin gets none of the plugin's headers.
                 sent = {}
             try:
-                resp = await session.get(
-                    parsed, headers={**sent, "Accept-Encoding": "identity"}, allow_redirects=False
-                )
+                resp = await session.get(parsed, headers={**sent, "Accept-Encoding": "identity"}, allow_redirects=False)
             except Exception as exc:  # noqa: BLE001
                 if _refused_by_guard(exc):
                     raise TaskFailed(
@@ -319,7 +322,9 @@ class HTTP:
                 try:
                     url = str(parsed.join(URL(location)))
                 except (ValueError, UnicodeError, TypeError):
-                    raise TaskFailed("The vendor's result redirect is not a valid URL.", code="result_unavailable") from None
+                    raise TaskFailed(
+                        "The vendor's result redirect is not a valid URL.", code="result_unavailable"
+                    ) from None
                 continue
             return self._stream(resp, started)
         raise TaskFailed("The vendor's result URL redirected too many times.", code="result_unavailable")
@@ -335,7 +340,9 @@ class HTTP:
         expected = resp.content_length
         if expected is not None and expected > limit:
             resp.release()
-            raise TaskFailed(f"The vendor's result is larger than the limit of {limit} bytes.", code="result_unavailable")
+            raise TaskFailed(
+                f"The vendor's result is larger than the limit of {limit} bytes.", code="result_unavailable"
+            )
         encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             decoder: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -345,13 +352,17 @@ class HTTP:
             decoder = None
         else:
             resp.release()
-            raise TaskFailed(f"The vendor sent the result in an unsupported encoding ({encoding[:40]}).", code="result_unavailable")
+            raise TaskFailed(
+                f"The vendor sent the result in an unsupported encoding ({encoding[:40]}).", code="result_unavailable"
+            )
         content_type = resp.headers.get("Content-Type", "video/mp4").split(";")[0].strip() or "video/mp4"
         deadline = started + self.download_total_seconds
         min_rate, window = self.download_min_rate, self.download_rate_window
 
         def too_large() -> TaskFailed:
-            return TaskFailed(f"The vendor's result is larger than the limit of {limit} bytes.", code="result_unavailable")
+            return TaskFailed(
+                f"The vendor's result is larger than the limit of {limit} bytes.", code="result_unavailable"
+            )
 
         async def chunks() -> AsyncIterator[bytes]:
             raw = produced = 0
@@ -404,7 +415,7 @@ class HTTP:
                         raise too_large()
                     if tail:
                         yield tail
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError, zlib.error) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, zlib.error) as exc:
                 if isinstance(exc, zlib.error):
                     raise VendorUnavailable("result download was not valid compressed data") from None
                 raise VendorUnavailable(f"result download was cut: {type(exc).__name__}") from None
@@ -436,7 +447,7 @@ async def url_refusal(url: str, allowed: Sequence[IPNetwork]) -> str | None:
     resolver = GuardedResolver(allowed)
     try:
         await asyncio.wait_for(resolver.resolve(host, parsed.port or 0, socket.AF_UNSPEC), 10)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         if _refused_by_guard(exc):
             return "points at an address that is not allowed"
         return "has a host name that does not resolve"

@@ -13,8 +13,8 @@ complete.
 from __future__ import annotations
 
 import asyncio
-import json
 import enum
+import json
 
 import aiohttp
 import attrs

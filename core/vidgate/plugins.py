@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import json
 import inspect
+import json
 from collections.abc import Awaitable, Iterable, Mapping
 from types import NotImplementedType
 from typing import Any, TypeVar
@@ -23,12 +23,22 @@ import structlog
 from . import hookspecs
 from .errors import PluginLoadError, Problem, VendorError, VendorRejected
 from .logs import scrubbing
-from .outcomes import classify
 from .markers import PROJECT
+from .outcomes import classify
 from .request import VideoRequest
 from .vendor import (
-    CallbackResult, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, Model, PollResult, SourceTask,
-    Submission, Vendor, VendorJob,
+    CallbackResult,
+    CallContext,
+    CancelOutcome,
+    CancelResult,
+    Channel,
+    MediaSource,
+    Model,
+    PollResult,
+    SourceTask,
+    Submission,
+    Vendor,
+    VendorJob,
 )
 
 log = structlog.get_logger("vidgate.plugins")
@@ -172,8 +182,11 @@ class Plugins:
     # -- typed hook calls ---------------------------------------------------------------
 
     def validate_channel(self, channel: Channel) -> list[str]:
-        return [m for answer in self.pm.hook.vidgate_validate_channel(vendor=channel.vendor, channel=channel)
-                for m in answer]
+        return [
+            m
+            for answer in self.pm.hook.vidgate_validate_channel(vendor=channel.vendor, channel=channel)
+            for m in answer
+        ]
 
     def validate(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         problems: list[Problem] = []
@@ -261,7 +274,9 @@ class Plugins:
             return await self._await(
                 "vidgate_fetch_result",
                 vendor,
-                self.pm.hook.vidgate_fetch_result(vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx),
+                self.pm.hook.vidgate_fetch_result(
+                    vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx
+                ),
                 ctx,
             )
 
@@ -277,7 +292,9 @@ class Plugins:
     async def remix(self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
         with scrubbing(channel_secrets(ctx.channel)):
             return await self._await(
-                "vidgate_remix", vendor, self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx),
+                "vidgate_remix",
+                vendor,
+                self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx),
                 ctx,
             )
 

@@ -37,8 +37,14 @@ STRING_FACTS = frozenset({"resolution", "size"})
 # A typical task, to check an expression at config load: every name must be known and
 # the result a number.
 _SAMPLE: dict[str, Any] = {
-    **{k: 1 for k in FACTS}, "seconds": 8, "width": 1280, "height": 720, "resolution": "720p",
-    "size": "1280x720", "fps": 24, "frames": 192,
+    **{k: 1 for k in FACTS},
+    "seconds": 8,
+    "width": 1280,
+    "height": 720,
+    "resolution": "720p",
+    "size": "1280x720",
+    "fps": 24,
+    "frames": 192,
 }
 _FUNCTIONS = {"min": min, "max": max, "round": round, "abs": abs}
 
@@ -56,7 +62,9 @@ class Price:
             self._tree = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as exc:
             raise PriceError(f"not a valid expression: {exc.msg}") from None
-        unknown = sorted({n.id for n in ast.walk(self._tree) if isinstance(n, ast.Name)} - FACTS.keys() - _FUNCTIONS.keys())
+        unknown = sorted(
+            {n.id for n in ast.walk(self._tree) if isinstance(n, ast.Name)} - FACTS.keys() - _FUNCTIONS.keys()
+        )
         if unknown:
             raise PriceError(f"unknown name {unknown[0]!r}; usage facts are {', '.join(FACTS)}")
         self(_SAMPLE)  # operators, types, functions: fail now, not at the first task

@@ -208,9 +208,15 @@ def parse_reference(value: str, kind: str, param: str, problems: list[Problem]) 
     if not (m[2] or "").lower().endswith("base64"):
         problems.append(Problem(param, "data URLs must be base64-encoded"))
         return None
-    encoded = value[m.end():]
+    encoded = value[m.end() :]
     if len(encoded) > MAX_REFERENCE_BYTES * 4 // 3 + 8:
-        problems.append(Problem(param, f"inline {kind} is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MiB; send a URL", "too_large"))
+        problems.append(
+            Problem(
+                param,
+                f"inline {kind} is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MiB; send a URL",
+                "too_large",
+            )
+        )
         return None
     try:
         data = base64.b64decode(encoded.replace("\n", "").replace("\r", ""), validate=True)
@@ -356,9 +362,11 @@ def parse_image(value: Any, param: str, problems: list[Problem]) -> Image | None
         if "image_url" in value and isinstance(value["image_url"], str):
             return parse_image(value["image_url"], f"{param}.image_url", problems)
         if "file_id" in value:
-            problems.append(Problem(f"{param}.file_id", "file ids are not supported; send image_url or upload the file"))
+            problems.append(
+                Problem(f"{param}.file_id", "file ids are not supported; send image_url or upload the file")
+            )
             return None
-        problems.append(Problem(param, "must be a URL, a data URL, base64, or {\"image_url\": ...}"))
+        problems.append(Problem(param, 'must be a URL, a data URL, base64, or {"image_url": ...}'))
         return None
     if not isinstance(value, str) or not value.strip():
         problems.append(Problem(param, "must be a non-empty string (URL, data URL or base64)"))
@@ -378,7 +386,7 @@ def parse_image(value: Any, param: str, problems: list[Problem]) -> Image | None
         if not (m[2] or "").lower().endswith("base64"):
             problems.append(Problem(param, "data URLs must be base64-encoded"))
             return None
-        value = value[m.end():]
+        value = value[m.end() :]
     if len(value) > MAX_IMAGE_BYTES * 4 // 3 + 8:
         problems.append(Problem(param, f"image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB", "too_large"))
         return None
@@ -403,8 +411,12 @@ def image_from_bytes(
         return None
     dims = image_dimensions(data)
     return Image(
-        data=data, mime_type=mime or declared_type, filename=filename, param=param,
-        width=dims[0] if dims else None, height=dims[1] if dims else None,
+        data=data,
+        mime_type=mime or declared_type,
+        filename=filename,
+        param=param,
+        width=dims[0] if dims else None,
+        height=dims[1] if dims else None,
     )
 
 
@@ -444,7 +456,9 @@ def parse_request(
     raw_size = body.get("size")
     if raw_size is not None:
         if not isinstance(raw_size, str) or (size := Size.parse(raw_size)) is None:
-            problems.append(Problem("size", f"must be WxH (e.g. 1280x720) or a ratio W:H (e.g. 16:9), got {raw_size!r:.40}"))
+            problems.append(
+                Problem("size", f"must be WxH (e.g. 1280x720) or a ratio W:H (e.g. 16:9), got {raw_size!r:.40}")
+            )
 
     images: list[Image] = []
     if (raw := body.get("image")) is not None:
@@ -487,7 +501,11 @@ def parse_request(
         # The billed model is the top-level one; no vendor key may replace it.
         problems.append(Problem("metadata.model", "cannot change the model; set the top-level model instead"))
     elif (meta_bytes := metadata_size(metadata)) > max_metadata_bytes:
-        problems.append(Problem("metadata", f"is {meta_bytes} bytes of JSON; at most {max_metadata_bytes} are accepted", "too_large"))
+        problems.append(
+            Problem(
+                "metadata", f"is {meta_bytes} bytes of JSON; at most {max_metadata_bytes} are accepted", "too_large"
+            )
+        )
     elif (where := _nul_path(metadata, "metadata")) is not None:
         # PostgreSQL text cannot hold U+0000, and no vendor means anything by it.
         problems.append(Problem(where, "contains a NUL character (U+0000)"))
@@ -495,6 +513,11 @@ def parse_request(
     if problems:
         raise RequestInvalid(problems)
     return VideoRequest(
-        model=model.strip(), prompt=prompt, seconds=seconds, size=size, images=tuple(images), metadata=dict(metadata),
+        model=model.strip(),
+        prompt=prompt,
+        seconds=seconds,
+        size=size,
+        images=tuple(images),
+        metadata=dict(metadata),
         references=tuple(references),
     )

@@ -154,7 +154,12 @@ def uvicorn_config(app: Any, server: ServerConfig, host: str, port: int) -> Any:
         # accept() fail, which no client-facing limit can answer.
         limit = max(1, min(limit, soft - 128))
     return uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
         timeout_graceful_shutdown=10,
         http=gateway_protocol(server.header_timeout_seconds),
         # Beyond this many open connections new requests get a quick 503 instead of

@@ -35,8 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import io
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
@@ -45,7 +45,14 @@ from typing import Any
 import attrs
 
 __all__ = [
-    "RunningGateway", "ServedApp", "captured_logs", "dump_store", "run_gateway", "serve_app", "tiny_mp4", "tiny_png",
+    "RunningGateway",
+    "ServedApp",
+    "captured_logs",
+    "dump_store",
+    "run_gateway",
+    "serve_app",
+    "tiny_mp4",
+    "tiny_png",
 ]
 
 
@@ -68,8 +75,12 @@ def tiny_png(width: int = 64, height: int = 64) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @contextlib.contextmanager
@@ -188,7 +199,10 @@ class RunningGateway:
     transcript: list[str] = attrs.field(factory=list)
 
     async def token(
-        self, name: str | None = None, group: str = "default", quota: float | None = None,
+        self,
+        name: str | None = None,
+        group: str = "default",
+        quota: float | None = None,
         models: list[str] | None = None,
     ) -> str:
         """Create a token and return its key (``quota`` in price units; None = unlimited).
@@ -203,9 +217,7 @@ class RunningGateway:
                     break
         assert name is not None
 
-        _, key = await self.gateway.create_token(
-            name, group, None if quota is None else to_micro(quota), models
-        )
+        _, key = await self.gateway.create_token(name, group, None if quota is None else to_micro(quota), models)
         return key
 
     async def request(

@@ -446,8 +446,11 @@ class VendorPlugin:
 
     def validate_channel(self, channel: Channel) -> list[str]:
         """Problems with a channel's settings; by default, missing :attr:`credentials` keys."""
-        return [f"credentials.{key}: required by vendor {self.name!r}" for key in self.credentials
-                if not channel.credentials.get(key)]
+        return [
+            f"credentials.{key}: required by vendor {self.name!r}"
+            for key in self.credentials
+            if not channel.credentials.get(key)
+        ]
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         """Return the problems this vendor has with ``request`` (empty if none)."""
@@ -520,9 +523,7 @@ class VendorPlugin:
         """
         raise NotImplementedError
 
-    def parse_callback(
-        self, body: bytes, headers: Mapping[str, str], channel: Channel
-    ) -> CallbackResult | str | None:
+    def parse_callback(self, body: bytes, headers: Mapping[str, str], channel: Channel) -> CallbackResult | str | None:
         """Read a vendor callback to ``channel``: the vendor task id it is about, a
         :class:`CallbackResult` (a reply the vendor expects, a signature check), or None
         if unparseable. Overrides may leave out ``channel`` (the older signature)."""

@@ -18,7 +18,7 @@ import base64
 import random
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -45,11 +45,7 @@ def new_secret() -> str:
 def signing_secrets(token: TokenRecord, now: float | None = None) -> list[str]:
     """The token's secrets that still sign, newest first."""
     now = time.time() if now is None else now
-    return [
-        s["secret"]
-        for s in token.webhook_secrets or []
-        if s.get("expires_at") is None or s["expires_at"] > now
-    ]
+    return [s["secret"] for s in token.webhook_secrets or [] if s.get("expires_at") is None or s["expires_at"] > now]
 
 
 async def webhook_secret(store: Store, token: TokenRecord, *, rotate: bool = False, overlap_hours: float = 24.0) -> str:
@@ -69,7 +65,7 @@ async def webhook_secret(store: Store, token: TokenRecord, *, rotate: bool = Fal
 
 def sign(secrets_: list[str], msg_id: str, timestamp: int, body: str) -> str:
     """The ``webhook-signature`` header: one ``v1,`` signature per secret, space separated."""
-    when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
     return " ".join(Webhook(s).sign(msg_id, when, body) for s in secrets_)
 
 
@@ -165,7 +161,7 @@ class WebhookDelivery:
                 retry_after = _retry_after(resp.headers.get("Retry-After")) if status == 429 else None
                 await resp.content.readany()  # the answer's body does not matter
             error = None if 200 <= status < 300 else f"HTTP {status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = f"no answer within {self.cfg.timeout_seconds:g} s"
         except (aiohttp.ClientError, OSError) as exc:
             error = "not an allowed address" if "not allowed" in str(exc) else f"{type(exc).__name__}: {exc}"

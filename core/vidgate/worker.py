@@ -30,13 +30,22 @@ import structlog
 
 from . import billing, failpoints
 from .errors import TaskFailed, VendorError, VendorRateLimited
-from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
 from .gateway import Gateway
-from .prices import PriceError
 from .media import temp_dir
+from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
+from .prices import PriceError
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
-from .vendor import ARTIFACTS, PUBLIC_STATUSES, CallContext, CancelOutcome, CancelResult, Channel, MediaSource, PollResult
+from .vendor import (
+    ARTIFACTS,
+    PUBLIC_STATUSES,
+    CallContext,
+    CancelOutcome,
+    CancelResult,
+    Channel,
+    MediaSource,
+    PollResult,
+)
 from .wire import job_from_json, request_from_json
 
 log = structlog.get_logger("vidgate.worker")
@@ -94,9 +103,7 @@ class Worker:
             await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
             return True
         now = time.time()
-        tasks = await self.gw.store.lease_due(
-            self.gw.owner, now=now, limit=free, lease_seconds=self.cfg.lease_seconds
-        )
+        tasks = await self.gw.store.lease_due(self.gw.owner, now=now, limit=free, lease_seconds=self.cfg.lease_seconds)
         batches: dict[str, list[TaskRecord]] = {}
         for task in tasks:
             if self._batchable(task, now):
@@ -111,8 +118,12 @@ class Worker:
                 # One call carries up to ``size`` tasks: fill it with the channel's other
                 # due (or nearly due) tasks rather than make another call for them soon.
                 more = await self.gw.store.lease_batch(
-                    self.gw.owner, name, now=now, due_by=now + self.gw.poll_interval(channel) / 2,
-                    limit=size - len(group), lease_seconds=self.cfg.lease_seconds,
+                    self.gw.owner,
+                    name,
+                    now=now,
+                    due_by=now + self.gw.poll_interval(channel) / 2,
+                    limit=size - len(group),
+                    lease_seconds=self.cfg.lease_seconds,
                 )
                 for task in more:
                     if self._batchable(task, now):
@@ -140,7 +151,9 @@ class Worker:
             return False
         channel = self.gw.dispatcher.channels.get(task.channel)
         vendor = self.gw.plugins.vendors.get(task.vendor)
-        return channel is not None and vendor is not None and channel.vendor == vendor.name and vendor.poll_batch_size > 1
+        return (
+            channel is not None and vendor is not None and channel.vendor == vendor.name and vendor.poll_batch_size > 1
+        )
 
     async def sweep_expired_media(self) -> int:
         """Delete stored videos past their ``expires_at``; the task itself stays."""
@@ -251,12 +264,14 @@ class Worker:
         assert stored is not None
         job = job_from_json(stored)
         # A job may refer to the request's images by index instead of holding them again.
-        if (request_json := await self.gw.store.task_request(task.id)):
+        if request_json := await self.gw.store.task_request(task.id):
             ctx.request = await asyncio.to_thread(request_from_json, request_json)
         try:
             submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
             if submission is NotImplemented and task.cancel_requested_at is not None:
-                await self.gw.store.add_attempt(task.id, channel.name, "cancel_cancelled", "never confirmed by the vendor")
+                await self.gw.store.add_attempt(
+                    task.id, channel.name, "cancel_cancelled", "never confirmed by the vendor"
+                )
                 await self.gw.store.finish_task(
                     task.id, status="cancelled", refund=True, reason="cancelled during an interrupted submit", usage={}
                 )
@@ -265,7 +280,8 @@ class Worker:
                 await self._fail(
                     task,
                     "submit_interrupted",
-                    "The gateway restarted before the vendor confirmed this task; it was refunded. Please submit again.",
+                    "The gateway restarted before the vendor confirmed this task; it was refunded."
+                    " Please submit again.",
                 )
                 return
             if submission is None:
@@ -320,9 +336,7 @@ class Worker:
         if found.action is Action.FAIL_AFTER_GRACE:
             since = time.time() - (task.submitted_at or task.created_at)
             if since >= self.cfg.not_found_grace_seconds:
-                await self._fail(
-                    task, failure_code(found, exc), f"The vendor no longer knows this task: {exc.message}"
-                )
+                await self._fail(task, failure_code(found, exc), f"The vendor no longer knows this task: {exc.message}")
                 return
             log.info("vendor_task_not_found_yet", seconds_since_submit=round(since, 1))
         elif found.action is Action.FAIL_TASK:
@@ -334,7 +348,12 @@ class Worker:
             await self._backoff(task, exc.message, exc, strike=False)
 
     async def _strike(
-        self, task: TaskRecord, reason: str, exc: VendorError | None = None, *, next_poll_at: float | None = None,
+        self,
+        task: TaskRecord,
+        reason: str,
+        exc: VendorError | None = None,
+        *,
+        next_poll_at: float | None = None,
         **fields: Any,
     ) -> None:
         """Count a failed poll; the ``max_poll_failures``-th in a row fails the task."""
@@ -342,8 +361,7 @@ class Worker:
             await self._fail(
                 task,
                 "poll_failures_exceeded",
-                f"The vendor's status could not be read {self.cfg.max_poll_failures} times in a row"
-                f" (last: {reason}).",
+                f"The vendor's status could not be read {self.cfg.max_poll_failures} times in a row (last: {reason}).",
                 **fields,
             )
             return
@@ -451,7 +469,12 @@ class Worker:
         # for: a plugin written before them may answer any variant with its video.
         listed = (task.result or {}).get("artifacts")
         for variant in ARTIFACTS:
-            if variant not in stored and isinstance(listed, list) and variant in listed and (extra := await self._artifact(task, channel, ctx, variant)) is not None:
+            if (
+                variant not in stored
+                and isinstance(listed, list)
+                and variant in listed
+                and (extra := await self._artifact(task, channel, ctx, variant)) is not None
+            ):
                 stored[variant] = extra
         now = time.time()
         finished = await self.gw.store.finish_task(
@@ -472,7 +495,9 @@ class Worker:
         """The charge for the usage the vendor reported (the estimate if it cannot be priced)."""
         token = await self.gw.store.token(task.token_id)
         try:
-            return billing.charge(self.gw.config, task.model, self.gw.billed_facts(task), token.group if token else "default")
+            return billing.charge(
+                self.gw.config, task.model, self.gw.billed_facts(task), token.group if token else "default"
+            )
         except PriceError as exc:
             log.error("price_failed", model=task.model, error=str(exc), facts=task.usage)
             return task.charge
@@ -483,7 +508,9 @@ class Worker:
         """Copy one more artifact (last frame, spritesheet, audio) if the vendor has it.
         Only the video is required: a failure here leaves the variant out."""
         try:
-            source = await self.gw.plugins.fetch_result(channel.vendor, task.handle or {}, task.result or {}, variant, ctx)
+            source = await self.gw.plugins.fetch_result(
+                channel.vendor, task.handle or {}, task.result or {}, variant, ctx
+            )
             if source is None:
                 return None
             stored = await self.gw.media.put(task.id, variant, source.chunks, source.content_type)
@@ -525,8 +552,14 @@ class Worker:
             log.info("task_failed", error_code=code, error=message)
 
     async def _backoff(
-        self, task: TaskRecord, reason: str, exc: VendorError | None = None, *, strike: bool = True,
-        attempt: int | None = None, **fields: Any,
+        self,
+        task: TaskRecord,
+        reason: str,
+        exc: VendorError | None = None,
+        *,
+        strike: bool = True,
+        attempt: int | None = None,
+        **fields: Any,
     ) -> None:
         """Try again after an exponential, jittered delay. ``strike`` counts the failure in
         ``poll_failures`` (callers in the poll phase go through :meth:`_strike`, which

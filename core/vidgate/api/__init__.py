@@ -42,11 +42,14 @@ def create_app(gateway: Gateway, *, run_worker: bool = True, close_gateway: bool
                 await gateway.close()
 
     app = Starlette(
-        routes=[*generations.routes, *videos.routes, *misc.routes, *metrics.routes, *openapi.routes,
-                *console.routes],
+        routes=[*generations.routes, *videos.routes, *misc.routes, *metrics.routes, *openapi.routes, *console.routes],
         middleware=[Middleware(RequestContext)],
-        exception_handlers={APIError: api_error, HTTPException: http_error, ClientDisconnect: client_disconnected,
-                            Exception: unexpected_error},
+        exception_handlers={
+            APIError: api_error,
+            HTTPException: http_error,
+            ClientDisconnect: client_disconnected,
+            Exception: unexpected_error,
+        },
         lifespan=lifespan,
     )
     app.state.gateway = gateway

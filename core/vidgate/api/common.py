@@ -30,15 +30,25 @@ async def token(request: Request) -> TokenRecord:
 def too_large(limit: int) -> APIError:
     # Connection: close, as the rest of the body is never read.
     return APIError(
-        f"The request body is larger than {limit} bytes.", 413, "invalid_request_error", None, "request_too_large",
-        retryable=False, headers={"connection": "close"},
+        f"The request body is larger than {limit} bytes.",
+        413,
+        "invalid_request_error",
+        None,
+        "request_too_large",
+        retryable=False,
+        headers={"connection": "close"},
     )
 
 
 def body_timeout(seconds: float) -> APIError:
     return APIError(
-        f"The request body did not arrive within {seconds:g} seconds.", 408, "invalid_request_error", None,
-        "request_timeout", retryable=True, headers={"connection": "close"},
+        f"The request body did not arrive within {seconds:g} seconds.",
+        408,
+        "invalid_request_error",
+        None,
+        "request_timeout",
+        retryable=True,
+        headers={"connection": "close"},
     )
 
 
@@ -112,8 +122,9 @@ async def read_json(request: Request) -> Any:
         # Bodies with inline images run to tens of MB: decode them off the event loop.
         data = loads_strict(body) if len(body) < 65536 else await asyncio.to_thread(loads_strict, body)
     except NonFiniteNumber as exc:
-        raise invalid(f"The request body is not valid JSON: {exc} (NaN and Infinity are not allowed).", None,
-                      "invalid_json") from None
+        raise invalid(
+            f"The request body is not valid JSON: {exc} (NaN and Infinity are not allowed).", None, "invalid_json"
+        ) from None
     except ValueError:
         raise invalid("The request body is not valid JSON (UTF-8, no lone surrogates).", None, "invalid_json") from None
     if _depth(data) > MAX_JSON_DEPTH:
@@ -121,9 +132,7 @@ async def read_json(request: Request) -> Any:
     return data
 
 
-async def unified_request(
-    request: Request, body: Any, uploads: list[Image] | None = None
-) -> tuple[VideoRequest, str]:
+async def unified_request(request: Request, body: Any, uploads: list[Image] | None = None) -> tuple[VideoRequest, str]:
     """Apply the unified rules and fingerprint the body (for Idempotency-Key), in a thread:
     both decode or hash whole inline images."""
     max_metadata = gateway(request).config.server.max_metadata_bytes

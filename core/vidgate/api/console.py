@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..auth import hash_key
 from ..billing import from_micro
 from ..errors import APIError, not_found
-from ..auth import hash_key
 from .common import gateway
 
 CSP = (
@@ -106,7 +106,12 @@ async def operator(request: Request) -> str:
     if not token.operator:
         raise APIError(
             "This API key is not an operator key (set [server] operator_keys, or create one with"
-            " 'vidgate tokens create --operator').", 403, "permission_error", None, "not_operator", retryable=False,
+            " 'vidgate tokens create --operator').",
+            403,
+            "permission_error",
+            None,
+            "not_operator",
+            retryable=False,
         )
     return token.name
 
@@ -120,12 +125,14 @@ async def overview(request: Request) -> Response:
     channels = []
     for status in await gw.dispatcher.status():
         channel = gw.dispatcher.channels[str(status["name"])]
-        channels.append({
-            **status,
-            "in_flight": await store.count_active(channel.name),
-            "max_concurrent": channel.max_concurrent,
-            "rate_per_minute": channel.rate_per_minute,
-        })
+        channels.append(
+            {
+                **status,
+                "in_flight": await store.count_active(channel.name),
+                "max_concurrent": channel.max_concurrent,
+                "rate_per_minute": channel.rate_per_minute,
+            }
+        )
     by_status: dict[str, int] = {}
     for row in await store.task_counts():
         by_status[row["status"]] = by_status.get(row["status"], 0) + int(row["n"])
@@ -133,18 +140,22 @@ async def overview(request: Request) -> Response:
         "SELECT t.id, t.model, t.channel, t.error_code, t.error_message, t.created_at, t.updated_at,"
         " k.name AS token FROM tasks t LEFT JOIN tokens k ON k.id = t.token_id"
         " WHERE t.status = ? ORDER BY t.updated_at DESC LIMIT ?",
-        "failed", RECENT_FAILURES,
+        "failed",
+        RECENT_FAILURES,
     )
     failures: list[dict[str, Any]] = []
     for row in failed:
         attempts = await store.attempts(row["id"])
-        failures.append({
-            **row,
-            "attempts": [{"channel": a.channel, "outcome": a.outcome, "detail": a.detail, "at": a.at} for a in attempts],
-        })
+        failures.append(
+            {
+                **row,
+                "attempts": [
+                    {"channel": a.channel, "outcome": a.outcome, "detail": a.detail, "at": a.at} for a in attempts
+                ],
+            }
+        )
     usage = [
-        {**r, **{k: from_micro(r[k]) for k in ("charged", "settled", "refunded", "net")}}
-        for r in await store.usage()
+        {**r, **{k: from_micro(r[k]) for k in ("charged", "settled", "refunded", "net")}} for r in await store.usage()
     ]
     return JSONResponse(
         {

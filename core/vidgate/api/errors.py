@@ -34,16 +34,29 @@ async def http_error(request: Request, exc: Exception) -> Response:
     code = _HTTP_TYPES.get(exc.status_code, "http_error")
     message = "Unknown endpoint." if exc.status_code == 404 else str(exc.detail)
     return error_response(
-        APIError(message, exc.status_code, "invalid_request_error", None, code, retryable=False,
-                 headers=dict(exc.headers or {}))
+        APIError(
+            message,
+            exc.status_code,
+            "invalid_request_error",
+            None,
+            code,
+            retryable=False,
+            headers=dict(exc.headers or {}),
+        )
     )
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path)
     return error_response(
-        APIError("The gateway hit an internal error; the request id is in x-request-id.", 500, "server_error",
-                 None, "internal_error", retryable=True)
+        APIError(
+            "The gateway hit an internal error; the request id is in x-request-id.",
+            500,
+            "server_error",
+            None,
+            "internal_error",
+            retryable=True,
+        )
     )
 
 

@@ -110,8 +110,9 @@ def parse_multipart(content_type: str, body: bytes) -> list[Part]:
 
 def parse_urlencoded(body: bytes) -> list[Part]:
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict",
-                          max_num_fields=MAX_PARTS)
+        pairs = parse_qsl(
+            body.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_PARTS
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise invalid(f"The form body could not be parsed: {exc}", None, "invalid_form") from None
     return [Part(name=k, data=v.encode("utf-8")) for k, v in pairs]

@@ -60,7 +60,7 @@ async def metrics(request: Request) -> Response:
         for state in ("closed", "open", "half-open"):
             lines.append(
                 f'vidgate_channel_breaker_state{{channel="{_label(status["name"])}",state="{state.replace("-", "_")}"}}'
-                f' {int(status["state"] == state)}'
+                f" {int(status['state'] == state)}"
             )
     lines += [
         "# HELP vidgate_channel_probing 1 while a half-open probe request is in flight on the channel (this process).",

@@ -37,7 +37,7 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 # -- schemas -----------------------------------------------------------------------------
 
 _SECONDS = {
-    "description": "Clip length in seconds: an integer or a string of digits (OpenAI sends \"4\").",
+    "description": 'Clip length in seconds: an integer or a string of digits (OpenAI sends "4").',
     "anyOf": [
         {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS},
         {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
@@ -46,8 +46,7 @@ _SECONDS = {
 
 _SIZE = {
     "type": "string",
-    "description": "Pixels `WxH` (e.g. `1280x720`) or an aspect ratio `W:H` (e.g. `16:9`); "
-    "each side at most 8192 px.",
+    "description": "Pixels `WxH` (e.g. `1280x720`) or an aspect ratio `W:H` (e.g. `16:9`); each side at most 8192 px.",
     "pattern": r"^\s*([0-9]{1,5}\s*[xX×*]\s*[0-9]{1,5}|[0-9]{1,3}\s*:\s*[0-9]{1,3})\s*$",
     "examples": ["1280x720", "16:9"],
 }
@@ -102,12 +101,14 @@ SCHEMAS: dict[str, Any] = {
             "duration": nullable(_SECONDS),
             "size": nullable(_SIZE),
             "image": nullable({"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}),
-            "images": nullable({
-                "anyOf": [
-                    _IMAGE_STRING,
-                    {"type": "array", "maxItems": MAX_IMAGES, "items": {"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}},
-                ]
-            }),
+            "images": nullable(
+                {
+                    "anyOf": [
+                        _IMAGE_STRING,
+                        {"type": "array", "maxItems": MAX_IMAGES, "items": {"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}},
+                    ]
+                }
+            ),
             "input_reference": nullable({"anyOf": [_IMAGE_STRING, _IMAGE_OBJECT]}),
             "metadata": nullable(_METADATA),
             "webhook_url": nullable(_WEBHOOK_URL),
@@ -132,13 +133,22 @@ SCHEMAS: dict[str, Any] = {
                 "contentMediaType": "application/octet-stream",
             },
             "input_reference[image_url]": {**_IMAGE_STRING, "description": "The object form, flattened."},
-            "image": {"type": "string", "contentMediaType": "application/octet-stream",
-                      "description": "An image file part or a text URL / data URL / base64."},
-            "images[]": {"type": "array", "maxItems": MAX_IMAGES,
-                         "items": {"type": "string", "contentMediaType": "application/octet-stream"},
-                         "description": "Further references (files or text), in order."},
-            "metadata": {"type": "string", "contentMediaType": JSON,
-                         "description": "The `metadata` object, as a JSON string."},
+            "image": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "An image file part or a text URL / data URL / base64.",
+            },
+            "images[]": {
+                "type": "array",
+                "maxItems": MAX_IMAGES,
+                "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                "description": "Further references (files or text), in order.",
+            },
+            "metadata": {
+                "type": "string",
+                "contentMediaType": JSON,
+                "description": "The `metadata` object, as a JSON string.",
+            },
         },
         "patternProperties": {
             r"^metadata(\[[^\[\]]*\])+$": {
@@ -152,8 +162,12 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["prompt"],
         "properties": {
-            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS,
-                       "description": "Must not be blank."},
+            "prompt": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_PROMPT_CHARS,
+                "description": "Must not be blank.",
+            },
         },
     },
     "DeriveVideoRef": {
@@ -168,8 +182,11 @@ SCHEMAS: dict[str, Any] = {
         "required": ["prompt", "video"],
         "properties": {
             "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
-            "seconds": {"type": ["string", "integer"], "pattern": "^[0-9]{1,4}$",
-                        "description": "Length of the new segment; the model's default when left out."},
+            "seconds": {
+                "type": ["string", "integer"],
+                "pattern": "^[0-9]{1,4}$",
+                "description": "Length of the new segment; the model's default when left out.",
+            },
             "video": ref("DeriveVideoRef"),
             "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
         },
@@ -205,31 +222,60 @@ SCHEMAS: dict[str, Any] = {
         "description": "A task. A superset of OpenAI's Video object: its 13 fields plus `task_id` (same as "
         "`id`) and `url` (where to download the finished video). Vendor ids and URLs never appear.",
         "required": [
-            "id", "task_id", "object", "model", "status", "progress", "created_at", "completed_at",
-            "expires_at", "prompt", "seconds", "size", "error", "remixed_from_video_id", "derived_from", "url", "usage",
+            "id",
+            "task_id",
+            "object",
+            "model",
+            "status",
+            "progress",
+            "created_at",
+            "completed_at",
+            "expires_at",
+            "prompt",
+            "seconds",
+            "size",
+            "error",
+            "remixed_from_video_id",
+            "derived_from",
+            "url",
+            "usage",
         ],
         "properties": {
             "id": {"type": "string", "examples": ["video_3f2a…"]},
             "task_id": {"type": "string", "description": "Same as `id`."},
             "object": {"const": "video"},
             "model": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed", "cancelled"],
-                       "description": "`cancelled` is terminal, like `completed` and `failed`."},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100,
-                         "description": "Approximate percent; 100 only when completed."},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "in_progress", "completed", "failed", "cancelled"],
+                "description": "`cancelled` is terminal, like `completed` and `failed`.",
+            },
+            "progress": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "Approximate percent; 100 only when completed.",
+            },
             "created_at": {"type": "integer", "description": "Unix seconds."},
             "completed_at": {"type": ["integer", "null"], "description": "Unix seconds; set when finished."},
-            "expires_at": {"type": ["integer", "null"],
-                           "description": "Unix seconds after which the stored media may be deleted."},
+            "expires_at": {
+                "type": ["integer", "null"],
+                "description": "Unix seconds after which the stored media may be deleted.",
+            },
             "prompt": {"type": ["string", "null"]},
             "seconds": {"type": ["string", "null"], "description": "Clip length the vendor makes, as a string."},
             "size": {"type": ["string", "null"], "description": "`WxH` or `W:H` the vendor makes."},
             "error": nullable(ref("VideoError")),
             "remixed_from_video_id": {"type": ["string", "null"]},
-            "derived_from": {**nullable(ref("DerivedFrom")),
-                             "description": "For a remix, extension or edit: the source task and the operation."},
-            "url": {"type": ["string", "null"], "format": "uri",
-                    "description": "`/v1/videos/{id}/content` on this gateway, once completed."},
+            "derived_from": {
+                **nullable(ref("DerivedFrom")),
+                "description": "For a remix, extension or edit: the source task and the operation.",
+            },
+            "url": {
+                "type": ["string", "null"],
+                "format": "uri",
+                "description": "`/v1/videos/{id}/content` on this gateway, once completed.",
+            },
             "usage": nullable(ref("Usage")),
         },
     },
@@ -241,10 +287,18 @@ SCHEMAS: dict[str, Any] = {
         "required": ["cost"],
         "properties": {
             "cost": {"type": "number", "minimum": 0},
-            "seconds": {"type": "number"}, "width": {"type": "number"}, "height": {"type": "number"},
-            "resolution": {"type": "string"}, "size": {"type": "string"}, "fps": {"type": "number"},
-            "frames": {"type": "number"}, "count": {"type": "number"}, "tokens": {"type": "number"},
-            "video_tokens": {"type": "number"}, "audio_tokens": {"type": "number"}, "credits": {"type": "number"},
+            "seconds": {"type": "number"},
+            "width": {"type": "number"},
+            "height": {"type": "number"},
+            "resolution": {"type": "string"},
+            "size": {"type": "string"},
+            "fps": {"type": "number"},
+            "frames": {"type": "number"},
+            "count": {"type": "number"},
+            "tokens": {"type": "number"},
+            "video_tokens": {"type": "number"},
+            "audio_tokens": {"type": "number"},
+            "credits": {"type": "number"},
         },
         "additionalProperties": {"type": ["number", "string"]},
     },
@@ -279,9 +333,15 @@ SCHEMAS: dict[str, Any] = {
             "capabilities": {
                 "type": "object",
                 "description": "What the model can do for this key (true when a vendor serving it can).",
-                "properties": {k: {"type": "boolean"} for k in ("text_to_video", "image_to_video", "remix", "extend", "edit")},
+                "properties": {
+                    k: {"type": "boolean"} for k in ("text_to_video", "image_to_video", "remix", "extend", "edit")
+                },
             },
-            "seconds": {"type": "array", "items": {"type": "integer"}, "description": "Accepted durations; empty means any."},
+            "seconds": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "Accepted durations; empty means any.",
+            },
             "default_seconds": {"type": ["integer", "null"]},
             "description": {"type": "string"},
         },
@@ -324,11 +384,19 @@ SCHEMAS: dict[str, Any] = {
                     "message": {"type": "string"},
                     "type": {
                         "type": "string",
-                        "examples": ["invalid_request_error", "authentication_error", "permission_error",
-                                     "rate_limit_error", "insufficient_quota", "server_error"],
+                        "examples": [
+                            "invalid_request_error",
+                            "authentication_error",
+                            "permission_error",
+                            "rate_limit_error",
+                            "insufficient_quota",
+                            "server_error",
+                        ],
                     },
-                    "param": {"type": ["string", "null"],
-                              "description": "The offending field, e.g. `size` or `metadata.fps`."},
+                    "param": {
+                        "type": ["string", "null"],
+                        "description": "The offending field, e.g. `size` or `metadata.fps`.",
+                    },
                     "code": {"type": ["string", "null"]},
                 },
             }
@@ -350,8 +418,7 @@ _ERRORS = {
     "401": "Missing, malformed, unknown, revoked or expired API key.",
     "403": "The key may not use this model (or its group has no channel for it).",
     "404": "No such task for this key (another key's task is also 404).",
-    "409": "The task is in the wrong state for this call, or an Idempotency-Key was reused with "
-    "another body.",
+    "409": "The task is in the wrong state for this call, or an Idempotency-Key was reused with another body.",
     "410": "The video expired (`expires_at` passed) and its stored media was deleted.",
     "408": "The request body did not arrive within `[server] body_read_timeout_seconds`.",
     "413": "The request body is larger than the configured limit.",
@@ -365,8 +432,7 @@ _ERRORS = {
 def _error_response(status: str) -> dict[str, Any]:
     headers: dict[str, Any] = {"x-should-retry": _SHOULD_RETRY, "x-request-id": _REQUEST_ID}
     if status == "429":
-        headers["Retry-After"] = {"description": "Seconds to wait (rate limits only).",
-                                  "schema": {"type": "string"}}
+        headers["Retry-After"] = {"description": "Seconds to wait (rate limits only).", "schema": {"type": "string"}}
     return {
         "description": _ERRORS[status],
         "headers": headers,
@@ -428,8 +494,13 @@ _CREATE_ERRORS = errors(400, 403, 408, 409, 413, 429, 503)
 
 def _links(id_pointer: str = "$response.body#/id") -> dict[str, Any]:
     """OpenAPI links from a response holding a task to the calls on that task."""
-    ops = {"GetVideo": "getVideo", "DeleteVideo": "deleteVideo", "GetVideoContent": "getVideoContent",
-           "RemixVideo": "remixVideo", "CancelVideo": "cancelVideo"}
+    ops = {
+        "GetVideo": "getVideo",
+        "DeleteVideo": "deleteVideo",
+        "GetVideoContent": "getVideoContent",
+        "RemixVideo": "remixVideo",
+        "CancelVideo": "cancelVideo",
+    }
     return {name: {"operationId": op, "parameters": {"video_id": id_pointer}} for name, op in ops.items()}
 
 
@@ -450,8 +521,13 @@ def _events(name: str, operation: str, tag: str) -> dict[str, Any]:
             "comment every 15 s; the stream closes after the terminal event.",
             "parameters": [
                 _path_id(name),
-                {"name": "Last-Event-ID", "in": "header", "required": False,
-                 "description": "The `id` of the last event received.", "schema": {"type": "string"}},
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "The `id` of the last event received.",
+                    "schema": {"type": "string"},
+                },
             ],
             "responses": {
                 "200": {
@@ -463,6 +539,7 @@ def _events(name: str, operation: str, tag: str) -> dict[str, Any]:
             },
         }
     }
+
 
 _CANCEL_200 = (
     "The task, `cancelled`; or, while its submit is still in flight, as it is (the cancel takes effect as "
@@ -520,13 +597,25 @@ PATHS: dict[str, Any] = {
             "tags": ["openai"],
             "summary": "List this key's tasks, newest first by default (cursor pagination).",
             "parameters": [
-                {"name": "after", "in": "query", "required": False,
-                 "description": "The `last_id` of the previous page (one of this key's task ids).",
-                 "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 20}},
-                {"name": "order", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "The `last_id` of the previous page (one of this key's task ids).",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 20},
+                },
+                {
+                    "name": "order",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+                },
             ],
             "responses": {"200": ok("VideoList", "One page of tasks."), **errors(400)},
         },
@@ -557,16 +646,24 @@ PATHS: dict[str, Any] = {
             "spritesheet, last_frame (images), audio, where the vendor made them (else 404). Supports Range.",
             "parameters": [
                 _path_id("video_id"),
-                {"name": "variant", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": list(VARIANTS), "default": "video"}},
-                {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
-                 "description": "A byte range, e.g. `bytes=0-1023`."},
+                {
+                    "name": "variant",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": list(VARIANTS), "default": "video"},
+                },
+                {
+                    "name": "Range",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "A byte range, e.g. `bytes=0-1023`.",
+                },
             ],
             "responses": {
                 "200": {
                     "description": "The bytes.",
-                    "headers": {"x-request-id": _REQUEST_ID,
-                                "Accept-Ranges": {"schema": {"type": "string"}}},
+                    "headers": {"x-request-id": _REQUEST_ID, "Accept-Ranges": {"schema": {"type": "string"}}},
                     # video/mp4 and image/webp as a rule; a vendor's own thumbnail may be
                     # another image type.
                     "content": {
@@ -578,8 +675,7 @@ PATHS: dict[str, Any] = {
                 },
                 "206": {
                     "description": "The requested byte range.",
-                    "headers": {"x-request-id": _REQUEST_ID,
-                                "Content-Range": {"schema": {"type": "string"}}},
+                    "headers": {"x-request-id": _REQUEST_ID, "Content-Range": {"schema": {"type": "string"}}},
                     "content": {
                         "video/*": {"schema": {"type": "string"}},
                         "image/*": {"schema": {"type": "string"}},
@@ -591,8 +687,11 @@ PATHS: dict[str, Any] = {
                 "416": {
                     "description": "The Range starts beyond the end of the file (a Range that does not parse is "
                     "ignored and the whole file sent).",
-                    "headers": {"x-should-retry": _SHOULD_RETRY, "x-request-id": _REQUEST_ID,
-                                "Content-Range": {"schema": {"type": "string"}}},
+                    "headers": {
+                        "x-should-retry": _SHOULD_RETRY,
+                        "x-request-id": _REQUEST_ID,
+                        "Content-Range": {"schema": {"type": "string"}},
+                    },
                     "content": {JSON: {"schema": ref("Error")}},
                 },
                 **errors(400, 404, 409, 410),
@@ -623,7 +722,10 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "extendVideo",
             "tags": ["openai"],
-            "summary": "Continue one of your completed videos (models whose vendor extends). 404 for an unknown source, 409 for an unfinished one, 400 naming `video` for a model that cannot.",
+            "summary": (
+                "Continue one of your completed videos (models whose vendor extends). 404 for an unknown"
+                " source, 409 for an unfinished one, 400 naming `video` for a model that cannot."
+            ),
             "parameters": [_IDEMPOTENCY],
             "requestBody": {
                 "required": True,
@@ -643,7 +745,10 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "editVideo",
             "tags": ["openai"],
-            "summary": "Edit one of your completed videos as the prompt says (models whose vendor edits); errors as for extensions.",
+            "summary": (
+                "Edit one of your completed videos as the prompt says (models whose vendor edits);"
+                " errors as for extensions."
+            ),
             "parameters": [_IDEMPOTENCY],
             "requestBody": {
                 "required": True,
@@ -683,8 +788,11 @@ PATHS: dict[str, Any] = {
             "tags": ["misc"],
             "summary": "The vendor plugins this gateway loaded, with their status.",
             "responses": {
-                "200": {"description": "The plugins.", "headers": {"x-request-id": _REQUEST_ID},
-                        "content": {JSON: {"schema": {"type": "array", "items": ref("PluginInfo")}}}},
+                "200": {
+                    "description": "The plugins.",
+                    "headers": {"x-request-id": _REQUEST_ID},
+                    "content": {JSON: {"schema": {"type": "array", "items": ref("PluginInfo")}}},
+                },
                 **errors(),
             },
         }
@@ -699,19 +807,30 @@ PATHS: dict[str, Any] = {
             "parameters": [_path_id("channel")],
             "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
             "responses": {
-                "200": {"description": "Noted: `{\"ok\": true}`, or the reply the vendor's plugin says the vendor "
-                        "expects (e.g. an echoed `challenge`).",
-                        "content": {JSON: {"schema": {"type": "object"}}}},
-                "401": {"description": "The plugin checked the callback's signature and it does not hold "
-                        "(ignored; nothing is made due).",
-                        "content": {JSON: {"schema": {
-                            "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
-                "400": {"description": "The channel's plugin could not read the body (nothing happens).",
-                        "content": {JSON: {"schema": {
-                            "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
-                "404": {"description": "No such channel (answered without reading the body).",
-                        "content": {JSON: {"schema": {
-                            "type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}}},
+                "200": {
+                    "description": 'Noted: `{"ok": true}`, or the reply the vendor\'s plugin says the vendor '
+                    "expects (e.g. an echoed `challenge`).",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                },
+                "401": {
+                    "description": "The plugin checked the callback's signature and it does not hold "
+                    "(ignored; nothing is made due).",
+                    "content": {
+                        JSON: {"schema": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}
+                    },
+                },
+                "400": {
+                    "description": "The channel's plugin could not read the body (nothing happens).",
+                    "content": {
+                        JSON: {"schema": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}
+                    },
+                },
+                "404": {
+                    "description": "No such channel (answered without reading the body).",
+                    "content": {
+                        JSON: {"schema": {"type": "object", "required": ["ok"], "properties": {"ok": {"const": False}}}}
+                    },
+                },
                 **{k: v for k, v in errors(408, 413).items() if k != "401"},
             },
         }
@@ -735,8 +854,10 @@ PATHS: dict[str, Any] = {
             "summary": "Prometheus metrics (only when `[server] metrics = true`; otherwise 404).",
             "security": [],
             "responses": {
-                "200": {"description": "Prometheus text exposition format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
                 "404": {"description": "Metrics are disabled.", "content": {JSON: {"schema": ref("Error")}}},
             },
         }
@@ -747,9 +868,18 @@ PATHS: dict[str, Any] = {
             "tags": ["operator"],
             "summary": "Channels, tasks by status, recent failures and usage (operator keys only; read-only).",
             "responses": {
-                "200": {"description": "The overview (see docs/api.md).", "headers": {"x-request-id": _REQUEST_ID},
-                        "content": {JSON: {"schema": {"type": "object", "required": [
-                            "object", "channels", "tasks_by_status", "recent_failures", "usage"]}}}},
+                "200": {
+                    "description": "The overview (see docs/api.md).",
+                    "headers": {"x-request-id": _REQUEST_ID},
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["object", "channels", "tasks_by_status", "recent_failures", "usage"],
+                            }
+                        }
+                    },
+                },
                 "403": {"description": "The key is not an operator key.", "content": {JSON: {"schema": ref("Error")}}},
                 **errors(),
             },
@@ -762,8 +892,12 @@ PATHS: dict[str, Any] = {
                 "tags": ["console"],
                 "summary": summary,
                 "security": [],
-                "responses": {"200": {"description": "The page (static; it signs in with a key itself).",
-                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "The page (static; it signs in with a key itself).",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
             }
         }
         for path, operation, summary in (
@@ -779,9 +913,14 @@ PATHS: dict[str, Any] = {
             "security": [],
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
-                "200": {"description": "The file.", "content": {
-                    "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
-                    "text/html": {"schema": {"type": "string"}}}},
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "text/html": {"schema": {"type": "string"}},
+                    },
+                },
                 "404": {"description": "No such file.", "content": {JSON: {"schema": ref("Error")}}},
             },
         }
@@ -792,8 +931,9 @@ PATHS: dict[str, Any] = {
             "tags": ["misc"],
             "summary": "This document.",
             "security": [],
-            "responses": {"200": {"description": "The OpenAPI document.",
-                                  "content": {JSON: {"schema": {"type": "object"}}}}},
+            "responses": {
+                "200": {"description": "The OpenAPI document.", "content": {JSON: {"schema": {"type": "object"}}}}
+            },
         }
     },
 }

@@ -20,7 +20,12 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse, JSONResponse, MalformedRangeHeader, RangeNotSatisfiable, RedirectResponse, Response,
+    FileResponse,
+    JSONResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    RedirectResponse,
+    Response,
 )
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -29,24 +34,24 @@ from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
 from ..gateway import request_fingerprint
 from ..media import EXTENSIONS, SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
 from ..request import MAX_IMAGE_BYTES, Image, image_from_bytes, prompt_problem
-from .errors import error_response
-from .forms import parse_multipart, parse_urlencoded, text
 from . import events
 from .common import (
-    created_response,
-    webhook_url,
-    unified_request,
     MAX_JSON_DEPTH,
     _depth,
-    loads_strict,
+    created_response,
     gateway,
     idempotency_key,
+    loads_strict,
     read_body,
     read_json,
     task_json,
     task_response,
     token,
+    unified_request,
+    webhook_url,
 )
+from .errors import error_response
+from .forms import parse_multipart, parse_urlencoded, text
 
 MAX_LIST_LIMIT = 100
 DEFAULT_LIST_LIMIT = 20
@@ -122,13 +127,16 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
         name = part.name
         if part.filename is not None:
             data = part.data
-            file_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+            file_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())  # noqa: B023 (awaited here)
             digest.update(name.encode() + b"\0" + file_digest)
             if name not in _UPLOAD_FIELDS:
                 continue  # unknown file parts are ignored, like unknown JSON fields
             img = image_from_bytes(
-                data, "input_reference" if name == "input_reference" else "image", problems,
-                declared_type=part.content_type, filename=part.filename,
+                data,
+                "input_reference" if name == "input_reference" else "image",
+                problems,
+                declared_type=part.content_type,
+                filename=part.filename,
             )
             if img is not None:
                 uploads.append(img)
@@ -146,7 +154,9 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], list[Image]
             # The object form {image_url} flattened by form encoders, or a bare URL.
             fields["input_reference"] = value
         elif name == "input_reference[file_id]":
-            problems.append(Problem("input_reference.file_id", "file ids are not supported; send image_url or upload the file"))
+            problems.append(
+                Problem("input_reference.file_id", "file ids are not supported; send image_url or upload the file")
+            )
         elif name in ("images", "images[]") or re.fullmatch(r"images\[[0-9]{1,2}\]", name):
             images.append(value)
         elif name == "metadata":
@@ -233,19 +243,29 @@ async def content(request: Request) -> Response:
     task = await gw.task_for(caller, request.path_params["video_id"])
     variant = request.query_params.get("variant", "video")
     if variant not in VARIANTS:
-        raise invalid(f"variant must be one of {', '.join(VARIANTS)}; got {variant[:40]!r}.", "variant", "unsupported_variant")
+        raise invalid(
+            f"variant must be one of {', '.join(VARIANTS)}; got {variant[:40]!r}.", "variant", "unsupported_variant"
+        )
     if task.status != "completed":
         # 409 for every unfinished state, failed included: the video is in the wrong
         # state for this call. x-should-retry: false, so the SDK does not hammer it.
         code = {"failed": "video_failed", "cancelled": "video_cancelled"}.get(task.status, "video_not_ready")
         raise APIError(
             f"Video '{task.id}' is {task.status}; its content is available once it is completed.",
-            409, "invalid_request_error", None, code, retryable=False,
+            409,
+            "invalid_request_error",
+            None,
+            code,
+            retryable=False,
         )
     if task.media is None and task.expires_at is not None and task.expires_at < time.time():
         raise APIError(
             f"Video '{task.id}' expired at {int(task.expires_at)}; its stored media was deleted.",
-            410, "invalid_request_error", None, "video_expired", retryable=False,
+            410,
+            "invalid_request_error",
+            None,
+            "video_expired",
+            retryable=False,
         )
     info = (task.media or {}).get(variant)
     if info is None:
@@ -282,7 +302,9 @@ async def content(request: Request) -> Response:
             "Content-Security-Policy": "default-src 'none'; sandbox",
         },
     )
-    stat_result = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, stored.size, stored.mtime, stored.mtime, stored.mtime))
+    stat_result = os.stat_result(
+        (stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, stored.size, stored.mtime, stored.mtime, stored.mtime)
+    )
     if stored.path is not None:
         return _MediaResponse(stored.path, stat_result=stat_result, **kwargs)
     return _StoredMediaResponse(gw.media, task.id, variant, stat_result=stat_result, **kwargs)
@@ -310,8 +332,13 @@ class _MediaResponse(FileResponse):
                 scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]}
             except RangeNotSatisfiable:
                 error = APIError(
-                    f"The Range is outside the file ({size} bytes).", 416, "invalid_request_error", "Range",
-                    "range_not_satisfiable", retryable=False, headers={"Content-Range": f"bytes */{size}"},
+                    f"The Range is outside the file ({size} bytes).",
+                    416,
+                    "invalid_request_error",
+                    "Range",
+                    "range_not_satisfiable",
+                    retryable=False,
+                    headers={"Content-Range": f"bytes */{size}"},
                 )
                 await error_response(error)(scope, receive, send)
                 return
@@ -334,7 +361,9 @@ class _StoredMediaResponse(_MediaResponse):
         extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
         await super().__call__({**scope, "extensions": extensions}, receive, send)
 
-    async def _handle_single_range(self, send: Send, start: int, end: int, file_size: int, send_header_only: bool) -> None:
+    async def _handle_single_range(
+        self, send: Send, start: int, end: int, file_size: int, send_header_only: bool
+    ) -> None:
         self._range_end = end  # ask the store for just this range
         await super()._handle_single_range(send, start, end, file_size, send_header_only)
 
@@ -399,8 +428,13 @@ async def remix(request: Request) -> Response:
         raise invalid("The request body must be a JSON object.", None, "invalid_json")
     prompt = _derive_prompt(body)
     task = await gw.derive(
-        caller, source.id, "remix", prompt=prompt, param="video_id",
-        idempotency_key=idempotency_key(request), fingerprint=fingerprint,
+        caller,
+        source.id,
+        "remix",
+        prompt=prompt,
+        param="video_id",
+        idempotency_key=idempotency_key(request),
+        fingerprint=fingerprint,
     )
     return task_response(request, task)
 
@@ -423,8 +457,11 @@ async def _derive_body(request: Request) -> tuple[dict[str, Any], str]:
         else:
             video_id = None
         if not isinstance(video_id, str) or not video_id.strip():
-            raise invalid('video must be an object {"id": "<the id of one of your completed videos>"}.', "video",
-                          "missing_required_parameter")
+            raise invalid(
+                'video must be an object {"id": "<the id of one of your completed videos>"}.',
+                "video",
+                "missing_required_parameter",
+            )
         return {**body, "video_id": video_id.strip()}, request_fingerprint(body)
     raw = await read_body(request)
     content_type = request.headers.get("content-type", "")
@@ -439,7 +476,8 @@ async def _derive_body(request: Request) -> tuple[dict[str, Any], str]:
             raise invalid(
                 "Uploading a source video is not supported by this gateway's vendors; send "
                 'video[id] (or JSON {"video": {"id": ...}}) naming one of your completed videos.',
-                "video", "unsupported_video_upload",
+                "video",
+                "unsupported_video_upload",
             )
         if part.filename is not None:
             continue
@@ -456,8 +494,9 @@ async def _derive_body(request: Request) -> tuple[dict[str, Any], str]:
     if problems:
         raise RequestInvalid(problems)
     if not fields.get("video_id"):
-        raise invalid("video[id] is required: the id of one of your completed videos.", "video",
-                      "missing_required_parameter")
+        raise invalid(
+            "video[id] is required: the id of one of your completed videos.", "video", "missing_required_parameter"
+        )
     fingerprint = request_fingerprint(fields)
     return fields, fingerprint
 
@@ -485,8 +524,14 @@ def _derived(operation: str):
         prompt = _derive_prompt(fields)
         seconds = _derive_seconds(fields.get("seconds")) if operation == "extend" else None
         task = await gw.derive(
-            caller, source.id, operation, prompt=prompt, seconds=seconds, param="video",
-            idempotency_key=idempotency_key(request), fingerprint=fingerprint,
+            caller,
+            source.id,
+            operation,
+            prompt=prompt,
+            seconds=seconds,
+            param="video",
+            idempotency_key=idempotency_key(request),
+            fingerprint=fingerprint,
         )
         return task_response(request, task)
 

@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import sqlite3
-
 import aiosqlite
 
 T = TypeVar("T")
+
 
 class UniqueViolation(Exception):
     """A statement broke a unique index; the same class on SQLite and PostgreSQL."""
@@ -242,7 +241,7 @@ class PostgresDatabase:
 async def connect(url: str) -> Database:
     """Open ``sqlite:///path`` (``sqlite:///:memory:`` too) or ``postgresql://...``."""
     if url.startswith("sqlite:///"):
-        return await SQLiteDatabase.open(url[len("sqlite:///"):])
+        return await SQLiteDatabase.open(url[len("sqlite:///") :])
     if url.startswith(("postgresql://", "postgres://")):
         return await PostgresDatabase.open(url)
     raise ValueError(f"unsupported store url {url!r}: use sqlite:///PATH or postgresql://...")

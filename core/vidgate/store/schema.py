@@ -92,7 +92,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tokens ADD COLUMN unique_name TEXT",
         """UPDATE tokens SET unique_name = name WHERE NOT EXISTS (
             SELECT 1 FROM tokens older WHERE older.name = tokens.name
-            AND (older.created_at < tokens.created_at OR (older.created_at = tokens.created_at AND older.id < tokens.id))
+            AND (older.created_at < tokens.created_at
+                 OR (older.created_at = tokens.created_at AND older.id < tokens.id))
         )""",
         "CREATE UNIQUE INDEX tokens_unique_name ON tokens (unique_name)",
     ],

@@ -129,7 +129,8 @@ class Store:
     async def migrate(self) -> None:
         try:
             await self.db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
             )
         except Exception:
             # PostgreSQL: two replicas creating it at once, one loses on the catalog's
@@ -279,7 +280,9 @@ class Store:
                 raise DuplicateIdempotencyKey() from None
             await tx.execute(
                 "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
-                task.id, _encode("request", request or {}), _encode("job", job),
+                task.id,
+                _encode("request", request or {}),
+                _encode("job", job),
             )
             if task.charge > 0:
                 await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
@@ -288,7 +291,8 @@ class Store:
         self, tx: Database, token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
     ) -> None:
         await tx.execute(
-            "INSERT INTO ledger (id, token_id, task_id, kind, amount, model, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ledger (id, token_id, task_id, kind, amount, model, reason, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             secrets.randbits(62),
             token_id,
             task_id,
@@ -314,9 +318,7 @@ class Store:
         return await _decode_blob(row["job"]) if row else None
 
     async def task_by_idempotency_key(self, token_id: str, key: str) -> TaskRecord | None:
-        row = await self.db.fetchone(
-            "SELECT * FROM tasks WHERE token_id = ? AND idempotency_key = ?", token_id, key
-        )
+        row = await self.db.fetchone("SELECT * FROM tasks WHERE token_id = ? AND idempotency_key = ?", token_id, key)
         return _task_from_row(row) if row else None
 
     async def task_by_vendor_id(self, channel: str, vendor_task_id: str) -> TaskRecord | None:
@@ -521,10 +523,7 @@ class Store:
         """Drop our lease on an unfinished task, saving ``fields`` (e.g. next_poll_at)."""
         fields.update(lease_owner=None, lease_until=None, updated_at=time.time())
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        sql = (
-            f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_owner = ?"
-            f" AND status NOT IN ({TERMINAL_SQL})"
-        )
+        sql = f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_owner = ? AND status NOT IN ({TERMINAL_SQL})"
         args = (*(_encode(k, v) for k, v in fields.items()), task_id, owner)
         if "status" in fields:
             async with self.db.transaction() as tx:
@@ -543,9 +542,7 @@ class Store:
         )
         return n > 0
 
-    async def list_tasks(
-        self, token_id: str, *, after: TaskRecord | None, limit: int, order: str
-    ) -> list[TaskRecord]:
+    async def list_tasks(self, token_id: str, *, after: TaskRecord | None, limit: int, order: str) -> list[TaskRecord]:
         """A token's visible tasks, ordered by (created_at, id), after a cursor task."""
         desc = order == "desc"
         sql = "SELECT * FROM tasks WHERE token_id = ? AND hidden = ?"
@@ -605,8 +602,7 @@ class Store:
     async def task_counts(self) -> list[dict[str, Any]]:
         """Visible tasks per model, channel and status (for metrics)."""
         return await self.db.fetchall(
-            "SELECT model, channel, status, COUNT(*) AS n FROM tasks WHERE hidden = ?"
-            " GROUP BY model, channel, status",
+            "SELECT model, channel, status, COUNT(*) AS n FROM tasks WHERE hidden = ? GROUP BY model, channel, status",
             False,
         )
 
@@ -632,9 +628,7 @@ class Store:
     async def set_webhook_secrets(self, token_id: str, secrets_: list[dict[str, Any]]) -> bool:
         """Replace a token's signing secrets (newest first)."""
         return (
-            await self.db.execute(
-                "UPDATE tokens SET webhook_secrets = ? WHERE id = ?", json.dumps(secrets_), token_id
-            )
+            await self.db.execute("UPDATE tokens SET webhook_secrets = ? WHERE id = ?", json.dumps(secrets_), token_id)
             > 0
         )
 
@@ -649,7 +643,8 @@ class Store:
             " AND (e.lease_until IS NULL OR e.lease_until < ?)"
             # A task's events go out in order: none while an earlier one is still pending.
             " AND NOT EXISTS (SELECT 1 FROM webhook_events p WHERE p.task_id = e.task_id"
-            " AND p.state = 'pending' AND (p.created_at < e.created_at OR (p.created_at = e.created_at AND p.id < e.id)))"
+            " AND p.state = 'pending'"
+            " AND (p.created_at < e.created_at OR (p.created_at = e.created_at AND p.id < e.id)))"
             f" ORDER BY e.next_attempt_at LIMIT ?{self.db.skip_locked}) RETURNING *",
             owner,
             now + lease_seconds,

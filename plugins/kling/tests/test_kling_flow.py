@@ -28,8 +28,12 @@ def tiny_png(w: int = 320, h: int = 480) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * w for _ in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 PNG = tiny_png()
@@ -37,9 +41,12 @@ PNG = tiny_png()
 
 def channel(name: str, fake_url: str, **extra: Any) -> dict[str, Any]:
     return {
-        "name": name, "vendor": "kling", "base_url": fake_url,
+        "name": name,
+        "vendor": "kling",
+        "base_url": fake_url,
         "credentials": {"access_key": AK, "secret_key": SK},
-        "options": {"poll_interval": 0.05}, **extra,
+        "options": {"poll_interval": 0.05},
+        **extra,
     }
 
 
@@ -99,8 +106,11 @@ async def test_text2video_completes_and_wire_shape(tmp_path):
         assert create.headers["content-type"].startswith("application/json")
         assert_valid_jwt(create.headers)
         assert create.json == {
-            "model_name": "kling-v1-6", "prompt": "a red fox in snow", "duration": "10",
-            "aspect_ratio": "9:16", "external_task_id": task["id"],
+            "model_name": "kling-v1-6",
+            "prompt": "a red fox in snow",
+            "duration": "10",
+            "aspect_ratio": "9:16",
+            "external_task_id": task["id"],
         }
         polls = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/videos/")]
         assert polls and all(r.path.startswith("/v1/videos/text2video/") for r in polls)
@@ -128,7 +138,9 @@ async def test_defaults_duration_5_and_16_9(tmp_path):
 async def test_pro_mode_reports_1080p(tmp_path):
     async with kling_env(tmp_path) as (gw, fake):
         key = await gw.token()
-        status, task = await submit(gw, key, prompt="x", size="1:1", metadata={"mode": "pro", "negative_prompt": "blur", "custom_flag": [1, 2]})
+        status, task = await submit(
+            gw, key, prompt="x", size="1:1", metadata={"mode": "pro", "negative_prompt": "blur", "custom_flag": [1, 2]}
+        )
         assert status == 200, task
         assert task["size"] == "1080x1080"
         (create,) = fake.creates()
@@ -162,7 +174,10 @@ async def test_image2video_url_and_tail(tmp_path):
     async with kling_env(tmp_path) as (gw, fake):
         key = await gw.token()
         status, task = await submit(
-            gw, key, prompt="", model="kling-v2-1",
+            gw,
+            key,
+            prompt="",
+            model="kling-v2-1",
             images=["https://images.example.com/first.png", base64.b64encode(PNG).decode()],
         )
         assert status == 200, task
@@ -293,8 +308,13 @@ async def test_metadata_checks(tmp_path, metadata, param):
         ({"image": base64.b64encode(tiny_png(100, 400)).decode()}, "image"),
         ({"images": [base64.b64encode(PNG).decode(), base64.b64encode(tiny_png(900, 300)).decode()]}, "images[1]"),
         ({"images": ["https://e.example/a.png"] * 3}, "images"),
-        ({"images": ["https://e.example/a.png", "https://e.example/b.png"], "metadata": {"image_tail": "https://e.example/c.png"}},
-         "metadata.image_tail"),
+        (
+            {
+                "images": ["https://e.example/a.png", "https://e.example/b.png"],
+                "metadata": {"image_tail": "https://e.example/c.png"},
+            },
+            "metadata.image_tail",
+        ),
     ],
 )
 async def test_request_checks(tmp_path, body, param):
@@ -321,7 +341,11 @@ async def test_expired_jwt_is_renewed_once(tmp_path):
         # The plugin believes its cached token is fresh, but Kling's clock says it expired.
         now = int(time.time())
         stale = encode_jwt({"iss": AK, "exp": now - 10, "nbf": now - 1900}, SK)
-        gw.gateway.channel_state.setdefault("a", {})["kling_jwt"] = {"token": stale, "exp": now + 3600, "access_key": AK}
+        gw.gateway.channel_state.setdefault("a", {})["kling_jwt"] = {
+            "token": stale,
+            "exp": now + 3600,
+            "access_key": AK,
+        }
         key = await gw.token()
         status, task = await submit(gw, key, prompt="x")
         assert status == 200, task
@@ -401,7 +425,9 @@ async def test_recover_finds_task_by_external_task_id(tmp_path):
 
         ch = gw.gateway.dispatcher.channels["a"]
         model = gw.gateway.plugins.model("kling-v1-6", "kling")
-        request = parse_request({"model": "kling-v1-6", "prompt": "lost answer", "image": base64.b64encode(PNG).decode()})
+        request = parse_request(
+            {"model": "kling-v1-6", "prompt": "lost answer", "image": base64.b64encode(PNG).decode()}
+        )
         job = kling_plugin.map_request(request, model, ch)
         ctx = gw.gateway.context("video_lost_answer_1", ch, request)
         submitted = await kling_plugin.submit(job, ctx)
@@ -434,8 +460,13 @@ async def test_worker_recovers_a_lost_submit(tmp_path, kling_got_it):
                 fake.tasks["text2video"].clear()
             # Simulate the lost answer: back to 'submitting' with no handle, lease expired.
             await gw.gateway.store.update_task(
-                task["id"], phase="submitting", handle=None, vendor_task_id=None,
-                lease_owner=None, lease_until=None, next_poll_at=time.time(),
+                task["id"],
+                phase="submitting",
+                handle=None,
+                vendor_task_id=None,
+                lease_owner=None,
+                lease_until=None,
+                next_poll_at=time.time(),
             )
             gw.gateway.wakeup.set()
             for _ in range(200):

@@ -29,8 +29,14 @@ AK, SK = "ak-unit", "sk-unit"
 async def context(app, timeout: float = 5.0, task_id: str = "video_unit_1"):
     async with serve_app(app) as served, aiohttp.ClientSession() as http:
         ch = Channel(name="k", vendor="kling", base_url=served.url, credentials={"access_key": AK, "secret_key": SK})
-        yield CallContext(channel=ch, http=http, task_id=task_id, log=structlog.get_logger("test"),
-                          workdir=Path("."), timeout=aiohttp.ClientTimeout(total=timeout))
+        yield CallContext(
+            channel=ch,
+            http=http,
+            task_id=task_id,
+            log=structlog.get_logger("test"),
+            workdir=Path("."),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        )
 
 
 def job(body=None):
@@ -42,13 +48,27 @@ def job(body=None):
 @pytest.mark.parametrize(
     "code, cls",
     [
-        (1000, ChannelUnusable), (1001, ChannelUnusable), (1002, ChannelUnusable), (1003, ChannelUnusable),
-        (1004, ChannelUnusable), (1100, ChannelUnusable), (1101, ChannelUnusable), (1102, ChannelUnusable),
-        (1103, ChannelUnusable), (1304, ChannelUnusable),
-        (1200, VendorRejected), (1201, VendorRejected), (1202, VendorRejected), (1203, VendorRejected),
-        (1300, VendorRejected), (1301, VendorRejected),
-        (1302, VendorRateLimited), (1303, VendorRateLimited),
-        (5000, VendorUnavailable), (5001, VendorUnavailable), (5002, VendorUnavailable),
+        (1000, ChannelUnusable),
+        (1001, ChannelUnusable),
+        (1002, ChannelUnusable),
+        (1003, ChannelUnusable),
+        (1004, ChannelUnusable),
+        (1100, ChannelUnusable),
+        (1101, ChannelUnusable),
+        (1102, ChannelUnusable),
+        (1103, ChannelUnusable),
+        (1304, ChannelUnusable),
+        (1200, VendorRejected),
+        (1201, VendorRejected),
+        (1202, VendorRejected),
+        (1203, VendorRejected),
+        (1300, VendorRejected),
+        (1301, VendorRejected),
+        (1302, VendorRateLimited),
+        (1303, VendorRateLimited),
+        (5000, VendorUnavailable),
+        (5001, VendorUnavailable),
+        (5002, VendorUnavailable),
     ],
 )
 def test_classify_by_business_code(code, cls):
@@ -164,7 +184,9 @@ async def test_fake_is_strict():
 
         assert (await post("/v1/videos/text2video", {"prompt": "x"}, headers={}))[1]["code"] == 1001
         bad, _ = mint_token(AK, "wrong")
-        assert (await post("/v1/videos/text2video", {"prompt": "x"}, {"Authorization": f"Bearer {bad}"}))[1]["code"] == 1002
+        assert (await post("/v1/videos/text2video", {"prompt": "x"}, {"Authorization": f"Bearer {bad}"}))[1][
+            "code"
+        ] == 1002
         status, body = await post("/v1/videos/text2video", {"prompt": "x", "duration": 5})
         assert (status, body["code"]) == (400, 1201)
         status, body = await post("/v1/videos/text2video", {"prompt": "x", "model_name": "kling-v9"})

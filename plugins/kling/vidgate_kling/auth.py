@@ -50,9 +50,7 @@ def encode_jwt(payload: dict[str, Any], secret: str, header: dict[str, Any] | No
     return signing_input + "." + _b64url(signature)
 
 
-def mint_token(
-    access_key: str, secret_key: str, now: float | None = None, nbf_skew: int = NBF_SKEW
-) -> tuple[str, int]:
+def mint_token(access_key: str, secret_key: str, now: float | None = None, nbf_skew: int = NBF_SKEW) -> tuple[str, int]:
     """A fresh Kling JWT and its ``exp`` (Unix seconds)."""
     now_s = int(time.time() if now is None else now)
     exp = now_s + LIFETIME

@@ -19,7 +19,6 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-
 from vidgate.vendorhttp import join_url, retry_after, scrub, transport_errors
 
 from .auth import cached_token
@@ -42,7 +41,9 @@ def classify(code: int, message: str, *, request_id: str | None, retry_after: fl
     if code in REJECTED_CODES:
         return VendorRejected(text, **kwargs)
     if code in RATE_LIMIT_CODES:
-        return VendorRateLimited(text, retry_after=retry_after if retry_after is not None else DEFAULT_RATE_LIMIT_DELAY, **kwargs)
+        return VendorRateLimited(
+            text, retry_after=retry_after if retry_after is not None else DEFAULT_RATE_LIMIT_DELAY, **kwargs
+        )
     if code in UNAVAILABLE_CODES:
         return VendorUnavailable(text, **kwargs)
     if code in UNUSABLE_CODES:
@@ -58,9 +59,7 @@ def base_url(ctx: CallContext, default: str) -> str:
     return join_url(ctx.channel.base_url or default)
 
 
-async def call(
-    ctx: CallContext, method: str, url: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
+async def call(ctx: CallContext, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """Call Kling and return the whole success envelope (``code == 0``).
 
     Raises a :class:`vidgate.errors.VendorError` subclass otherwise. On 1003/1004 (token
@@ -104,8 +103,13 @@ async def call(
             renewed = True
             continue
         # Kling's message can quote what it was sent, credentials included.
-        ctx.log.warning("kling_error", vendor_code=code, http_status=status,
-                        message=scrub(message, ctx.channel)[:300], request_id=request_id)
+        ctx.log.warning(
+            "kling_error",
+            vendor_code=code,
+            http_status=status,
+            message=scrub(message, ctx.channel)[:300],
+            request_id=request_id,
+        )
         err = classify(code, message, request_id=request_id, retry_after=wait)
         err.http_status = status
         raise err

@@ -52,11 +52,27 @@ FAMILIES = {"text2video": T2V_MODELS, "image2video": I2V_MODELS}
 
 #: HTTP status Kling uses for each business code (DOC error table).
 HTTP_FOR_CODE = {
-    1000: 401, 1001: 401, 1002: 401, 1003: 401, 1004: 401,
-    1100: 429, 1101: 429, 1102: 429, 1103: 403,
-    1200: 400, 1201: 400, 1202: 404, 1203: 404,
-    1300: 400, 1301: 400, 1302: 429, 1303: 429, 1304: 429,
-    5000: 500, 5001: 503, 5002: 504,
+    1000: 401,
+    1001: 401,
+    1002: 401,
+    1003: 401,
+    1004: 401,
+    1100: 429,
+    1101: 429,
+    1102: 429,
+    1103: 403,
+    1200: 400,
+    1201: 400,
+    1202: 404,
+    1203: 404,
+    1300: 400,
+    1301: 400,
+    1302: 429,
+    1303: 429,
+    1304: 429,
+    5000: 500,
+    5001: 503,
+    5002: 504,
 }
 MESSAGES = {
     1102: "resource pack exhausted",
@@ -71,8 +87,13 @@ MESSAGES = {
 #: vidgate.fakekit error kinds -> the Kling business code that expresses them.
 CODE_FOR_KIND = {"rejected": 1201, "rate_limit": 1302, "server": 5000, "auth": 1002}
 #: FakeVendor states -> Kling task_status words.
-WORDS = {"queued": "submitted", "running": "processing", "succeeded": "succeed", "failed": "failed",
-         "unknown": "under_review"}
+WORDS = {
+    "queued": "submitted",
+    "running": "processing",
+    "succeeded": "succeed",
+    "failed": "failed",
+    "unknown": "under_review",
+}
 
 
 def _ms() -> int:
@@ -94,8 +115,14 @@ class FakeKling(FakeVendor):
     vendor = "Kling"
     status_words = WORDS
 
-    def __init__(self, access_key: str = "fake-ak", secret_key: str = "fake-sk", polls_to_finish: int = 3,
-                 send_callbacks: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        access_key: str = "fake-ak",
+        secret_key: str = "fake-sk",
+        polls_to_finish: int = 3,
+        send_callbacks: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(secret=secret_key, polls_to_finish=polls_to_finish, result_bytes=VIDEO, **kwargs)
         self.access_key, self.secret_key, self.send_callbacks = access_key, secret_key, send_callbacks
         self.tasks: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in FAMILIES}
@@ -133,8 +160,11 @@ class FakeKling(FakeVendor):
     def creates(self, family: str | None = None) -> list[Recorded]:
         """Recorded successful and failed create calls (optionally of one family)."""
         return [
-            r for r in self.requests
-            if r.method == "POST" and r.path.startswith("/v1/videos/") and (family is None or r.path == f"/v1/videos/{family}")
+            r
+            for r in self.requests
+            if r.method == "POST"
+            and r.path.startswith("/v1/videos/")
+            and (family is None or r.path == f"/v1/videos/{family}")
         ]
 
     # -- the app ---------------------------------------------------------------------
@@ -154,8 +184,9 @@ class FakeKling(FakeVendor):
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _reply(self, rec: Recorded, code: int, message: str = "SUCCEED", data: Any = None,
-               status: int | None = None) -> JSONResponse:
+    def _reply(
+        self, rec: Recorded, code: int, message: str = "SUCCEED", data: Any = None, status: int | None = None
+    ) -> JSONResponse:
         rec.code = code
         rec.status = status or (200 if code == 0 else HTTP_FOR_CODE.get(code, 400))
         body: dict[str, Any] = {"code": code, "message": message, "request_id": secrets.token_hex(16)}
@@ -206,8 +237,15 @@ class FakeKling(FakeVendor):
         task["updated_at"] = _ms()
         if status == "succeed":
             base = (self.base_url or task["_host"]).rstrip("/")
-            task["task_result"] = {"videos": [{"id": task["task_id"] + "0", "url": f"{base}/cdn/{task['task_id']}.mp4",
-                                               "duration": task["_duration"]}]}
+            task["task_result"] = {
+                "videos": [
+                    {
+                        "id": task["task_id"] + "0",
+                        "url": f"{base}/cdn/{task['task_id']}.mp4",
+                        "duration": task["_duration"],
+                    }
+                ]
+            }
             task["final_unit_deduction"] = "1" if task["_duration"] == "5" else "2"
         if self.send_callbacks and task.get("_callback_url"):
             self.send_callback(task["_callback_url"], self._public(task))
@@ -269,8 +307,12 @@ class FakeKling(FakeVendor):
         return None
 
     def _new_job(self, task_id: str, body: dict[str, Any]) -> FakeJob:
-        job = self.new_job(body.get("prompt"), seconds=int(body.get("duration", "5")), job_id=task_id,
-                           image=body.get("image") or body.get("image_tail"))
+        job = self.new_job(
+            body.get("prompt"),
+            seconds=int(body.get("duration", "5")),
+            job_id=task_id,
+            image=body.get("image") or body.get("image_tail"),
+        )
         if self._fail_tasks:
             job.error = self._fail_tasks.popleft()
         return job
@@ -340,8 +382,14 @@ class FakeKling(FakeVendor):
             rec.code = -1
             if kind == "non_json":
                 return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
-            return JSONResponse({"code": 0, "message": "SUCCEED", "request_id": secrets.token_hex(16),
-                                 "data": {"task_id": request.path_params["task_id"]}})
+            return JSONResponse(
+                {
+                    "code": 0,
+                    "message": "SUCCEED",
+                    "request_id": secrets.token_hex(16),
+                    "data": {"task_id": request.path_params["task_id"]},
+                }
+            )
         if task is None:
             return self._reply(rec, 1203, "task not found")
         job = task["_job"]

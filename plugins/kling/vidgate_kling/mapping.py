@@ -27,8 +27,10 @@ IMAGE2VIDEO = "image2video"
 
 #: Output height by model and mode (DOC capability map). Missing = std 720p / pro 1080p.
 _FIXED_HEIGHT = {"kling-v1": 720, "kling-v2-master": 720, "kling-v2-1-master": 1080}
-_PIXELS = {720: {"16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720"},
-           1080: {"16:9": "1920x1080", "9:16": "1080x1920", "1:1": "1080x1080"}}
+_PIXELS = {
+    720: {"16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720"},
+    1080: {"16:9": "1920x1080", "9:16": "1080x1920", "1:1": "1080x1080"},
+}
 
 
 def _is_str(v: Any) -> bool:
@@ -41,10 +43,16 @@ def _is_number(v: Any) -> bool:
 
 # Documented keys: (check, message). A key not listed here passes through unchecked.
 _METADATA_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "negative_prompt": (lambda v: _is_str(v) and len(v) <= MAX_PROMPT, f"must be a string of at most {MAX_PROMPT} characters"),
+    "negative_prompt": (
+        lambda v: _is_str(v) and len(v) <= MAX_PROMPT,
+        f"must be a string of at most {MAX_PROMPT} characters",
+    ),
     "cfg_scale": (lambda v: _is_number(v) and 0 <= v <= 1, "must be a number between 0 and 1"),
     "mode": (lambda v: v in ("std", "pro"), 'must be "std" or "pro"'),
-    "camera_control": (lambda v: isinstance(v, dict) and _is_str(v.get("type")), 'must be an object with a string "type"'),
+    "camera_control": (
+        lambda v: isinstance(v, dict) and _is_str(v.get("type")),
+        'must be an object with a string "type"',
+    ),
     "image_tail": (lambda v: _is_str(v) and bool(v.strip()), "must be a non-empty string (URL or raw base64)"),
     "static_mask": (lambda v: _is_str(v) and bool(v.strip()), "must be a non-empty string (URL or raw base64)"),
     "dynamic_masks": (lambda v: isinstance(v, list) and len(v) <= 6, "must be a list of at most 6 masks"),
@@ -86,7 +94,9 @@ def _image_problems(request: VideoRequest) -> list[Problem]:
         elif image.width is not None and image.height is not None:
             w, h = image.width, image.height
             if min(w, h) < MIN_IMAGE_SIDE:
-                problems.append(Problem(param, f"Kling needs images of at least {MIN_IMAGE_SIDE} px per side, got {w}x{h}"))
+                problems.append(
+                    Problem(param, f"Kling needs images of at least {MIN_IMAGE_SIDE} px per side, got {w}x{h}")
+                )
             elif max(w, h) > MAX_IMAGE_ASPECT * min(w, h):
                 problems.append(Problem(param, f"Kling needs an aspect ratio between 1:2.5 and 2.5:1, got {w}x{h}"))
     return problems
@@ -112,7 +122,9 @@ def validate(request: VideoRequest, model: Model) -> list[Problem]:
     problems.extend(_image_problems(request))
     visual = bool(request.images) or "image_tail" in request.metadata
     if not visual and not model.text_to_video:
-        problems.append(Problem("image", f"{model.name} only makes videos from an image; send image", "missing_required_parameter"))
+        problems.append(
+            Problem("image", f"{model.name} only makes videos from an image; send image", "missing_required_parameter")
+        )
     if visual and not model.image_to_video:
         problems.append(Problem("image", f"{model.name} cannot start from an image"))
     return problems

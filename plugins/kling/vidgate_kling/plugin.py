@@ -37,10 +37,14 @@ MAX_CALLBACK_BYTES = 1024 * 1024
 #: Kling's models (DOC capability map). Public name = Kling's ``model_name``.
 MODELS = (
     Model("kling-v1", seconds=_STD, default_seconds=5, description="Kling 1.0, std/pro, 720p"),
-    Model("kling-v1-5", seconds=_STD, default_seconds=5, text_to_video=False, description="Kling 1.5, image-to-video only"),
+    Model(
+        "kling-v1-5", seconds=_STD, default_seconds=5, text_to_video=False, description="Kling 1.5, image-to-video only"
+    ),
     Model("kling-v1-6", seconds=_STD, default_seconds=5, description="Kling 1.6, std 720p / pro 1080p"),
     Model("kling-v2-master", seconds=_STD, default_seconds=5, description="Kling 2.0 Master, 720p"),
-    Model("kling-v2-1", seconds=_STD, default_seconds=5, text_to_video=False, description="Kling 2.1, image-to-video only"),
+    Model(
+        "kling-v2-1", seconds=_STD, default_seconds=5, text_to_video=False, description="Kling 2.1, image-to-video only"
+    ),
     Model("kling-v2-1-master", seconds=_STD, default_seconds=5, description="Kling 2.1 Master, 1080p"),
     Model("kling-v2-5-turbo", seconds=_STD, default_seconds=5, description="Kling 2.5 Turbo"),
     Model("kling-v2-6", seconds=_STD, default_seconds=5, description="Kling 2.6 (sound in pro mode)"),
@@ -128,7 +132,9 @@ class Kling(VendorPlugin):
             ctx.log.info("kling_task_failed", reason=reason[:300], request_id=request_id)
             return PollResult(status="failed", error=TaskError("vendor_failed", reason), vendor_status=word)
         if status == "completed":
-            videos = (data.get("task_result") or {}).get("videos") if isinstance(data.get("task_result"), dict) else None
+            videos = (
+                (data.get("task_result") or {}).get("videos") if isinstance(data.get("task_result"), dict) else None
+            )
             url = videos[0].get("url") if isinstance(videos, list) and videos and isinstance(videos[0], dict) else None
             if not isinstance(url, str) or not url:
                 # "succeed" without a URL yet: treat as malformed, poll again.
@@ -154,14 +160,16 @@ class Kling(VendorPlugin):
             code, http = exc.vendor_code, exc.http_status
             if code == 1203 or (code == 1201 and http in (400, 404)):
                 return None  # Kling never got it: the gateway submits again
-            raise VendorUnavailable(f"Kling lookup by external_task_id failed: {exc.message}",
-                                    vendor_code=code, request_id=exc.request_id) from None
+            raise VendorUnavailable(
+                f"Kling lookup by external_task_id failed: {exc.message}", vendor_code=code, request_id=exc.request_id
+            ) from None
         data = _data(envelope)
         task_id = _task_id(data)
         ctx.log.info("kling_recovered", kling_task_id=task_id, family=family)
         # The task has been running at least a lease already: look at it soon.
-        return Submission(handle={"task_id": task_id, "family": family}, vendor_task_id=task_id,
-                          poll_after=RECOVERED_POLL_AFTER)
+        return Submission(
+            handle={"task_id": task_id, "family": family}, vendor_task_id=task_id, poll_after=RECOVERED_POLL_AFTER
+        )
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         """Kling POSTs the bare task object; accept an enveloped one too."""

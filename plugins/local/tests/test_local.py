@@ -262,7 +262,9 @@ async def test_text_to_video(pm: pluggy.PluginManager, make_ctx: Callable[..., C
     answers = await poll_until_done(pm, submission.handle, ctx)
     # The actual usage facts: what the renderer made.
     made = {"seconds": 2.0, "width": 320, "height": 180, "fps": 15, "frames": 30, "resolution": "180p"}
-    assert answers[-1] == PollResult(status="completed", progress=100, result={"job": "video_test1", "artifacts": ["last_frame"]}, usage=made)
+    assert answers[-1] == PollResult(
+        status="completed", progress=100, result={"job": "video_test1", "artifacts": ["last_frame"]}, usage=made
+    )
     progress = [a.progress for a in answers]
     assert progress == sorted(progress)
     assert {a.status for a in answers[:-1]} <= {"queued", "in_progress"}
@@ -283,7 +285,9 @@ async def test_image_to_video_starts_on_the_image(
 ) -> None:
     picture = test_picture(320, 180)
     image = data_url(png(picture))
-    job, request = map_with_request(pm, prompt="the camera moves in on the yellow block", image=image, seconds=1, size="320x180")
+    job, request = map_with_request(
+        pm, prompt="the camera moves in on the yellow block", image=image, seconds=1, size="320x180"
+    )
     _, video = await render(pm, job, make_ctx(request=request))
 
     stream, duration, frames = decode(video)
@@ -318,7 +322,9 @@ async def test_transparency_shows_the_background(
 ) -> None:
     picture = np.zeros((90, 160, 4), dtype=np.uint8)
     picture[:, 80:] = (0, 0, 255, 255)  # the left half is fully transparent
-    job, request = map_with_request(pm, image=data_url(png(picture)), seconds=1, size="160x90", metadata={"background": "#ff0000"})
+    job, request = map_with_request(
+        pm, image=data_url(png(picture)), seconds=1, size="160x90", metadata={"background": "#ff0000"}
+    )
     _, video = await render(pm, job, make_ctx(request=request))
     first = decode(video)[2][0]
     assert difference(first[:, 10:70], np.full((90, 60, 3), (255, 0, 0), dtype=np.uint8)) < 10

@@ -19,12 +19,12 @@ default 24). Other keys are ignored.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import os
 import base64
 import json
 import multiprocessing
+import os
 import re
+import shutil
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -194,7 +194,11 @@ class Local(vidgate.VendorPlugin):
         image = None
         if (ref := request.image) is not None:
             # Inline bytes stay in the stored request only; submit reads them from there.
-            image = {"url": ref.url, "param": ref.param} if ref.data is None else {"request_image": 0, "mime": ref.mime_type}
+            image = (
+                {"url": ref.url, "param": ref.param}
+                if ref.data is None
+                else {"request_image": 0, "mime": ref.mime_type}
+            )
         fps = request.metadata.get("fps") or DEFAULT_FPS
         payload = {
             "prompt": request.prompt,
@@ -209,7 +213,10 @@ class Local(vidgate.VendorPlugin):
             payload["operation"] = request.operation
         resolution = f"{min(width, height)}p"
         return VendorJob(
-            payload=payload, seconds=seconds, size=f"{width}x{height}", resolution=resolution,
+            payload=payload,
+            seconds=seconds,
+            size=f"{width}x{height}",
+            resolution=resolution,
             usage={"fps": fps, "frames": seconds * fps},
         )
 

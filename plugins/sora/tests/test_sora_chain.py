@@ -34,7 +34,12 @@ async def test_sora_channel_chained_to_another_vidgate(tmp_path):
             status, task = await gw.post(
                 "/v1/video/generations",
                 key,
-                json={"model": "sora-2", "prompt": "hello from downstream", "size": "16:9", "metadata": {"metadata": {"fps": 6}}},
+                json={
+                    "model": "sora-2",
+                    "prompt": "hello from downstream",
+                    "size": "16:9",
+                    "metadata": {"metadata": {"fps": 6}},
+                },
             )
             assert status == 200, task
             assert task["model"] == "sora-2" and task["size"] == "1280x720" and task["seconds"] == "4"

@@ -253,7 +253,9 @@ async def test_sora_2_pro_large_size_and_ratio_mapping(tmp_path):
     async with served(fake) as up, run_gateway(config(channel(up)), tmp_path) as gw:
         key = await gw.token()
         s1, t1 = await gw.post("/v1/videos", key, json={"model": "sora-2-pro", "prompt": "p", "size": "1792x1024"})
-        s2, t2 = await gw.post("/v1/videos", key, json={"model": "sora-2", "prompt": "p", "size": "16:9", "seconds": 12})
+        s2, t2 = await gw.post(
+            "/v1/videos", key, json={"model": "sora-2", "prompt": "p", "size": "16:9", "seconds": 12}
+        )
         assert (s1, s2) == (200, 200), (t1, t2)
         assert t2["size"] == "1280x720" and t2["seconds"] == "12"
     first, second = fake.creates()
@@ -386,12 +388,16 @@ async def test_extend_and_edit_pass_through_to_the_upstream(tmp_path):
         source_upstream = next(iter(fake.videos))
 
         status, ext = await gw.post(
-            "/v1/videos/extensions", key, json={"prompt": "the cat jumps", "seconds": "4", "video": {"id": source["id"]}}
+            "/v1/videos/extensions",
+            key,
+            json={"prompt": "the cat jumps", "seconds": "4", "video": {"id": source["id"]}},
         )
         assert status == 200, ext
         assert ext["derived_from"] == {"video_id": source["id"], "operation": "extend"}
         assert ext["remixed_from_video_id"] is None and ext["seconds"] == "4"
-        status, edit = await gw.post("/v1/videos/edits", key, json={"prompt": "make it blue", "video": {"id": source["id"]}})
+        status, edit = await gw.post(
+            "/v1/videos/edits", key, json={"prompt": "make it blue", "video": {"id": source["id"]}}
+        )
         assert status == 200, edit
         for task in (ext, edit):
             assert (await gw.wait(task["id"], key))["status"] == "completed"

@@ -20,8 +20,19 @@ from vidgate_sora.fake import SAMPLE_WEBP, FakeVideosAPI, sample_mp4
 
 AUTH = {"Authorization": "Bearer sk-test"}
 VIDEO_FIELDS = {
-    "id", "object", "model", "status", "progress", "created_at", "completed_at", "expires_at",
-    "prompt", "size", "seconds", "remixed_from_video_id", "error",
+    "id",
+    "object",
+    "model",
+    "status",
+    "progress",
+    "created_at",
+    "completed_at",
+    "expires_at",
+    "prompt",
+    "size",
+    "seconds",
+    "remixed_from_video_id",
+    "error",
 }
 
 
@@ -99,7 +110,9 @@ def test_classification_of_upstream_errors():
     assert isinstance(client.classify(404, err(), {}, operation="remix"), VendorRejected)
     quota = client.classify(429, err("insufficient_quota", "insufficient_quota"), {}, operation="create")
     assert isinstance(quota, ChannelUnusable)
-    limited = client.classify(429, err("rate_limit_exceeded", "requests"), {"retry-after-ms": "1500"}, operation="create")
+    limited = client.classify(
+        429, err("rate_limit_exceeded", "requests"), {"retry-after-ms": "1500"}, operation="create"
+    )
     assert isinstance(limited, VendorRateLimited) and limited.retry_after == 1.5
     limited = client.classify(429, err("rate_limit_exceeded"), {"retry-after": "3"}, operation="create")
     assert limited.retry_after == 3
@@ -155,7 +168,10 @@ async def test_the_official_openai_sdk_round_trips_against_the_fake():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             video = await sdk.videos.create_and_poll(
-                prompt="a fox", model="sora-2", seconds="8", size="1280x720",
+                prompt="a fox",
+                model="sora-2",
+                seconds="8",
+                size="1280x720",
                 input_reference=("ref.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "image/png"),
             )
             assert video.status == "completed" and video.seconds == "8"

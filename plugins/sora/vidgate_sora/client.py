@@ -117,7 +117,9 @@ def classify(
         return VendorUnavailable(text, maybe_received=status in (409, 502, 504), **kwargs)
     if operation == "poll":
         if status in (404, 410):
-            return TaskFailed(f"the upstream no longer knows this video: {message}", code="vendor_task_missing", **kwargs)
+            return TaskFailed(
+                f"the upstream no longer knows this video: {message}", code="vendor_task_missing", **kwargs
+            )
         return VendorUnavailable(text, **kwargs)
     mapped = _PARAMS.get(param or "")
     if mapped is None and param in extra_keys:

@@ -113,8 +113,14 @@ class _Scripted:
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type_: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
 
@@ -142,8 +148,11 @@ class FakeVideosAPI(FakeVendor):
         video_bytes: bytes | None = None,
     ) -> None:
         self.api_keys = set(api_keys)
-        super().__init__(secret=next(iter(sorted(self.api_keys)), "sk-test"), polls_to_finish=max(1, polls_to_finish),
-                         result_bytes=video_bytes if video_bytes is not None else sample_mp4())
+        super().__init__(
+            secret=next(iter(sorted(self.api_keys)), "sk-test"),
+            polls_to_finish=max(1, polls_to_finish),
+            result_bytes=video_bytes if video_bytes is not None else sample_mp4(),
+        )
         self.poll_after_ms = poll_after_ms
         self.extra_fields = set(extra_fields)
         self.thumbnails = thumbnails
@@ -184,7 +193,9 @@ class FakeVideosAPI(FakeVendor):
         (500 server error, or 429 rate limit)."""
         for _ in range(times):
             if status == 429:
-                scripted = _Scripted(429, "requests", "rate_limit_exceeded", "Rate limit reached.", {"retry-after": "0"})
+                scripted = _Scripted(
+                    429, "requests", "rate_limit_exceeded", "Rate limit reached.", {"retry-after": "0"}
+                )
             else:
                 scripted = _Scripted(status, "server_error", None, "The server had an error.")
             self._retrieve_errors.append(scripted)
@@ -235,13 +246,23 @@ class FakeVideosAPI(FakeVendor):
 
     def error(self, kind: str, message: str, status: int) -> Response:
         """Base-class faults in OpenAI's error envelope."""
-        type_, code = {"rate_limit": ("requests", "rate_limit_exceeded"), "server": ("server_error", None),
-                       "auth": ("invalid_request_error", "invalid_api_key")}.get(kind, ("invalid_request_error", None))
+        type_, code = {
+            "rate_limit": ("requests", "rate_limit_exceeded"),
+            "server": ("server_error", None),
+            "auth": ("invalid_request_error", "invalid_api_key"),
+        }.get(kind, ("invalid_request_error", None))
         return self._error(status, message, type_=type_, code=code)
 
     @staticmethod
-    def _error(status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    def _error(
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
         body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
         return JSONResponse(body, status_code=status, headers={**(headers or {}), "x-request-id": _req_id()})
 
@@ -334,8 +355,10 @@ class FakeVideosAPI(FakeVendor):
         if self.quota_exhausted:
             rec.status = 429
             return self._error(
-                429, "You exceeded your current quota, please check your plan and billing details.",
-                type_="insufficient_quota", code="insufficient_quota",
+                429,
+                "You exceeded your current quota, please check your plan and billing details.",
+                type_="insufficient_quota",
+                code="insufficient_quota",
             )
         if self._create_errors:
             err = self._create_errors.popleft()
@@ -350,8 +373,9 @@ class FakeVideosAPI(FakeVendor):
             return refusal
         video = self._video(remixed_from=None, **fields)
         image = "input_reference" in rec.files or "input_reference" in (rec.json or {})
-        self.new_job(fields["prompt"], seconds=int(fields["seconds"]), size=fields["size"], job_id=video["id"],
-                     image=image)
+        self.new_job(
+            fields["prompt"], seconds=int(fields["seconds"]), size=fields["size"], job_id=video["id"], image=image
+        )
         rec.status = 200
         return self._ok(video, poll_hint=True)
 
@@ -372,8 +396,11 @@ class FakeVideosAPI(FakeVendor):
                     raise _Reject(400, "input_reference must be a file with a filename.", "input_reference")
                 if (part.content_type or "").split(";")[0] not in IMAGE_TYPES:
                     raise _Reject(
-                        400, f"Invalid file type '{part.content_type}' for input_reference: expected "
-                        "image/jpeg, image/png or image/webp.", "input_reference", "invalid_value",
+                        400,
+                        f"Invalid file type '{part.content_type}' for input_reference: expected "
+                        "image/jpeg, image/png or image/webp.",
+                        "input_reference",
+                        "invalid_value",
                     )
                 if not part.data:
                     raise _Reject(400, "input_reference is empty.", "input_reference")
@@ -385,13 +412,17 @@ class FakeVideosAPI(FakeVendor):
                 raise _Reject(400, "The request body must be a JSON object.", None, "invalid_body")
             ref = body.get("input_reference")
             if ref is not None:
-                ok = isinstance(ref, dict) and len(ref) == 1 and (
-                    isinstance(ref.get("image_url"), str) or isinstance(ref.get("file_id"), str)
+                ok = (
+                    isinstance(ref, dict)
+                    and len(ref) == 1
+                    and (isinstance(ref.get("image_url"), str) or isinstance(ref.get("file_id"), str))
                 )
                 if not ok:
                     raise _Reject(
-                        400, "input_reference must be an object with exactly one of image_url or file_id.",
-                        "input_reference", "invalid_type",
+                        400,
+                        "input_reference must be an object with exactly one of image_url or file_id.",
+                        "input_reference",
+                        "invalid_type",
                     )
         else:
             raise _Reject(400, "Content-Type must be application/json or multipart/form-data.", None, "invalid_body")
@@ -405,18 +436,30 @@ class FakeVideosAPI(FakeVendor):
             raise _Reject(400, f"prompt is longer than {MAX_PROMPT} characters.", "prompt", "string_above_max_length")
         model = body.get("model", "sora-2")
         if model not in MODELS:
-            raise _Reject(400, f"Invalid value: '{model}'. Supported values are: {', '.join(MODELS)}.", "model", "invalid_value")
+            raise _Reject(
+                400, f"Invalid value: '{model}'. Supported values are: {', '.join(MODELS)}.", "model", "invalid_value"
+            )
         seconds = body.get("seconds", "4")
         if not isinstance(seconds, str):
             raise _Reject(
-                400, f"Invalid type for 'seconds': expected one of {', '.join(SECONDS)} as a string, "
-                f"but got {type(seconds).__name__} instead.", "seconds", "invalid_type",
+                400,
+                f"Invalid type for 'seconds': expected one of {', '.join(SECONDS)} as a string, "
+                f"but got {type(seconds).__name__} instead.",
+                "seconds",
+                "invalid_type",
             )
         if seconds not in SECONDS:
-            raise _Reject(400, f"Invalid value: '{seconds}'. Supported values are: {', '.join(SECONDS)}.", "seconds", "invalid_value")
+            raise _Reject(
+                400,
+                f"Invalid value: '{seconds}'. Supported values are: {', '.join(SECONDS)}.",
+                "seconds",
+                "invalid_value",
+            )
         size = body.get("size", "720x1280")
         if size not in SIZES:
-            raise _Reject(400, f"Invalid value: '{size}'. Supported values are: {', '.join(SIZES)}.", "size", "invalid_value")
+            raise _Reject(
+                400, f"Invalid value: '{size}'. Supported values are: {', '.join(SIZES)}.", "size", "invalid_value"
+            )
         if size in PRO_ONLY_SIZES and not model.startswith("sora-2-pro"):
             raise _Reject(400, f"The size {size} is only available for sora-2-pro.", "size", "invalid_value")
         return {"model": model, "prompt": prompt, "seconds": seconds, "size": size}
@@ -529,13 +572,15 @@ class FakeVideosAPI(FakeVendor):
         limit = int(raw_limit)
         page = ids[:limit]
         rec.status = 200
-        return self._ok({
-            "object": "list",
-            "data": [self.videos[i] for i in page],
-            "first_id": page[0] if page else None,
-            "last_id": page[-1] if page else None,
-            "has_more": len(ids) > limit,
-        })
+        return self._ok(
+            {
+                "object": "list",
+                "data": [self.videos[i] for i in page],
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+                "has_more": len(ids) > limit,
+            }
+        )
 
     async def _delete(self, request: Request) -> Response:
         rec, refused = await self._guard(request)
@@ -575,12 +620,14 @@ class FakeVideosAPI(FakeVendor):
             rec.status = 400
             return self._error(400, "Only completed videos can be remixed.", param="video_id", code="video_not_ready")
         video = self._video(
-            model=source["model"], prompt=prompt, seconds=source["seconds"], size=source["size"],
+            model=source["model"],
+            prompt=prompt,
+            seconds=source["seconds"],
+            size=source["size"],
             remixed_from=source["id"],
         )
         rec.status = 200
         return self._ok(video, poll_hint=True)
-
 
     async def _extension(self, request: Request) -> Response:
         return await self._derived(request, "extend")
@@ -608,7 +655,9 @@ class FakeVideosAPI(FakeVendor):
         video_id = ref.get("id") if isinstance(ref, dict) else body.get("video[id]")
         if not isinstance(video_id, str) or not video_id:
             rec.status = 400
-            return self._error(400, "Missing required parameter: 'video'.", param="video", code="missing_required_parameter")
+            return self._error(
+                400, "Missing required parameter: 'video'.", param="video", code="missing_required_parameter"
+            )
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt or len(prompt) > MAX_PROMPT:
             rec.status = 400

@@ -118,7 +118,9 @@ def metadata_problems(metadata: Mapping[str, Any]) -> list[Problem]:
         base = key.split("[", 1)[0].strip().lower()
         if base in RESERVED_KEYS:
             problems.append(
-                Problem(param, f"'{key}' cannot be set through metadata; use the top-level request field", "reserved_key")
+                Problem(
+                    param, f"'{key}' cannot be set through metadata; use the top-level request field", "reserved_key"
+                )
             )
             continue
         if not key.strip():
@@ -133,7 +135,10 @@ def validate(request: VideoRequest, model: Model) -> list[Problem]:
     problems: list[Problem] = []
     if request.seconds is not None and request.seconds not in SECONDS:
         problems.append(
-            Problem("seconds", f"{model.name} makes {', '.join(str(s) for s in SECONDS)} second videos, not {request.seconds}")
+            Problem(
+                "seconds",
+                f"{model.name} makes {', '.join(str(s) for s in SECONDS)} second videos, not {request.seconds}",
+            )
         )
     _, size_problem = resolve_size(request, model)
     if size_problem is not None:

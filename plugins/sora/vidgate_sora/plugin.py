@@ -153,8 +153,13 @@ class Sora(VendorPlugin):
             raise VendorRejected(f"sora cannot {operation} videos", param="video")
         answer, headers = await client.call(ctx, "POST", path, operation=operation, json_body=body)
         vid = client.video_id(answer, headers, operation)
-        ctx.log.info("sora_derived", operation=operation, vendor_task_id=vid, source=upstream,
-                     request_id=headers.get("x-request-id"))
+        ctx.log.info(
+            "sora_derived",
+            operation=operation,
+            vendor_task_id=vid,
+            source=upstream,
+            request_id=headers.get("x-request-id"),
+        )
         return Submission(handle={"id": vid}, vendor_task_id=vid, poll_after=client.poll_after(headers))
 
     # -- poll -------------------------------------------------------------------------
@@ -179,8 +184,10 @@ class Sora(VendorPlugin):
         if status == "failed":
             err = body.get("error") if isinstance(body.get("error"), dict) else {}
             code = err.get("code") if isinstance(err.get("code"), str) and err.get("code") else "vendor_failed"
-            message = err.get("message") if isinstance(err.get("message"), str) and err.get("message") else (
-                "The upstream reported that the video failed."
+            message = (
+                err.get("message")
+                if isinstance(err.get("message"), str) and err.get("message")
+                else ("The upstream reported that the video failed.")
             )
             return PollResult(status="failed", error=TaskError(code[:64], message[:1000]), vendor_status=word)
         return PollResult(status=status, progress=progress, vendor_status=word, poll_after=after)

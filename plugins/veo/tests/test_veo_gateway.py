@@ -124,7 +124,10 @@ async def test_image_to_video_base64_first_and_last_frame(tmp_path, surface):
                 json={
                     "model": "veo-3.1",
                     "prompt": "wake up",
-                    "images": ["data:image/png;base64," + base64.b64encode(PNG).decode(), base64.b64encode(PNG2).decode()],
+                    "images": [
+                        "data:image/png;base64," + base64.b64encode(PNG).decode(),
+                        base64.b64encode(PNG2).decode(),
+                    ],
                     "seconds": "6",
                     "size": "720x1280",
                     "metadata": {"negativePrompt": "blurry", "personGeneration": "allow_adult", "seed": 7},
@@ -149,7 +152,9 @@ async def test_image_to_video_base64_first_and_last_frame(tmp_path, surface):
 async def test_image_url_is_fetched_by_the_gateway_and_inlined(tmp_path, surface):
     fake = FakeVeo()
     async with fake.serve(), image_server() as images:
-        cfg = config(channel(fake, surface), network={"max_retry_after_seconds": 1, "allow_image_networks": ["127.0.0.0/8"]})
+        cfg = config(
+            channel(fake, surface), network={"max_retry_after_seconds": 1, "allow_image_networks": ["127.0.0.0/8"]}
+        )
         async with run_gateway(cfg, tmp_path) as gw:
             key = await gw.token()
             status, task = await gw.post(
@@ -171,7 +176,9 @@ async def test_private_image_url_is_refused_without_allowlist(tmp_path, where):
         cfg = config(channel(fake, "gemini"), models={"veo-3": {"price_per_second": 0.1}})
         async with run_gateway(cfg, tmp_path) as gw:
             key = await gw.token(quota=100)
-            status, body = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p", "image": url})
+            status, body = await gw.post(
+                "/v1/video/generations", key, json={"model": "veo-3", "prompt": "p", "image": url}
+            )
             assert status == 400, body
             assert body["error"]["param"] == "image"
             assert "not allowed" in body["error"]["message"]
@@ -272,7 +279,10 @@ async def test_poll_5xx_is_transient(tmp_path):
         ({"model": "veo-3", "prompt": "p", "metadata": {"personGeneration": "everyone"}}, "metadata.personGeneration"),
         ({"model": "veo-3", "prompt": "p", "metadata": {"seed": "7"}}, "metadata.seed"),
         ({"model": "veo-3", "prompt": "p", "metadata": {"generateAudio": "yes"}}, "metadata.generateAudio"),
-        ({"model": "veo-3", "prompt": "p", "metadata": {"lastFrame": base64.b64encode(PNG).decode()}}, "metadata.lastFrame"),
+        (
+            {"model": "veo-3", "prompt": "p", "metadata": {"lastFrame": base64.b64encode(PNG).decode()}},
+            "metadata.lastFrame",
+        ),
     ],
 )
 async def test_requests_veo_cannot_make_are_refused(tmp_path, body, param):
@@ -293,8 +303,14 @@ async def test_1080p_from_size_and_unknown_metadata_passthrough(tmp_path):
         async with run_gateway(cfg, tmp_path) as gw:
             key = await gw.token()
             _, task = await gw.post(
-                "/v1/video/generations", key,
-                json={"model": "veo-3", "prompt": "p", "size": "1920x1080", "metadata": {"fps": 24, "generateAudio": False}},
+                "/v1/video/generations",
+                key,
+                json={
+                    "model": "veo-3",
+                    "prompt": "p",
+                    "size": "1920x1080",
+                    "metadata": {"fps": 24, "generateAudio": False},
+                },
             )
             assert (await gw.wait(task["id"], key))["size"] == "1920x1080"
             # An unknown key goes to Google, whose 400 comes back naming the key.

@@ -82,7 +82,10 @@ def _generate_vertex(fake: FakeVeo, account: dict):
         account, scopes=["https://www.googleapis.com/auth/cloud-platform"]
     )
     client = genai.Client(
-        vertexai=True, project="fake-project", location="us-central1", credentials=creds,
+        vertexai=True,
+        project="fake-project",
+        location="us-central1",
+        credentials=creds,
         http_options=types.HttpOptions(base_url=fake.url),
     )
     op = client.models.generate_videos(

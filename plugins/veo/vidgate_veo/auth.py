@@ -73,14 +73,24 @@ def make_assertion(account: ServiceAccount, now: float | None = None) -> str:
     header: dict[str, Any] = {"alg": "RS256", "typ": "JWT"}
     if account.private_key_id:
         header["kid"] = account.private_key_id
-    claims = {"iss": account.client_email, "scope": SCOPE, "aud": account.token_uri, "iat": iat, "exp": iat + TOKEN_LIFETIME}
+    claims = {
+        "iss": account.client_email,
+        "scope": SCOPE,
+        "aud": account.token_uri,
+        "iat": iat,
+        "exp": iat + TOKEN_LIFETIME,
+    }
     try:
         key = serialization.load_pem_private_key(account.private_key.encode(), password=None)
     except (ValueError, TypeError):
         raise ChannelUnusable("credentials.service_account.private_key is not a PEM RSA private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ChannelUnusable("credentials.service_account.private_key is not an RSA key")
-    signing_input = f"{_b64url(json.dumps(header, separators=(',', ':')).encode())}.{_b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+    compact = (",", ":")
+    signing_input = (
+        f"{_b64url(json.dumps(header, separators=compact).encode())}."
+        f"{_b64url(json.dumps(claims, separators=compact).encode())}"
+    )
     signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{_b64url(signature)}"
 

@@ -31,7 +31,6 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-
 from vidgate.vendorhttp import retry_after, transport_errors
 
 from .auth import ServiceAccount, access_token, forget_token
@@ -71,15 +70,25 @@ class Settings:
             api_key = creds.get("api_key")
             if not isinstance(api_key, str) or not api_key:
                 raise ChannelUnusable("credentials.api_key is required for the Gemini API surface")
-            return cls(surface, (channel.base_url or GEMINI_BASE).rstrip("/"),
-                       str(opts.get("api_version") or "v1beta"), api_key=api_key)
+            return cls(
+                surface,
+                (channel.base_url or GEMINI_BASE).rstrip("/"),
+                str(opts.get("api_version") or "v1beta"),
+                api_key=api_key,
+            )
         account = ServiceAccount.parse(creds.get("service_account"))
         project = creds.get("project") or opts.get("project") or account.project_id
         if not isinstance(project, str) or not project:
             raise ChannelUnusable("credentials.project is required for the Vertex AI surface")
         location = str(creds.get("location") or opts.get("location") or DEFAULT_LOCATION)
-        return cls(surface, (channel.base_url or vertex_base(location)).rstrip("/"),
-                   str(opts.get("api_version") or "v1"), account=account, project=project, location=location)
+        return cls(
+            surface,
+            (channel.base_url or vertex_base(location)).rstrip("/"),
+            str(opts.get("api_version") or "v1"),
+            account=account,
+            project=project,
+            location=location,
+        )
 
 
 def vertex_base(location: str) -> str:
@@ -136,7 +145,9 @@ def classify(status: int, body: Any, headers: Any, *, creating: bool) -> VendorE
     if status in (401, 403) or gstatus in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
         return ChannelUnusable(f"Google refused this account ({gstatus or status}): {text}", vendor_code=code)
     if status == 429:
-        return VendorRateLimited(f"Google rate limit: {text}", vendor_code=code, retry_after=_retry_after(headers, details))
+        return VendorRateLimited(
+            f"Google rate limit: {text}", vendor_code=code, retry_after=_retry_after(headers, details)
+        )
     if status == 408 or status >= 500:
         # Google's own error answer means no operation was started, unless a proxy lost
         # its answer (502/504).
@@ -213,7 +224,11 @@ class VeoClient:
         # Like the SDK: the resource is the operation name up to "/operations/"; fall back
         # to this channel's project/location when the name has another shape.
         resource, sep, _ = name.partition("/operations/")
-        url = f"{self.base}/{self.version}/{resource}" if sep and resource.startswith("projects/") else self._model_path(model)
+        url = (
+            f"{self.base}/{self.version}/{resource}"
+            if sep and resource.startswith("projects/")
+            else self._model_path(model)
+        )
         return await self._call("POST", f"{url}:fetchPredictOperation", {"operationName": name}, creating=False)
 
     def download_headers(self, uri: str) -> dict[str, str]:

@@ -65,12 +65,22 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 FILTER_REASON = (
-    "We encountered an issue with the audio for your prompt. You have not been charged. "
-    "Please try a different prompt."
+    "We encountered an issue with the audio for your prompt. You have not been charged. Please try a different prompt."
 )
 KNOWN_PARAMETERS = {
-    "sampleCount", "durationSeconds", "aspectRatio", "resolution", "personGeneration", "negativePrompt",
-    "enhancePrompt", "seed", "generateAudio", "storageUri", "fps", "pubsubTopic", "compressionQuality",
+    "sampleCount",
+    "durationSeconds",
+    "aspectRatio",
+    "resolution",
+    "personGeneration",
+    "negativePrompt",
+    "enhancePrompt",
+    "seed",
+    "generateAudio",
+    "storageUri",
+    "fps",
+    "pubsubTopic",
+    "compressionQuality",
     "resizeMode",
 }
 _ALNUM = string.ascii_lowercase + string.digits
@@ -97,7 +107,9 @@ def google_error(http: int, status: str, message: str, details: list[Any] | None
     return JSONResponse({"error": err}, status_code=http)
 
 
-def make_service_account(token_uri: str, project_id: str = "fake-project", name: str = "vidgate-test") -> tuple[dict[str, Any], rsa.RSAPublicKey]:
+def make_service_account(
+    token_uri: str, project_id: str = "fake-project", name: str = "vidgate-test"
+) -> tuple[dict[str, Any], rsa.RSAPublicKey]:
     """A service-account key file (as a dict) with a fresh RSA key, and its public key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
@@ -179,8 +191,12 @@ class FakeVeo(FakeVendor):
     def error(self, kind: str, message: str, status: int) -> Response:
         """Base-class faults in Google's error envelope."""
         if kind == "rate_limit":
-            return google_error(429, "RESOURCE_EXHAUSTED", message,
-                                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0s"}])
+            return google_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                message,
+                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0s"}],
+            )
         gstatus = {"server": "INTERNAL", "auth": "PERMISSION_DENIED"}.get(kind, "INVALID_ARGUMENT")
         return google_error(status, gstatus, message)
 
@@ -215,8 +231,9 @@ class FakeVeo(FakeVendor):
                 body = json.loads(raw)
             except ValueError:
                 body = raw
-        rec = Recorded(request.method, path, dict(request.query_params),
-                       {k.lower(): v for k, v in request.headers.items()}, body)
+        rec = Recorded(
+            request.method, path, dict(request.query_params), {k.lower(): v for k, v in request.headers.items()}, body
+        )
         self.requests.append(rec)
         resp = await self._route(request, path, body)
         rec.status = resp.status_code
@@ -229,7 +246,9 @@ class FakeVeo(FakeVendor):
             return self._storage(m[1], request)
         if m := re.fullmatch(r"/(?:v1beta|v1)/files/([a-z0-9]+):download", path):
             return self._gemini_download(m[1], request)
-        if m := re.fullmatch(r"/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):(\w+)", path):
+        if m := re.fullmatch(
+            r"/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):(\w+)", path
+        ):
             return self._vertex(request, body, m[2], m[3], m[4], m[5])
         if m := re.fullmatch(r"/(v1beta|v1)/models/([^/:]+):predictLongRunning", path):
             return self._gemini(request, body, create=m[2])
@@ -243,7 +262,8 @@ class FakeVeo(FakeVendor):
         if self.rate_limit_times > 0:
             self.rate_limit_times -= 1
             return google_error(
-                429, "RESOURCE_EXHAUSTED",
+                429,
+                "RESOURCE_EXHAUSTED",
                 "Resource has been exhausted (e.g. check quota).",
                 [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0s"}],
             )
@@ -260,19 +280,30 @@ class FakeVeo(FakeVendor):
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
         if not key:
             return google_error(
-                403, "PERMISSION_DENIED",
+                403,
+                "PERMISSION_DENIED",
                 "Method doesn't allow unregistered callers (callers without established identity). "
                 "Please use API Key or other form of API consumer identity to call this API.",
             )
         if not hmac.compare_digest(key, self.api_key):
             return google_error(
-                400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
-                [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                  "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}],
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    }
+                ],
             )
         return None
 
-    def _gemini(self, request: Request, body: Any, *, create: str | None = None, operation: str | None = None) -> Response:
+    def _gemini(
+        self, request: Request, body: Any, *, create: str | None = None, operation: str | None = None
+    ) -> Response:
         if err := self._gemini_key_error(request):
             return err
         if err := self._injected():
@@ -286,9 +317,15 @@ class FakeVeo(FakeVendor):
             if refusal := self.create_fault(instance.get("prompt")):
                 return refusal
             name = f"models/{create}/operations/{_rand_id()}"
-            self.new_job(instance.get("prompt"), seconds=int(params.get("durationSeconds", 8)), job_id=name,
-                         image=instance.get("image"))
-            self.operations[name] = Operation(name, "gemini", create, self.outcome, "inline" if self.gemini_inline else "uri")
+            self.new_job(
+                instance.get("prompt"),
+                seconds=int(params.get("durationSeconds", 8)),
+                job_id=name,
+                image=instance.get("image"),
+            )
+            self.operations[name] = Operation(
+                name, "gemini", create, self.outcome, "inline" if self.gemini_inline else "uri"
+            )
             return JSONResponse({"name": name})
         assert operation is not None
         if request.method != "GET":
@@ -351,7 +388,10 @@ class FakeVeo(FakeVendor):
         if SCOPE not in str(claims.get("scope", "")).split():
             return refuse("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
         if not isinstance(iat, int) or not isinstance(exp, int) or exp <= now or iat > now + 60 or exp - iat > 3600:
-            return refuse("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+            return refuse(
+                "invalid_grant",
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.",
+            )
         token = "ya29.fake-" + secrets.token_urlsafe(24)
         self.tokens[token] = now + 3599
         return JSONResponse({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
@@ -361,7 +401,8 @@ class FakeVeo(FakeVendor):
         token = auth[7:] if auth.lower().startswith("bearer ") else ""
         if self.tokens.get(token, 0) < time.time():
             return google_error(
-                401, "UNAUTHENTICATED",
+                401,
+                "UNAUTHENTICATED",
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
                 "other valid authentication credential.",
             )
@@ -394,7 +435,8 @@ class FakeVeo(FakeVendor):
 
         if model not in FAMILIES:
             return google_error(
-                404, "NOT_FOUND",
+                404,
+                "NOT_FOUND",
                 f"models/{model} is not found for API version v1beta, or is not supported for predictLongRunning.",
             )
         family = FAMILIES[model]
@@ -418,7 +460,7 @@ class FakeVeo(FakeVendor):
             return bad("parameters must be an object.")
         unknown = set(params) - KNOWN_PARAMETERS
         if unknown:
-            return bad(f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}" at \'parameters\'.')
+            return bad(f"Invalid JSON payload received. Unknown name \"{sorted(unknown)[0]}\" at 'parameters'.")
         duration = params.get("durationSeconds", family.default_seconds)
         if isinstance(duration, str) and duration.isdigit():
             duration = int(duration)
@@ -436,7 +478,11 @@ class FakeVeo(FakeVendor):
         count = params.get("sampleCount", 1)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
             return bad("sampleCount must be between 1 and 4.")
-        if "personGeneration" in params and params["personGeneration"] not in ("dont_allow", "allow_adult", "allow_all"):
+        if "personGeneration" in params and params["personGeneration"] not in (
+            "dont_allow",
+            "allow_adult",
+            "allow_all",
+        ):
             return bad("personGeneration must be dont_allow, allow_adult or allow_all.")
         if "storageUri" in params and surface != "vertex":
             return bad("storageUri is not supported in the Gemini API.")
@@ -485,7 +531,10 @@ class FakeVeo(FakeVendor):
                     "generateVideoResponse": filt,
                 }
             else:
-                out["response"] = {"@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse", **filt}
+                out["response"] = {
+                    "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
+                    **filt,
+                }
             return out
         if op.surface == "gemini":
             if not op.file_id:
@@ -504,7 +553,10 @@ class FakeVeo(FakeVendor):
             vid = {"gcsUri": f"gs://fake-veo-bucket/{op.name.rsplit('/', 1)[-1]}/sample_0.mp4", "mimeType": "video/mp4"}
         else:
             vid = {"bytesBase64Encoded": base64.b64encode(self.video).decode(), "mimeType": "video/mp4"}
-        out["response"] = {"@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse", "videos": [vid]}
+        out["response"] = {
+            "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
+            "videos": [vid],
+        }
         return out
 
 
