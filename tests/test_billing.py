@@ -75,6 +75,26 @@ async def test_failed_task_is_refunded_once_even_if_processed_twice(tmp_path):
         assert (await gw.gateway.store.token("t")).used == 0
 
 
+async def test_task_stored_before_usage_billing_settles_from_its_job(tmp_path):
+    vendor = Scripted()
+    vendor.polls_to_finish = 1
+    vendor.actual_usage = {"seconds": 4}
+    async with run_gateway(
+        scripted_config(models=PRICED), tmp_path, extra_plugins={"scripted": vendor}, run_worker=False
+    ) as gw:
+        key = await gw.token("t", quota=10)
+        _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+        # A row from before usage billing has no usage facts: they come from the stored job.
+        await gw.gateway.store.update_task(task["id"], usage=None)
+        record = await gw.gateway.store.get_task(task["id"])
+        assert record.usage is None
+        await Worker(gw.gateway).process(record)
+        final = await gw.gateway.store.get_task(task["id"])
+        assert final.status == "completed"
+        assert final.usage["seconds"] == 4 and final.usage["count"] == 1
+        assert (await gw.gateway.store.token("t")).used == to_micro(0.1 * 4)
+
+
 async def test_metadata_cannot_change_the_billed_model(tmp_path):
     async with run_gateway(scripted_config(models=PRICED), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         key = await gw.token("t", quota=10)

@@ -32,7 +32,8 @@ def add_submit_parser(sub: Any) -> None:
 
 async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
     """``(event, data)`` pairs of a ``text/event-stream`` body (comments skipped)."""
-    kind, data = "message", []
+    kind = "message"
+    data: list[str] = []
     async for raw in content:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:

@@ -408,9 +408,9 @@ def _check_consistency(config: Config) -> None:
             ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
         raise ConfigError(f"{src}: allow_networks: {exc}") from None
-    for g in config.groups:
-        if g.ratio < 0:
-            raise ConfigError(f"{src}: groups: ratio of {g.name!r} must be 0 or more")
+    for group in config.groups:
+        if group.ratio < 0:
+            raise ConfigError(f"{src}: groups: ratio of {group.name!r} must be 0 or more")
     from .prices import Price, PriceError
 
     if config.billing.refund_on_unconfirmed_cancel not in REFUND_POLICIES:

@@ -166,7 +166,12 @@ class Gateway:
             notifier = RedisNotifier(coordination)
             self.notifier = notifier
             coordination.on_wake = self.wakeup.set
-            coordination.on_task_change = lambda task_id: (notifier.notify_local(task_id), self.webhook_wakeup.set())
+
+            def on_task_change(task_id: str) -> None:
+                notifier.notify_local(task_id)
+                self.webhook_wakeup.set()
+
+            coordination.on_task_change = on_task_change
         store.render_task = self.render_task
         store.on_task_change = self._task_changed
 
@@ -192,7 +197,7 @@ class Gateway:
         """The public task object (what clients, event streams and webhooks see)."""
         return video_object(task, self.content_url(task, base))
 
-    async def check_webhook_url(self, url: Any, param: str = "webhook_url") -> str:
+    async def check_webhook_url(self, url: object, param: str = "webhook_url") -> str:
         """A client's webhook URL, or a 400 naming ``param``: http(s), at most 2048
         characters, and (unless ``[webhooks] allow_networks`` says otherwise) a public address."""
         if not isinstance(url, str) or not url.strip():
@@ -665,7 +670,7 @@ class Gateway:
                     if found is None:
                         continue  # the vendor says it has no such task
                     if found is UNKNOWN:
-                        error = APIError(
+                        unconfirmed = APIError(
                             "The vendor did not confirm whether it accepted the task, so it was not sent"
                             " elsewhere; you were not charged. Retry later.",
                             503,
@@ -674,8 +679,8 @@ class Gateway:
                             "vendor_unconfirmed",
                             retryable=True,
                         )
-                        await self._abandon(task, "vendor_unconfirmed", error)
-                        raise error
+                        await self._abandon(task, "vendor_unconfirmed", unconfirmed)
+                        raise unconfirmed
                     submission = found
                 await self.dispatcher.succeeded(channel.name)
             finally:
@@ -705,7 +710,7 @@ class Gateway:
 
         all_limited = tried == 0 and rate_limited > 0 or (rate_limited > 0 and rate_limited == tried)
         if all_limited:
-            error = APIError(
+            refusal = APIError(
                 "Every channel serving this model is rate-limited; retry later.",
                 429,
                 "rate_limit_error",
@@ -715,7 +720,7 @@ class Gateway:
                 headers={"Retry-After": "5"},
             )
         else:
-            error = APIError(
+            refusal = APIError(
                 "No channel could take the task right now; you were not charged. Retry later.",
                 503,
                 "server_error",
@@ -723,8 +728,10 @@ class Gateway:
                 "no_channel_available",
                 retryable=True,
             )
-        await self._abandon(task, "no_channel", error, last_error.message if last_error else "no channel is available")
-        raise error
+        await self._abandon(
+            task, "no_channel", refusal, last_error.message if last_error else "no channel is available"
+        )
+        raise refusal
 
     async def _lookup_after_unclear_submit(
         self, task: TaskRecord, channel: Channel, job: VendorJob, request: VideoRequest | None = None
@@ -930,7 +937,7 @@ class Gateway:
                 progress=99,
                 next_poll_at=time.time(),
                 cancel_requested_at=None,
-                usage=billing.actual_facts(self.billed_facts(task), polled.usage),
+                usage=billing.actual_facts(await self.billed_facts(task), polled.usage),
             )
             self.wakeup.set()
         elif polled.status == "failed":
@@ -949,12 +956,13 @@ class Gateway:
             await self.end_cancelled(task, CancelResult(CancelOutcome.CANCELLED, "the vendor had cancelled it"))
         return await self.store.get_task(task.id)
 
-    @staticmethod
-    def billed_facts(task: TaskRecord) -> dict[str, Any]:
+    async def billed_facts(self, task: TaskRecord) -> dict[str, Any]:
         """The task's usage facts so far (tasks stored before usage billing: from the job)."""
         if task.usage is not None:
             return dict(task.usage)
-        return billing.estimate_facts(job_from_json(task.job)) if task.job else {}
+        # The job is not part of the row: read it from the store.
+        job = await self.store.task_job(task.id)
+        return billing.estimate_facts(job_from_json(job)) if job else {}
 
     async def end_cancelled(self, task: TaskRecord, result: CancelResult) -> bool:
         """Finish ``task`` as cancelled, billing exactly what the vendor will bill."""
@@ -969,7 +977,7 @@ class Gateway:
                 **fields,
             )
         elif result.outcome is CancelOutcome.CANCELLED_AFTER_START and result.usage is not None:
-            facts = billing.actual_facts(self.billed_facts(task), result.usage)
+            facts = billing.actual_facts(await self.billed_facts(task), result.usage)
             token = await self.store.token(task.token_id)
             try:
                 amount = billing.charge(self.config, task.model, facts, token.group if token else "default")

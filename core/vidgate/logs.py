@@ -13,6 +13,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 #: The credential values to scrub, set by the core around every plugin call (so loggers a
 #: plugin makes itself are covered too); None outside vendor calls, where scrubbing costs nothing.
@@ -64,7 +65,7 @@ def _clean(value: Any, secrets: tuple[str, ...]) -> Any:
     return value if cleaned == text else cleaned
 
 
-def _scrub_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub_secrets(_: Any, __: str, event: EventDict) -> EventDict:
     bound = event.pop(SCRUB_KEY, None)
     secrets = _SCRUB.get()
     if isinstance(bound, ScrubSecrets):
@@ -77,7 +78,7 @@ def _scrub_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 _SECRET_WORDS = ("authorization", "api_key", "apikey", "secret", "password", "token_key", "credentials", "jwt")
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: EventDict) -> EventDict:
     for key in list(event):
         lowered = key.lower()
         if any(word in lowered for word in _SECRET_WORDS):

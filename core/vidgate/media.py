@@ -517,7 +517,7 @@ class S3Media:
     async def presigned_url(
         self, task_id: str, variant: str, *, expires_seconds: int, filename: str, content_type: str
     ) -> str | None:
-        return await self.client.generate_presigned_url(
+        url: str = await self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -527,6 +527,7 @@ class S3Media:
             },
             ExpiresIn=expires_seconds,
         )
+        return url
 
     async def delete(self, task_id: str) -> None:
         await self.client.delete_objects(

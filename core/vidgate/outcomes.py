@@ -144,7 +144,7 @@ def rule(phase: Phase, error: VendorError) -> Rule:
     """The rule for ``error`` in ``phase``; a subclass a plugin defines inherits its
     parent's row, and a bare ``VendorError`` is treated as ``VendorUnavailable``."""
     for cls in type(error).__mro__:
-        found = TABLE.get((phase, cls))  # type: ignore[arg-type]
+        found = TABLE.get((phase, cls))
         if found is not None:
             return found
     return TABLE[(phase, VendorUnavailable)]

@@ -235,7 +235,7 @@ class Plugins:
 
     async def poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> PollResult:
         with scrubbing(channel_secrets(ctx.channel)):
-            result = await self._await(
+            result: PollResult = await self._await(
                 "vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx), ctx
             )
         if isinstance(result, PollResult) and result.error is not None:
@@ -287,7 +287,8 @@ class Plugins:
             lookup = self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
             if lookup is None:
                 return NotImplemented
-            return await self._await("vidgate_recover", vendor, lookup, ctx)
+            found: Submission | None = await self._await("vidgate_recover", vendor, lookup, ctx)
+            return found
 
     async def remix(self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
         with scrubbing(channel_secrets(ctx.channel)):

@@ -475,9 +475,9 @@ def parse_request(
                     images.append(img)
     references: list[Reference] = []
     if (raw := body.get("input_reference")) is not None:
-        entries = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
-        for i, item in entries:
-            param = "input_reference" if i is None else f"input_reference[{i}]"
+        entries: list[tuple[int | None, Any]] = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+        for at, item in entries:
+            param = "input_reference" if at is None else f"input_reference[{at}]"
             kind = reference_kind(item) if isinstance(item, str) else None
             if kind is not None:
                 if (ref := parse_reference(item, kind, param, problems)) is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+from collections.abc import Sequence
 from typing import Any
 
 import h11
@@ -107,7 +108,9 @@ def gateway_protocol(header_timeout_seconds: float) -> type[H11Protocol]:
             # h11 frames and counts the body (Content-Length, or chunked): given a stand-in
             # of the file's length it returns the framing bytes around it unchanged.
             try:
-                parts = cycle.conn.send_with_data_passthrough(h11.Data(data=span))
+                # h11 types Data.data as bytes; its sendfile support passes any sized object through.
+                data = h11.Data(data=span)  # type: ignore[arg-type]
+                parts: Sequence[bytes | _FileSpan] | None = cycle.conn.send_with_data_passthrough(data)
                 for part in parts or ():
                     if part is not span:
                         self.transport.write(part)
@@ -166,6 +169,7 @@ def uvicorn_config(app: Any, server: ServerConfig, host: str, port: int) -> Any:
         # exhausting descriptors or memory.
         limit_concurrency=limit,
         backlog=server.backlog,
-        timeout_keep_alive=server.keep_alive_timeout_seconds,
+        # uvicorn annotates int but only hands it to loop.call_later, which takes fractions.
+        timeout_keep_alive=server.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         h11_max_incomplete_event_size=server.max_header_bytes,
     )

@@ -68,6 +68,12 @@ DERIVE_OPERATIONS: tuple[str, ...] = ("remix", "extend", "edit")
 ARTIFACTS: tuple[str, ...] = ("video", "thumbnail", "spritesheet", "last_frame", "audio")
 
 
+def _operations(values: Iterable[str]) -> frozenset[str]:
+    # A named converter (not the bare ``frozenset``) so type checkers see ``operations``
+    # takes any iterable of names.
+    return frozenset(values)
+
+
 @attrs.frozen
 class Model:
     """A model a vendor can run.
@@ -99,7 +105,7 @@ class Model:
     sizes: tuple[str, ...] = ()
     reference_videos: bool = False
     reference_audio: bool = False
-    operations: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    operations: frozenset[str] = attrs.field(default=frozenset(), converter=_operations)
 
     def can(self, operation: str) -> bool:
         """Whether the model can make the derived task ``operation`` (``remix``, ``extend``, ``edit``)."""

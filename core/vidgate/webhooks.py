@@ -54,13 +54,15 @@ async def webhook_secret(store: Store, token: TokenRecord, *, rotate: bool = Fal
     now = time.time()
     kept = [s for s in token.webhook_secrets or [] if s.get("expires_at") is None or s["expires_at"] > now]
     if kept and not rotate:
-        return kept[0]["secret"]
+        current: str = kept[0]["secret"]
+        return current
     if kept:
         kept[0] = {**kept[0], "expires_at": now + overlap_hours * 3600}
-    fresh = {"secret": new_secret(), "expires_at": None, "created_at": now}
+    secret = new_secret()
+    fresh: dict[str, Any] = {"secret": secret, "expires_at": None, "created_at": now}
     await store.set_webhook_secrets(token.id, [fresh, *kept])
     token.webhook_secrets = [fresh, *kept]
-    return fresh["secret"]
+    return secret
 
 
 def sign(secrets_: list[str], msg_id: str, timestamp: int, body: str) -> str:

@@ -21,7 +21,8 @@ converter.register_structure_hook(Size, lambda v, _: Size.parse(v))
 
 
 def request_to_json(request: VideoRequest) -> dict[str, Any]:
-    return converter.unstructure(request)
+    data: dict[str, Any] = converter.unstructure(request)
+    return data
 
 
 def request_from_json(data: dict[str, Any]) -> VideoRequest:
@@ -29,7 +30,8 @@ def request_from_json(data: dict[str, Any]) -> VideoRequest:
 
 
 def job_to_json(job: VendorJob) -> dict[str, Any]:
-    return converter.unstructure(job)
+    data: dict[str, Any] = converter.unstructure(job)
+    return data
 
 
 def job_from_json(data: dict[str, Any]) -> VendorJob:
@@ -103,4 +105,5 @@ def video_object(task: TaskRecord, content_url: str | None) -> dict[str, Any]:
         url=content_url if task.status == "completed" else None,
         usage=public_usage(task),
     )
-    return converter.unstructure(obj)
+    data: dict[str, Any] = converter.unstructure(obj)
+    return data

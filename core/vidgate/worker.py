@@ -396,7 +396,7 @@ class Worker:
             await self.gw.end_cancelled(task, CancelResult(CancelOutcome.CANCELLED, "reported by the vendor"))
             return
         if result.status == "completed":
-            usage = billing.actual_facts(self.gw.billed_facts(task), result.usage)
+            usage = billing.actual_facts(await self.gw.billed_facts(task), result.usage)
             updated = await self.gw.store.update_task(
                 task.id,
                 phase="fetching",
@@ -496,7 +496,7 @@ class Worker:
         token = await self.gw.store.token(task.token_id)
         try:
             return billing.charge(
-                self.gw.config, task.model, self.gw.billed_facts(task), token.group if token else "default"
+                self.gw.config, task.model, await self.gw.billed_facts(task), token.group if token else "default"
             )
         except PriceError as exc:
             log.error("price_failed", model=task.model, error=str(exc), facts=task.usage)

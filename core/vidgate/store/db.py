@@ -23,14 +23,19 @@ class UniqueViolation(Exception):
     """A statement broke a unique index; the same class on SQLite and PostgreSQL."""
 
 
-class Database(Protocol):
+class Connection(Protocol):
+    """What runs statements: a database, or the connection inside one of its transactions."""
+
     #: SQL appended to the due-task subquery so concurrent workers skip each other's rows.
     skip_locked: str
 
     async def execute(self, sql: str, *args: Any) -> int: ...
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Database]: ...
+
+
+class Database(Connection, Protocol):
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]: ...
     async def close(self) -> None: ...
 
 

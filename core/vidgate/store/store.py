@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .db import Database, UniqueViolation, connect
+from .db import Connection, Database, UniqueViolation, connect
 from .records import (
     BOOL_COLUMNS,
     JSON_COLUMNS,
@@ -50,8 +50,10 @@ async def _decode_blob(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     if len(text) < _INLINE_DECODE:
-        return json.loads(text)
-    return await asyncio.to_thread(json.loads, text)
+        decoded: dict[str, Any] = json.loads(text)
+    else:
+        decoded = await asyncio.to_thread(json.loads, text)
+    return decoded
 
 
 _UNSET: Any = object()
@@ -70,7 +72,7 @@ def _encode(column: str, value: Any) -> Any:
 
 
 def _task_from_row(row: dict[str, Any]) -> TaskRecord:
-    values = {}
+    values: dict[str, Any] = {}
     for column in TASK_COLUMNS:
         value = row.get(column)
         if column in JSON_COLUMNS and value is not None:
@@ -288,7 +290,7 @@ class Store:
                 await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
 
     async def _ledger(
-        self, tx: Database, token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
+        self, tx: Connection, token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
     ) -> None:
         await tx.execute(
             "INSERT INTO ledger (id, token_id, task_id, kind, amount, model, reason, at)"
@@ -354,7 +356,7 @@ class Store:
         if self.on_task_change is not None:
             self.on_task_change(task_id)
 
-    async def _announce(self, tx: Database, task_id: str) -> None:
+    async def _announce(self, tx: Connection, task_id: str) -> None:
         """Inside the transaction that changed a task's status: queue its webhook event.
 
         ``notified_status`` remembers the last status announced, so a repeated write of
@@ -447,7 +449,7 @@ class Store:
         self._changed(task_id)
         return True
 
-    async def _settle(self, tx: Database, task_id: str, amount: int, reason: str) -> None:
+    async def _settle(self, tx: Connection, task_id: str, amount: int, reason: str) -> None:
         row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
         assert row is not None
         delta = amount - row["charge"]
@@ -470,7 +472,7 @@ class Store:
         )
         return await self.get_task(task_id)
 
-    async def _refund(self, tx: Database, task_id: str, reason: str) -> None:
+    async def _refund(self, tx: Connection, task_id: str, reason: str) -> None:
         row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
         if not row or not row["charge"]:
             return

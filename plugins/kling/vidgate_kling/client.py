@@ -93,6 +93,7 @@ async def call(ctx: CallContext, method: str, url: str, body: dict[str, Any] | N
             # An HTML error page from a proxy, a truncated body, ...: transient.
             ctx.log.warning("kling_malformed_reply", http_status=status, body=raw[:200].decode("utf-8", "replace"))
             raise VendorUnavailable(f"Kling sent a malformed reply (HTTP {status})", http_status=status)
+        assert isinstance(envelope, dict)  # only a dict yields an int code
         request_id = envelope.get("request_id")
         request_id = str(request_id) if request_id is not None else None
         if code == 0:

@@ -171,7 +171,7 @@ class Kling(VendorPlugin):
             handle={"task_id": task_id, "family": family}, vendor_task_id=task_id, poll_after=RECOVERED_POLL_AFTER
         )
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+    def parse_callback(self, body: bytes, headers: Mapping[str, str], channel: Channel | None = None) -> str | None:
         """Kling POSTs the bare task object; accept an enveloped one too."""
         if len(body) > MAX_CALLBACK_BYTES:
             return None

@@ -182,12 +182,14 @@ class Sora(VendorPlugin):
         if status == "completed":
             return PollResult(status="completed", progress=100, result={"id": vid}, vendor_status=word)
         if status == "failed":
-            err = body.get("error") if isinstance(body.get("error"), dict) else {}
-            code = err.get("code") if isinstance(err.get("code"), str) and err.get("code") else "vendor_failed"
+            raw_err = body.get("error")
+            err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
+            raw_code, raw_message = err.get("code"), err.get("message")
+            code = raw_code if isinstance(raw_code, str) and raw_code else "vendor_failed"
             message = (
-                err.get("message")
-                if isinstance(err.get("message"), str) and err.get("message")
-                else ("The upstream reported that the video failed.")
+                raw_message
+                if isinstance(raw_message, str) and raw_message
+                else "The upstream reported that the video failed."
             )
             return PollResult(status="failed", error=TaskError(code[:64], message[:1000]), vendor_status=word)
         return PollResult(status=status, progress=progress, vendor_status=word, poll_after=after)

@@ -119,8 +119,8 @@ def _error_parts(body: Any) -> tuple[str, str, list[Any]]:
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return "", "", []
-    details = err.get("details") if isinstance(err.get("details"), list) else []
-    return str(err.get("message") or ""), str(err.get("status") or ""), details
+    details = err.get("details")
+    return str(err.get("message") or ""), str(err.get("status") or ""), details if isinstance(details, list) else []
 
 
 def _retry_after(headers: Any, details: list[Any]) -> float | None:
@@ -180,8 +180,11 @@ class VeoClient:
     # -- plumbing --
 
     async def _headers(self) -> dict[str, str]:
+        # Settings.of guarantees the key on the Gemini surface and the account on Vertex.
         if self.surface == "gemini":
+            assert self.api_key is not None
             return {"x-goog-api-key": self.api_key}
+        assert self.account is not None
         return {"Authorization": f"Bearer {await access_token(self.account, self.ctx)}"}
 
     async def _call(self, method: str, url: str, body: Any | None, *, creating: bool) -> dict[str, Any]:
@@ -200,6 +203,7 @@ class VeoClient:
                 raise VendorUnavailable("Google answered 200 with a body that is not a JSON object")
             return data
         if status == 401 and self.surface == "vertex":
+            assert self.account is not None
             forget_token(self.account, self.ctx)  # so the next call mints a fresh one
         raise classify(status, data, resp_headers, creating=creating)
 
@@ -236,4 +240,5 @@ class VeoClient:
         to the host the channel talks to (a URI naming another host never gets it)."""
         if self.surface != "gemini" or urlsplit(uri)[:2] != urlsplit(self.base)[:2]:
             return {}
+        assert self.api_key is not None
         return {"x-goog-api-key": self.api_key}

@@ -70,7 +70,7 @@ class VeoPlugin(VendorPlugin):
                 # the Gemini API takes no image URLs, and nothing may be silently dropped.
                 param = ref.get("param") or ("image" if field == "image" else "images[1]")
                 data, mime = await ctx.fetch_image(ref["$fetch"], param=param)
-                encoded = await asyncio.to_thread(lambda d=data: base64.b64encode(d).decode("ascii"))
+                encoded = await asyncio.to_thread(_base64_text, data)
                 instance[field] = {"bytesBase64Encoded": encoded, "mimeType": mime}
             elif isinstance(ref, dict) and "$request_image" in ref:
                 index = ref["$request_image"]
@@ -113,6 +113,10 @@ class VeoPlugin(VendorPlugin):
         return MediaSource(_decode_chunks(encoded), mime or "video/mp4")
 
 
+def _base64_text(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 async def _decode_chunks(encoded: str) -> AsyncIterator[bytes]:
     """Decode a base64 string slice by slice in a thread, so only the string itself and
     one small decoded chunk are ever held (never a second full copy)."""
@@ -147,7 +151,8 @@ def _inline(sample: dict[str, Any] | None) -> tuple[str | None, str | None]:
 
 
 def _filter_info(response: dict[str, Any]) -> tuple[int, list[str]]:
-    src = response.get("generateVideoResponse") if isinstance(response.get("generateVideoResponse"), dict) else response
+    nested = response.get("generateVideoResponse")
+    src: dict[str, Any] = nested if isinstance(nested, dict) else response
     count = src.get("raiMediaFilteredCount") or 0
     reasons = src.get("raiMediaFilteredReasons") or []
     return (count if isinstance(count, int) else 0), [str(r) for r in reasons if r] if isinstance(reasons, list) else []
