@@ -262,12 +262,16 @@ async def _worker(args: argparse.Namespace) -> int:
 # -- plugins ---------------------------------------------------------------------------
 
 
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"
+
+
 def _plugins(args: argparse.Namespace) -> int:
     from .plugins import Plugins
 
     config = _config(args)
     plugins = Plugins.load(enabled=config.plugins.enabled)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": i.name,
             "distribution": i.distribution,
@@ -398,8 +402,8 @@ async def _tokens(args: argparse.Namespace) -> int:
                 else:
                     print(f"{token.id} ({token.name}) was already revoked")
             else:
-                quota = None if args.quota.lower() == "unlimited" else to_micro(float(args.quota))
-                await store.set_quota(token.id, quota)
+                new_quota = None if args.quota.lower() == "unlimited" else to_micro(float(args.quota))
+                await store.set_quota(token.id, new_quota)
                 print(f"quota of {token.id} ({token.name}) is now {args.quota}")
     finally:
         await store.close()
@@ -412,10 +416,9 @@ async def _webhooks(args: argparse.Namespace) -> int:
         if args.webhooks_command == "list":
             states = ("failed", "gone") if args.failed else None
             events = await store.list_webhook_events(states=states, limit=args.limit)
-            when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
             for e in events:
                 print(
-                    f"{e.id}  {when(e.created_at)}  {e.type:<18} {e.state:<9} attempts={e.attempts}"
+                    f"{e.id}  {_when(e.created_at)}  {e.type:<18} {e.state:<9} attempts={e.attempts}"
                     f"  {e.task_id}  {e.url}  {e.last_error or ''}".rstrip()
                 )
             if not events:
@@ -446,7 +449,6 @@ async def _task(args: argparse.Namespace) -> int:
         attempts = await store.attempts(task.id)
     finally:
         await store.close()
-    when = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
     rows = [
         ("task", task.id),
         ("token", f"{token.name if token else '?'} ({task.token_id})"),
@@ -459,17 +461,17 @@ async def _task(args: argparse.Namespace) -> int:
         ("charge", f"{from_micro(task.charge):.4f} estimated{' refunded' if task.refunded else ''}"),
         ("cost", "-" if task.cost is None else f"{from_micro(task.cost):.4f} settled"),
         ("usage", json.dumps(task.usage, sort_keys=True) if task.usage is not None else "-"),
-        ("cancel requested", f"{when(task.cancel_requested_at)} UTC" if task.cancel_requested_at else "-"),
+        ("cancel requested", f"{_when(task.cancel_requested_at)} UTC" if task.cancel_requested_at else "-"),
         ("error", f"{task.error_code}: {task.error_message}" if task.error_code else "-"),
-        ("created / completed", f"{when(task.created_at)} / {when(task.completed_at)} UTC"),
-        ("deadline", f"{when(task.deadline_at)} UTC"),
+        ("created / completed", f"{_when(task.created_at)} / {_when(task.completed_at)} UTC"),
+        ("deadline", f"{_when(task.deadline_at)} UTC"),
         ("poll failures", str(task.poll_failures)),
     ]
     for name, value in rows:
         print(f"{name:<20} {value}")
     print("attempts:")
     for a in attempts:
-        print(f"  {when(a.at)}  {a.channel:<16} {a.outcome:<14} {a.detail}")
+        print(f"  {_when(a.at)}  {a.channel:<16} {a.outcome:<14} {a.detail}")
     return 0
 
 

@@ -132,8 +132,9 @@ class VendorContract:
     @contextlib.asynccontextmanager
     async def served_fake(self) -> AsyncIterator[FakeVendor]:
         """A fresh fake, served; ``[slow]`` polls outlast the outbound timeout."""
-        assert self.fake is not None, "set `fake` on the contract class"
-        fake = self.fake()
+        make = type(self).fake  # a class attribute, not a method
+        assert make is not None, "set `fake` on the contract class"
+        fake = make()
         fake.slow_seconds = self.outbound_timeout * 2
         async with fake.serve():
             yield fake
@@ -328,7 +329,7 @@ class VendorContract:
         for name in scoped:
             caller = getattr(pm.hook, name)
             params = [p for p in inspect.signature(getattr(hookspecs, name)).parameters if p != "self"]
-            kwargs = {p: None for p in params}
+            kwargs: dict[str, Any] = {p: None for p in params}
             kwargs["vendor"] = f"not-{self.plugin.name}"
             answer = caller(**kwargs)
             assert answer in (None, []), f"{name} answered {answer!r} for another vendor"

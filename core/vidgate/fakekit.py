@@ -35,7 +35,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from starlette.applications import Starlette
@@ -84,6 +84,13 @@ class Recorded:
     time: float = attrs.field(factory=time.time)
     status: int | None = None
     code: Any = None
+
+
+class Answered(Protocol):
+    """A recorded request the fault helpers mark with the status they answered
+    (:class:`Recorded`, or a fake's own record type)."""
+
+    status: int | None
 
 
 @attrs.define(eq=False)
@@ -249,7 +256,7 @@ class FakeVendor:
         self.jobs[job.id] = job
         return job
 
-    def create_fault(self, prompt: str | None, rec: Recorded | None = None) -> Response | None:
+    def create_fault(self, prompt: str | None, rec: Answered | None = None) -> Response | None:
         """The answer a create must give instead of succeeding, or None.
 
         ``[echo-key]`` always refuses (the credential in the message); ``[429]`` fires
@@ -280,7 +287,7 @@ class FakeVendor:
             rec.status = resp.status_code
         return resp
 
-    async def poll_fault(self, job: FakeJob | None, rec: Recorded | None = None) -> Response | None:
+    async def poll_fault(self, job: FakeJob | None, rec: Answered | None = None) -> Response | None:
         """The answer a poll must give instead of the job's status, or None.
 
         ``[500]`` -> HTTP 500, ``[malformed]`` -> an HTML 502 page, ``[slow]`` -> waits

@@ -286,7 +286,7 @@ class Plugins:
         with scrubbing(channel_secrets(ctx.channel)):
             lookup = self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
             if lookup is None:
-                return NotImplemented
+                return NotImplemented  # type: ignore[no-any-return]  # typeshed: NotImplemented subclasses Any
             found: Submission | None = await self._await("vidgate_recover", vendor, lookup, ctx)
             return found
 

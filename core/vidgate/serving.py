@@ -112,7 +112,7 @@ def gateway_protocol(header_timeout_seconds: float) -> type[H11Protocol]:
                 data = h11.Data(data=span)  # type: ignore[arg-type]
                 parts: Sequence[bytes | _FileSpan] | None = cycle.conn.send_with_data_passthrough(data)
                 for part in parts or ():
-                    if part is not span:
+                    if not isinstance(part, _FileSpan):
                         self.transport.write(part)
                     elif size:
                         if self.transport.is_closing():

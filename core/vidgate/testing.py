@@ -166,7 +166,7 @@ async def serve_app(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Asyn
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def,override]
+        def capture_signals(self) -> Iterator[None]:
             # Leave signal handling to the test runner.
             yield
 
@@ -217,6 +217,7 @@ class RunningGateway:
                     break
         assert name is not None
 
+        key: str
         _, key = await self.gateway.create_token(name, group, None if quota is None else to_micro(quota), models)
         return key
 
@@ -263,7 +264,8 @@ class RunningGateway:
             if on_poll is not None:
                 on_poll(task)
             if task["status"] in until:
-                return task
+                done: dict[str, Any] = task
+                return done
             if time.monotonic() > deadline:
                 raise AssertionError(f"task {task_id} still {task['status']} after {timeout}s")
             await asyncio.sleep(0.05)

@@ -20,7 +20,8 @@ MAX_JSON_DEPTH = 64
 
 
 def gateway(request: Request) -> Gateway:
-    return request.app.state.gateway
+    gw: Gateway = request.app.state.gateway
+    return gw
 
 
 async def token(request: Request) -> TokenRecord:

@@ -67,6 +67,7 @@ def stream(param: str) -> Callable[[Request], Awaitable[Response]]:
                 if changed is not None:
                     changed.cancel()
 
-        return EventSourceResponse(events(), ping=gw.config.server.events_keepalive_seconds)
+        response: Response = EventSourceResponse(events(), ping=gw.config.server.events_keepalive_seconds)
+        return response
 
     return endpoint

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -515,7 +515,7 @@ def _derive_seconds(raw: Any) -> int | None:
     return value
 
 
-def _derived(operation: str):
+def _derived(operation: str) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         caller = await token(request)
         gw = gateway(request)

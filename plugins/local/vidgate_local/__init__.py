@@ -113,6 +113,8 @@ def _dimensions(size: Size | None) -> tuple[int, int]:
     if size.width is not None and size.height is not None:
         return size.width, size.height
     ratio = size.ratio
+    width: float
+    height: float
     if ratio >= 1:
         width, height = RATIO_SHORT_SIDE * ratio, RATIO_SHORT_SIDE
     else:
@@ -397,7 +399,7 @@ def _result(files: JobFiles) -> dict[str, Any]:
 def _usage(files: JobFiles) -> dict[str, Any] | None:
     """What the render made (older jobs have no usage file: the estimate stands)."""
     try:
-        made = json.loads(files.usage.read_text())
+        made: dict[str, Any] = json.loads(files.usage.read_text())
     except (FileNotFoundError, ValueError):
         return None
     width, height = made.get("width"), made.get("height")

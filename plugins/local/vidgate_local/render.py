@@ -49,9 +49,11 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from io import BytesIO
 from pathlib import Path
+from typing import Any, Literal
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 
 DEFAULT_FPS = 24
 DEFAULT_BACKGROUND = "#203040"
@@ -302,7 +304,7 @@ def _exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> dict:
+def render(spec: dict[str, Any], out: Path, on_progress: Callable[[int], None]) -> dict[str, Any]:
     """Render ``spec`` into the MP4 file ``out``; return what was made (usage facts:
     ``seconds``, ``width``, ``height``, ``fps``, ``frames``).
 
@@ -333,6 +335,7 @@ def render(spec: dict, out: Path, on_progress: Callable[[int], None]) -> dict:
 
     with av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream(h264_encoder(), rate=fps, options={"preset": "veryfast", "crf": "20"})
+        assert isinstance(stream, VideoStream)  # an H.264 encoder makes a video stream
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         time_base = Fraction(1, fps)
         reported = -1
@@ -376,7 +379,7 @@ def count_frames(path: Path) -> int:
 
 def edited_frames(path: Path, prompt: str, width: int, height: int) -> Iterator[np.ndarray]:
     """The frames of the video at ``path`` with ``prompt`` drawn in as a caption."""
-    overlay = None
+    overlay: Overlay | Literal[False] | None = None  # False: the prompt draws no caption
     for rgb in _decoded(path):
         if rgb.shape[:2] != (height, width):
             rgb = resize(rgb, width, height)
@@ -416,7 +419,7 @@ def parse_colour(text: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(digits), dtype=np.uint8).astype(np.int16)
 
 
-def decode_image(image: dict, background: np.ndarray) -> np.ndarray:
+def decode_image(image: dict[str, Any], background: np.ndarray) -> np.ndarray:
     """Decode the reference image (PNG, JPEG, WebP, GIF: first frame) to RGB.
 
     Transparency is flattened onto ``background``. Raises :class:`RenderError` when the
@@ -424,7 +427,7 @@ def decode_image(image: dict, background: np.ndarray) -> np.ndarray:
     """
     try:
         data = base64.b64decode(image["b64"], validate=True)
-        with av.open(BytesIO(data)) as container:
+        with av.open(BytesIO(data), "r") as container:
             frame = next(container.decode(video=0))
             if frame.width * frame.height > MAX_IMAGE_PIXELS:
                 raise RenderError(

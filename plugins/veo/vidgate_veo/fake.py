@@ -420,10 +420,10 @@ class FakeVeo(FakeVendor):
             self.operations[name] = Operation(name, "vertex", model, self.outcome, mode)
             return JSONResponse({"name": name})
         if verb == "fetchPredictOperation":
-            name = body.get("operationName") if isinstance(body, dict) else None
-            op = self.operations.get(name) if isinstance(name, str) else None
-            if op is None or op.surface != "vertex" or not name.startswith(resource + "/"):
-                return google_error(404, "NOT_FOUND", f"Operation {name!r} not found.")
+            op_name = body.get("operationName") if isinstance(body, dict) else None
+            op = self.operations.get(op_name) if isinstance(op_name, str) else None
+            if op is None or op.surface != "vertex" or not op.name.startswith(resource + "/"):
+                return google_error(404, "NOT_FOUND", f"Operation {op_name!r} not found.")
             return JSONResponse(self._advance(op))
         return google_error(404, "NOT_FOUND", f"Unknown method {verb}.")
 
