@@ -116,7 +116,7 @@ class RedisCoordination:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
     def _deliver(self, message: dict[str, Any]) -> None:
         if message.get("type") != "message":
@@ -147,7 +147,7 @@ class RedisDispatchState:
         return self.c.key("breaker", name)
 
     @staticmethod
-    def _decode(raw: bytes | None) -> Breaker:
+    def _decode(raw: bytes | str | None) -> Breaker:
         return Breaker(**json.loads(raw)) if raw else Breaker()
 
     async def update_breaker(self, name: str, change: Callable[[Breaker], T]) -> T:
@@ -160,7 +160,7 @@ class RedisDispatchState:
                     await pipe.watch(key)
                     record = self._decode(await pipe.get(key))
                     result = change(record)
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     pipe.set(key, json.dumps(attrs.asdict(record)), ex=BREAKER_TTL_SECONDS)
                     await pipe.execute()
                     return result

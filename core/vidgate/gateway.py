@@ -97,7 +97,8 @@ def capability_problems(request: VideoRequest, model: Model) -> list[Problem]:
     problems: list[Problem] = []
     if model.seconds and request.seconds is not None and request.seconds not in model.seconds:
         choices = sorted(model.seconds)
-        shown = ", ".join(map(str, choices))
+        contiguous = len(choices) > 2 and choices == list(range(choices[0], choices[-1] + 1))
+        shown = f"between {choices[0]} and {choices[-1]}" if contiguous else ", ".join(map(str, choices))
         problems.append(Problem("seconds", f"{model.name} makes videos of {shown} seconds, not {request.seconds}"))
     if model.sizes and request.size is not None:
         allowed = {Size.parse(s) for s in model.sizes} - {None}
