@@ -12,24 +12,19 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import sqlite3
 import struct
-import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import structlog
 from fault_servers import Fault, FaultyUpstream
 from starlette.applications import Starlette
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from vidgate import logs
 from vidgate.auth import hash_key
-from vidgate.testing import RunningGateway, run_gateway, serve_app
+from vidgate.testing import RunningGateway, captured_logs, run_gateway, serve_app
 from vidgate_kling.fake import FakeKling
 from vidgate_sora.fake import FakeVideosAPI
 
@@ -69,31 +64,6 @@ class Recorder:
                 return resp.status, json.loads(body) if body else None
             except ValueError:
                 return resp.status, body
-
-
-@contextlib.contextmanager
-def captured_logs() -> Any:
-    """The gateway's structlog output (configured exactly as ``vidgate serve`` does, at
-    debug level) plus every stdlib log record, as one growing text buffer."""
-    buf = io.StringIO()
-    real_stderr = sys.stderr
-    sys.stderr = buf
-    try:
-        logs.configure(level="debug", json=True)
-    finally:
-        sys.stderr = real_stderr
-    handler = logging.StreamHandler(buf)
-    handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield buf
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        structlog.reset_defaults()
 
 
 def dump_store(db_path: str) -> str:
