@@ -87,6 +87,18 @@ def _submit_outcome(error: VendorError) -> str:
     return "unavailable"
 
 
+def quota_exceeded() -> APIError:
+    """The 429 for a task that costs more than the key's remaining balance."""
+    return APIError(
+        "You exceeded your current quota: this task costs more than the key's remaining balance.",
+        429,
+        "insufficient_quota",
+        None,
+        "insufficient_quota",
+        retryable=False,
+    )
+
+
 def new_task_id() -> str:
     # 192 bits of randomness: unguessable, so ids leak nothing about other tasks.
     return "video_" + secrets.token_hex(24)
@@ -461,14 +473,7 @@ class Gateway:
                 retryable=False,
             ) from None
         if token.remaining is not None and charge > token.remaining:
-            raise APIError(
-                "You exceeded your current quota: this task costs more than the key's remaining balance.",
-                429,
-                "insufficient_quota",
-                None,
-                "insufficient_quota",
-                retryable=False,
-            )
+            raise quota_exceeded()
         now = time.time()
         task = TaskRecord(
             id=new_task_id(),
@@ -502,14 +507,7 @@ class Gateway:
                 await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
                 break
             except InsufficientQuota:
-                raise APIError(
-                    "You exceeded your current quota: this task costs more than the key's remaining balance.",
-                    429,
-                    "insufficient_quota",
-                    None,
-                    "insufficient_quota",
-                    retryable=False,
-                ) from None
+                raise quota_exceeded() from None
             except DuplicateIdempotencyKey:
                 existing = await self.store.task_by_idempotency_key(token.id, idempotency_key or "")
                 if existing is not None:
