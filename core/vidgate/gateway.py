@@ -99,6 +99,19 @@ def quota_exceeded() -> APIError:
     )
 
 
+def idempotency_key_in_use() -> APIError:
+    """The retryable 409 while another request with the same Idempotency-Key is submitting."""
+    return APIError(
+        "Another request with this Idempotency-Key is being processed; retry shortly.",
+        409,
+        "invalid_request_error",
+        None,
+        "idempotency_key_in_use",
+        retryable=True,
+        headers={"Retry-After": "1"},
+    )
+
+
 def new_task_id() -> str:
     # 192 bits of randomness: unguessable, so ids leak nothing about other tasks.
     return "video_" + secrets.token_hex(24)
@@ -515,15 +528,7 @@ class Gateway:
                 # The holder failed retryably meanwhile and released the key: a new attempt.
                 task = attrs.evolve(task, id=new_task_id())
         else:
-            raise APIError(
-                "Another request with this Idempotency-Key is being processed; retry shortly.",
-                409,
-                "invalid_request_error",
-                None,
-                "idempotency_key_in_use",
-                retryable=True,
-                headers={"Retry-After": "1"},
-            )
+            raise idempotency_key_in_use()
 
         structlog.contextvars.bind_contextvars(task_id=task.id)
         async with self.holding_lease(task.id):
@@ -549,15 +554,7 @@ class Gateway:
         delay = 0.01
         while existing.phase == "submitting" and not existing.finished:
             if time.monotonic() >= deadline:
-                raise APIError(
-                    "Another request with this Idempotency-Key is being processed; retry shortly.",
-                    409,
-                    "invalid_request_error",
-                    None,
-                    "idempotency_key_in_use",
-                    retryable=True,
-                    headers={"Retry-After": "1"},
-                )
+                raise idempotency_key_in_use()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
             current = await self.store.get_task(existing.id)
