@@ -5,7 +5,7 @@ import collections
 
 from scripted_vendor import Scripted, scripted_config
 
-from vidgate import ChannelUnusable, VendorRateLimited, VendorUnavailable
+from vidgate import ChannelUnusable, ModelRetired, VendorRateLimited, VendorUnavailable
 from vidgate.testing import run_gateway
 
 SUBMIT = {"model": "scripted-1", "prompt": "a fox"}
@@ -174,3 +174,46 @@ async def test_metrics_are_off_by_default(tmp_path):
     async with run_gateway(scripted_config(), tmp_path, extra_plugins={"scripted": Scripted()}) as gw:
         status, _ = await gw.get("/metrics")
     assert status == 404
+
+
+async def test_a_retired_model_leaves_its_channel_and_then_the_gateway(tmp_path):
+    """A vendor's 404 for a retired model: the task moves on, the model leaves that channel
+    (no second round trip there), and with no channel left the client gets a 503 that says so."""
+    vendor = Scripted()
+    gone = "Model s1 was retired on 2026-10-22"
+    vendor.submit_errors["legacy"] = collections.deque([ModelRetired(gone, http_status=404)])
+    config = scripted_config(
+        channels(("legacy", {"priority": 10}), ("current", {"priority": 0})), server={"metrics": True}
+    )
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token()
+        status, task = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        assert status == 200, task
+        assert (await gw.wait(task["id"], key))["status"] == "completed"
+        attempts = await gw.gateway.store.attempts(task["id"])
+        assert [(a.channel, a.outcome) for a in attempts] == [("legacy", "model_retired"), ("current", "submitted")]
+
+        # The next task goes straight to the channel that still serves the model.
+        status, second = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        assert status == 200
+        assert [a.channel for a in await gw.gateway.store.attempts(second["id"])] == ["current"]
+        # The other model of the retired channel is still routed there.
+        status, other = await gw.post("/v1/video/generations", key, json={**SUBMIT, "model": "scripted-2"})
+        assert status == 200
+        assert [ch for ch, _ in vendor.submitted][-1] in {"legacy", "current"}
+
+        _, text = await gw.get("/metrics", raw=True)
+        assert 'vidgate_channel_model_retired{channel="legacy",model="scripted-1"} 1' in text.decode()
+        assert 'vidgate_channel_model_retired{channel="current"' not in text.decode()
+
+        # The last channel retires it too: this request fails over to nothing...
+        vendor.submit_errors["current"] = collections.deque([ModelRetired(gone, http_status=404)])
+        status, body = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        assert status == 503, body
+        assert body["error"]["code"] == "model_retired"
+        assert "retired" in body["error"]["message"] and gone in body["error"]["message"]
+        # ...and later ones are answered at once, with no vendor call.
+        sent = len(vendor.submitted)
+        status, body = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        assert status == 503 and body["error"]["code"] == "model_retired"
+        assert len(vendor.submitted) == sent and not vendor.submit_errors["current"]

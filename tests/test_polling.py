@@ -189,6 +189,9 @@ async def test_retired_model_fails_with_the_vendors_message_without_retries(tmp_
         assert done["error"]["message"] == "Model s1 is no longer available"
         assert vendor.single_polls == 1
         assert await refunded(gw, task_id)
+        # The only channel no longer serves the model: the next request is told so at once.
+        status, body = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "again"})
+        assert status == 503 and body["error"]["code"] == "model_retired"
 
 
 async def test_account_error_while_polling_keeps_the_task_and_opens_the_breaker(tmp_path):

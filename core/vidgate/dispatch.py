@@ -168,6 +168,9 @@ class Dispatcher:
                 raise ConfigError("; ".join(f"{config.source}: channels[{index}].{problem}" for problem in problems))
             self.channels[cfg.name] = channel
             self.cooldowns[cfg.name] = cfg.cooldown_seconds
+        #: ``(channel, public model)`` pairs whose vendor said the model is retired, with
+        #: the vendor's words: this process stops sending the model there (until restart).
+        self.retired: dict[tuple[str, str], str] = {}
         self._rng = rng or random.Random()
         net = config.network
         # Long enough for a whole submit on one channel (every retry and its back-off);
@@ -179,7 +182,33 @@ class Dispatcher:
         )
 
     def serving(self, model: str, group: str | None = None) -> list[Channel]:
-        return [ch for ch in self.channels.values() if model in ch.models and (group is None or group in ch.groups)]
+        return [
+            ch
+            for ch in self.channels.values()
+            if model in ch.models and (group is None or group in ch.groups) and (ch.name, model) not in self.retired
+        ]
+
+    def retire(self, channel: str, model: str, message: str) -> None:
+        """The vendor of ``channel`` retired ``model``: stop routing it there.
+
+        A vendor that switched a model off answers 404/410 for it on every call; without
+        this, every request would pay that round trip (and a breaker-free failover)
+        before reaching a channel that still serves it. Kept per process: a restart (or
+        another replica) learns it again from the first refusal.
+        """
+        if (channel, model) not in self.retired:
+            self.retired[channel, model] = message
+            log.warning("model_retired_on_channel", channel=channel, model=model, reason=message)
+
+    def retired_everywhere(self, model: str, group: str | None = None) -> str | None:
+        """The vendor's words when every channel that served ``model`` (for ``group``) retired
+        it; None while one still serves it, or when none ever did."""
+        configured = [
+            ch for ch in self.channels.values() if model in ch.models and (group is None or group in ch.groups)
+        ]
+        if configured and all((ch.name, model) in self.retired for ch in configured):
+            return self.retired[configured[0].name, model]
+        return None
 
     def models_for_group(self, group: str) -> list[str]:
         names: dict[str, None] = {}

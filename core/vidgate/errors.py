@@ -70,6 +70,23 @@ def forbidden(message: str, param: str | None = None) -> APIError:
     return APIError(message, 403, "permission_error", param, "model_not_allowed", retryable=False)
 
 
+def rate_limited(message: str, code: str = "rate_limit_exceeded", retry_after: int | None = None) -> APIError:
+    """A 429 the client may retry (after ``retry_after`` seconds when given)."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return APIError(message, 429, "rate_limit_error", None, code, retryable=True, headers=headers)
+
+
+def unavailable(message: str, code: str, *, retryable: bool = True) -> APIError:
+    """A 503: the gateway could not get the work done now (no channel, a vendor that
+    did not confirm); ``retryable`` False when retrying cannot help."""
+    return APIError(message, 503, "server_error", None, code, retryable=retryable)
+
+
+def server_error(message: str, code: str) -> APIError:
+    """A 500 the operator must fix (a broken price expression); never retryable."""
+    return APIError(message, 500, "server_error", None, code, retryable=False)
+
+
 class RequestInvalid(APIError):
     """Several validation problems at once; the first one names ``param``."""
 

@@ -52,6 +52,7 @@ from .errors import (
     not_found,
     request_maybe_received,
     unauthorized,
+    unavailable,
 )
 from .events import LocalNotifier, TaskNotifier
 from .logs import SCRUB_KEY, ScrubSecrets
@@ -109,6 +110,16 @@ def idempotency_key_in_use() -> APIError:
         "idempotency_key_in_use",
         retryable=True,
         headers={"Retry-After": "1"},
+    )
+
+
+def model_retired(model: str, vendor_said: str) -> APIError:
+    """The 503 once every channel serving ``model`` answered that its vendor retired it."""
+    return unavailable(
+        f"The vendor retired the model '{model}' and no channel of this gateway serves it any more"
+        f" (the vendor said: {vendor_said}). Choose another model.",
+        "model_retired",
+        retryable=False,
     )
 
 
@@ -401,6 +412,8 @@ class Gateway:
     # -- submit ------------------------------------------------------------------------
 
     def _resolve_model(self, token: TokenRecord, name: str) -> list[Channel]:
+        if (said := self.dispatcher.retired_everywhere(name, token.group)) is not None:
+            raise model_retired(name, said)
         if name not in self.plugins.models or not self.dispatcher.serving(name):
             raise APIError(
                 f"The model '{name}' does not exist or is not served by this gateway.",
@@ -576,6 +589,7 @@ class Gateway:
         group: str,
     ) -> TaskRecord:
         rate_limited = 0
+        retired = 0
         tried = 0
         current = task.channel
         last_error: VendorError | None = None
@@ -641,6 +655,9 @@ class Gateway:
                     else:
                         await self.breaker_effect(channel, rule, error)
                         await self.store.add_attempt(task.id, channel.name, _submit_outcome(error), self._detail(error))
+                        if isinstance(error, ModelRetired):
+                            self.dispatcher.retire(channel.name, task.model, error.message)
+                            retired += 1
                     if rule.action is outcomes.Action.REJECT_CLIENT:
                         code = outcomes.failure_code(rule, error)
                         answer = APIError(
@@ -705,7 +722,10 @@ class Gateway:
             return stored
 
         all_limited = tried == 0 and rate_limited > 0 or (rate_limited > 0 and rate_limited == tried)
-        if all_limited:
+        said = self.dispatcher.retired_everywhere(task.model, group) if retired else None
+        if said is not None:
+            refusal = model_retired(task.model, said)
+        elif all_limited:
             refusal = APIError(
                 "Every channel serving this model is rate-limited; retry later.",
                 429,

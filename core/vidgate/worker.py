@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from . import billing, failpoints
-from .errors import TaskFailed, VendorError, VendorRateLimited
+from .errors import ModelRetired, TaskFailed, VendorError, VendorRateLimited
 from .gateway import Gateway
 from .media import temp_dir
 from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
@@ -340,6 +340,8 @@ class Worker:
                 return
             log.info("vendor_task_not_found_yet", seconds_since_submit=round(since, 1))
         elif found.action is Action.FAIL_TASK:
+            if isinstance(exc, ModelRetired):
+                self.gw.dispatcher.retire(channel.name, task.model, exc.message)
             await self._fail(task, failure_code(found, exc), exc.message)
             return
         if found.strike:

@@ -69,6 +69,13 @@ async def metrics(request: Request) -> Response:
     for status in states:
         lines.append(f'vidgate_channel_probing{{channel="{_label(status["name"])}"}} {int(bool(status["probing"]))}')
     lines += [
+        "# HELP vidgate_channel_model_retired 1 for a model this process stopped routing to a channel because"
+        " the channel's vendor answered that it retired the model (until restart).",
+        "# TYPE vidgate_channel_model_retired gauge",
+    ]
+    for channel, model in sorted(gw.dispatcher.retired):
+        lines.append(f'vidgate_channel_model_retired{{channel="{_label(channel)}",model="{_label(model)}"}} 1')
+    lines += [
         "# HELP vidgate_scrape_timestamp_seconds When these figures were read.",
         "# TYPE vidgate_scrape_timestamp_seconds gauge",
         f"vidgate_scrape_timestamp_seconds {time.time():.3f}",
