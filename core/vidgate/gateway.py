@@ -58,7 +58,7 @@ from .events import LocalNotifier, TaskNotifier
 from .logs import SCRUB_KEY, ScrubSecrets
 from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
-from .plugins import Plugins, channel_secrets
+from .plugins import Plugins, VerbNotOffered, channel_secrets
 from .prices import PriceError
 from .request import Size, VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
@@ -757,12 +757,12 @@ class Gateway:
         ctx = self.context(task.id, channel, request)
         try:
             found = await self.plugins.recover(channel.vendor, job, ctx)
+        except VerbNotOffered:
+            await self.store.add_attempt(task.id, channel.name, "unconfirmed", "the vendor cannot be asked")
+            return UNKNOWN
         except Exception as exc:  # the lookup is best effort; the submit already failed
             ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
             await self.store.add_attempt(task.id, channel.name, "lookup_failed", f"{type(exc).__name__}")
-            return UNKNOWN
-        if found is NotImplemented:
-            await self.store.add_attempt(task.id, channel.name, "unconfirmed", "the vendor cannot be asked")
             return UNKNOWN
         if found is not None:
             ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)

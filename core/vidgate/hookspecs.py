@@ -17,8 +17,11 @@ I/O like this, once and for all:
   other plugin.
 
 Every vendor-scoped hook receives ``vendor`` (the vendor id of the channel the core chose)
-and must answer only for its own vendors. :class:`vidgate.VendorPlugin` implements all of
-this by delegation; subclass it unless you have a reason not to.
+and must answer only for its own vendors. A :class:`vidgate.VendorPlugin` does not go
+through these hooks for its verbs: it registers itself with ``vidgate_register_vendors``
+and the core awaits its methods (of the same names and arguments, without ``vendor``)
+through :meth:`vidgate.plugins.Plugins.call`. Subclass it unless you serve several
+vendors from one object or add policy for every vendor.
 
 Errors: async vendor calls raise subclasses of :class:`vidgate.errors.VendorError`; the
 class and the phase decide between reject (400), retry, fail over, and fail the task (the
@@ -48,15 +51,18 @@ if TYPE_CHECKING:
         Submission,
         Vendor,
         VendorJob,
+        VendorPlugin,
     )
 
 
 @hookspec
-def vidgate_register_vendors(register: Callable[[Vendor], None]) -> None:
+def vidgate_register_vendors(register: Callable[[Vendor | VendorPlugin], None]) -> None:
     """Register the vendors this plugin provides.
 
     :param register: call ``register(Vendor(name=..., models=(Model(...), ...)))`` once
-        per vendor. A vendor name claimed by two plugins stops the gateway at start-up
+        per vendor whose verbs this plugin answers through the hooks below, or
+        ``register(vendor_plugin)`` with a :class:`vidgate.VendorPlugin` whose methods
+        the core then awaits (what ``VendorPlugin`` does for itself). A vendor name claimed by two plugins stops the gateway at start-up
         with an error naming both plugins.
 
     Called once when the gateway starts (and by ``vidgate plugins``). Do no I/O here.

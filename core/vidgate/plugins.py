@@ -12,9 +12,8 @@ import asyncio
 import importlib.metadata
 import inspect
 import json
-from collections.abc import Awaitable, Iterable, Mapping
-from types import NotImplementedType
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 import pluggy
@@ -39,10 +38,10 @@ from .vendor import (
     Submission,
     Vendor,
     VendorJob,
+    VendorPlugin,
 )
 
 log = structlog.get_logger("vidgate.plugins")
-T = TypeVar("T")
 ENTRY_POINT_GROUP = "vidgate"
 
 
@@ -79,6 +78,9 @@ class Plugins:
         self.pm = pm
         self.infos = infos
         self.vendors: dict[str, Vendor] = {}
+        #: The vendors registered as :class:`VendorPlugin` objects, whose methods the core
+        #: awaits directly; the others answer through the hooks of :mod:`vidgate.hookspecs`.
+        self.impls: dict[str, VendorPlugin] = {}
         # public model name -> vendor name -> Model
         self.models: dict[str, dict[str, Model]] = {}
         self._build_registry()
@@ -151,15 +153,18 @@ class Plugins:
         owner: dict[str, str] = {}
         by_name = {i.name: i for i in self.infos}
         for impl in self.pm.hook.vidgate_register_vendors.get_hookimpls():
-            registered: list[Vendor] = []
+            registered: list[Vendor | VendorPlugin] = []
             impl.function(registered.append)
-            for vendor in registered:
+            for entry in registered:
+                vendor = entry.vendor_info() if isinstance(entry, VendorPlugin) else entry
                 if vendor.name in self.vendors:
                     raise PluginLoadError(
                         f"vendor {vendor.name!r} is provided by both plugin {owner[vendor.name]!r}"
                         f" and plugin {impl.plugin_name!r}; uninstall or disable one of them"
                     )
                 self.vendors[vendor.name] = vendor
+                if isinstance(entry, VendorPlugin):
+                    self.impls[vendor.name] = entry
                 owner[vendor.name] = impl.plugin_name
                 info = by_name.get(impl.plugin_name)
                 for model in vendor.models:
@@ -179,18 +184,69 @@ class Plugins:
         """Every public name (with aliases) the vendor serves."""
         return [name for name, vendors in self.models.items() if vendor in vendors]
 
-    # -- typed hook calls ---------------------------------------------------------------
+    # -- calling vendors -------------------------------------------------------------------
+
+    def _start(self, verb: str, vendor: str, args: dict[str, Any]) -> Any:
+        """``vendor``'s answer to ``verb`` with ``args`` (in the hookspec's order): the
+        :class:`VendorPlugin`'s method, else the ``vidgate_<verb>`` hook. Raises
+        :class:`VerbNotOffered` when the vendor does not offer the verb."""
+        impl = self.impls.get(vendor)
+        if impl is not None:
+            method = _METHODS.get(verb, verb)
+            if not impl.offers(method):
+                raise VerbNotOffered(vendor, verb)
+            return getattr(impl, method)(*args.values())
+        answer = getattr(self.pm.hook, f"vidgate_{verb}")(vendor=vendor, **args)
+        if answer is None:
+            raise VerbNotOffered(vendor, verb)
+        return answer
+
+    async def call(self, verb: str, vendor: str, ctx: CallContext, **args: Any) -> Any:
+        """Await the vendor verb ``verb`` (``submit``, ``poll``, ``cancel``...) of ``vendor``
+        with ``args`` (the hookspec's arguments after ``vendor``, in its order, ``ctx``
+        last). This is the one place a vendor call goes through: the channel's credentials
+        are scrubbed from what it logs and raises, and the raw errors a plugin lets
+        escape become the :class:`VendorError` the phase table knows
+        (:func:`vidgate.outcomes.classify`). Raises :class:`VerbNotOffered`."""
+        with scrubbing(channel_secrets(ctx.channel)):
+            awaitable = self._start(verb, vendor, {**args, "ctx": ctx})
+            if not inspect.isawaitable(awaitable):
+                raise PluginLoadError(
+                    f"vidgate_{verb} for vendor {vendor!r} returned {type(awaitable).__name__}, not an awaitable"
+                )
+            try:
+                return await awaitable
+            except VendorError as exc:
+                # Vendors sometimes echo the key they were sent; whatever a plugin forwards,
+                # no credential of the channel may reach a client, a log line or the store.
+                scrub_credentials(exc, ctx.channel)
+                raise
+            except Exception as exc:
+                # A raw timeout, aiohttp or JSON error means the same in every phase; what is
+                # none of those (a plugin bug) propagates for the caller to log.
+                found = classify(exc)
+                if found is None:
+                    raise
+                scrub_credentials(found, ctx.channel)
+                raise found from exc
 
     def validate_channel(self, channel: Channel) -> list[str]:
-        return [
-            m
-            for answer in self.pm.hook.vidgate_validate_channel(vendor=channel.vendor, channel=channel)
-            for m in answer
-        ]
+        """Problems with a channel's settings, as its vendor sees them."""
+        problems: list[str] = []
+        with scrubbing(channel_secrets(channel)):
+            if (impl := self.impls.get(channel.vendor)) is not None:
+                problems.extend(impl.validate_channel(channel))
+            for answer in self.pm.hook.vidgate_validate_channel(vendor=channel.vendor, channel=channel):
+                problems.extend(answer)
+        return problems
 
     def validate(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
+        """The vendor's problems with ``request``, and those of every plugin answering the
+        hook for all vendors (policy plugins)."""
         problems: list[Problem] = []
         with scrubbing(channel_secrets(channel)):
+            if vendor in self.impls:
+                problems.extend(self.impls[vendor].validate(request, model, channel))
             for answer in self.pm.hook.vidgate_validate_request(
                 vendor=vendor, request=request, model=model, channel=channel
             ):
@@ -199,133 +255,85 @@ class Plugins:
 
     def map_request(self, vendor: str, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
         with scrubbing(channel_secrets(channel)):
-            job = self.pm.hook.vidgate_map_request(vendor=vendor, request=request, model=model, channel=channel)
-        if job is None:
-            raise PluginLoadError(f"no plugin maps requests for vendor {vendor!r}")
+            try:
+                job = self._start("map_request", vendor, {"request": request, "model": model, "channel": channel})
+            except VerbNotOffered:
+                raise PluginLoadError(f"no plugin maps requests for vendor {vendor!r}") from None
         if not isinstance(job, VendorJob):
             raise PluginLoadError(f"vidgate_map_request for {vendor!r} returned {type(job).__name__}, not VendorJob")
         return job
 
-    async def _await(self, hook: str, vendor: str, awaitable: Awaitable[T] | None, ctx: CallContext) -> T:
-        if awaitable is None:
-            raise PluginLoadError(f"no plugin implements {hook} for vendor {vendor!r}")
-        if not inspect.isawaitable(awaitable):
-            raise PluginLoadError(f"{hook} for vendor {vendor!r} returned {type(awaitable).__name__}, not an awaitable")
-        try:
-            return await awaitable
-        except VendorError as exc:
-            # Vendors sometimes echo the key they were sent; whatever a plugin forwards,
-            # no credential of the channel may reach a client, a log line or the store.
-            scrub_credentials(exc, ctx.channel)
-            raise
-        except Exception as exc:
-            # A raw timeout, aiohttp or JSON error means the same in every phase; what is
-            # none of those (a plugin bug) propagates for the caller to log.
-            found = classify(exc)
-            if found is None:
-                raise
-            scrub_credentials(found, ctx.channel)
-            raise found from exc
-
     async def submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission:
-        with scrubbing(channel_secrets(ctx.channel)):
-            return await self._await(
-                "vidgate_submit", vendor, self.pm.hook.vidgate_submit(vendor=vendor, job=job, ctx=ctx), ctx
-            )
+        submission: Submission = await self.call("submit", vendor, ctx, job=job)
+        return submission
 
     async def poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> PollResult:
-        with scrubbing(channel_secrets(ctx.channel)):
-            result: PollResult = await self._await(
-                "vidgate_poll", vendor, self.pm.hook.vidgate_poll(vendor=vendor, handle=handle, ctx=ctx), ctx
-            )
-        if isinstance(result, PollResult) and result.error is not None:
-            clean = scrub_text(result.error.message, ctx.channel)
-            if clean != result.error.message:
-                result = attrs.evolve(result, error=attrs.evolve(result.error, message=clean))
-        return result
+        result = await self.call("poll", vendor, ctx, handle=handle)
+        return _scrubbed(result, ctx.channel) if isinstance(result, PollResult) else result
 
     async def poll_many(
         self, vendor: str, handles: Mapping[str, dict[str, Any]], ctx: CallContext
     ) -> dict[str, PollResult] | None:
         """One batch poll: ``{vendor_task_id: PollResult}`` for the tasks the vendor answered
-        (anything else in the answer is dropped); ``None`` when no plugin implements it."""
-        with scrubbing(channel_secrets(ctx.channel)):
-            answer = self.pm.hook.vidgate_poll_many(vendor=vendor, handles=handles, ctx=ctx)
-            if answer is None:
-                return None
-            results = await self._await("vidgate_poll_many", vendor, answer, ctx)
+        (anything else in the answer is dropped); ``None`` when the vendor has no batch poll."""
+        try:
+            results = await self.call("poll_many", vendor, ctx, handles=handles)
+        except VerbNotOffered:
+            return None
         if not isinstance(results, Mapping):
             raise PluginLoadError(f"vidgate_poll_many for {vendor!r} returned {type(results).__name__}, not a mapping")
-        clean: dict[str, PollResult] = {}
-        for vendor_task_id, result in results.items():
-            if vendor_task_id not in handles or not isinstance(result, PollResult):
-                continue
-            if result.error is not None:
-                message = scrub_text(result.error.message, ctx.channel)
-                if message != result.error.message:
-                    result = attrs.evolve(result, error=attrs.evolve(result.error, message=message))
-            clean[vendor_task_id] = result
-        return clean
+        return {
+            vendor_task_id: _scrubbed(result, ctx.channel)
+            for vendor_task_id, result in results.items()
+            if vendor_task_id in handles and isinstance(result, PollResult)
+        }
 
     async def fetch_result(
         self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
     ) -> MediaSource | None:
-        with scrubbing(channel_secrets(ctx.channel)):
-            return await self._await(
-                "vidgate_fetch_result",
-                vendor,
-                self.pm.hook.vidgate_fetch_result(
-                    vendor=vendor, handle=handle, result=result, variant=variant, ctx=ctx
-                ),
-                ctx,
-            )
+        media: MediaSource | None = await self.call(
+            "fetch_result", vendor, ctx, handle=handle, result=result, variant=variant
+        )
+        return media
 
-    async def recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission | None | NotImplementedType:
-        """Find a task whose submit answer was lost; ``NotImplemented`` when the vendor
+    async def recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Submission | None:
+        """The submission of a task whose submit answer was lost, or None when the vendor
+        certainly never received it. Raises :class:`VerbNotOffered` when the vendor
         cannot look tasks up by our id."""
-        with scrubbing(channel_secrets(ctx.channel)):
-            lookup = self.pm.hook.vidgate_recover(vendor=vendor, job=job, ctx=ctx)
-            if lookup is None:
-                return NotImplemented  # type: ignore[no-any-return]  # typeshed: NotImplemented subclasses Any
-            found: Submission | None = await self._await("vidgate_recover", vendor, lookup, ctx)
-            return found
-
-    async def remix(self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext) -> Submission:
-        with scrubbing(channel_secrets(ctx.channel)):
-            return await self._await(
-                "vidgate_remix",
-                vendor,
-                self.pm.hook.vidgate_remix(vendor=vendor, handle=handle, job=job, ctx=ctx),
-                ctx,
-            )
+        found: Submission | None = await self.call("recover", vendor, ctx, job=job)
+        return found
 
     async def derive(
         self, vendor: str, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext
     ) -> Submission:
-        """Start a derived task (``vidgate_derive``; for a remix, ``vidgate_remix`` when no
-        plugin derives for ``vendor``). ``VendorRejected`` naming ``video`` when neither does."""
-        with scrubbing(channel_secrets(ctx.channel)):
-            answer = self.pm.hook.vidgate_derive(vendor=vendor, operation=operation, source=source, job=job, ctx=ctx)
-            hook = "vidgate_derive"
-            if answer is None and operation == "remix":
-                answer = self.pm.hook.vidgate_remix(vendor=vendor, handle=source.handle, job=job, ctx=ctx)
-                hook = "vidgate_remix"
-            if answer is None:
-                raise VendorRejected(f"vendor {vendor!r} cannot {operation} videos", param="video")
-            return await self._await(hook, vendor, answer, ctx)
+        """Start a derived task (``derive``; for a remix, the older ``remix`` verb when the
+        vendor has no ``derive``). ``VendorRejected`` naming ``video`` when it has neither."""
+        try:
+            submission: Submission = await self.call("derive", vendor, ctx, operation=operation, source=source, job=job)
+            return submission
+        except VerbNotOffered:
+            if operation != "remix":
+                raise VendorRejected(f"vendor {vendor!r} cannot {operation} videos", param="video") from None
+        try:
+            submission = await self.call("remix", vendor, ctx, handle=source.handle, job=job)
+            return submission
+        except VerbNotOffered:
+            raise VendorRejected(f"vendor {vendor!r} cannot {operation} videos", param="video") from None
 
     async def cancel(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> CancelResult | None:
-        """The vendor's answer to a cancel; ``None`` when no plugin cancels for ``vendor``."""
-        answer = self.pm.hook.vidgate_cancel(vendor=vendor, handle=handle, ctx=ctx)
-        if answer is None:
+        """The vendor's answer to a cancel; ``None`` when the vendor has no cancel."""
+        try:
+            result = await self.call("cancel", vendor, ctx, handle=handle)
+        except VerbNotOffered:
             return None
-        result = await self._await("vidgate_cancel", vendor, answer, ctx)
         if not isinstance(result, CancelResult) or not isinstance(result.outcome, CancelOutcome):
             raise PluginLoadError(f"vidgate_cancel for {vendor!r} returned {type(result).__name__}, not CancelResult")
         return attrs.evolve(result, message=scrub_text(result.message, ctx.channel))
 
     async def shutdown(self) -> None:
-        for answer in self.pm.hook.vidgate_shutdown():
+        answers: list[Any] = [impl.shutdown() for impl in self.impls.values() if impl._overrides("shutdown")]
+        answers += self.pm.hook.vidgate_shutdown()
+        for answer in answers:
             if inspect.isawaitable(answer):
                 try:
                     await asyncio.wait_for(answer, timeout=10)
@@ -335,10 +343,16 @@ class Plugins:
     def parse_callback(self, channel: Channel, body: bytes, headers: Mapping[str, str]) -> CallbackResult | None:
         """The plugin's reading of a callback to ``channel`` (a plain ``str`` answer becomes
         a :class:`CallbackResult`); None when unparseable or of the wrong type."""
+        impl = self.impls.get(channel.vendor)
         with scrubbing(channel_secrets(channel)):
-            answer = self.pm.hook.vidgate_parse_callback(
-                vendor=channel.vendor, body=body, headers=headers, channel=channel
-            )
+            if impl is None:
+                answer = self.pm.hook.vidgate_parse_callback(
+                    vendor=channel.vendor, body=body, headers=headers, channel=channel
+                )
+            elif "channel" in inspect.signature(impl.parse_callback).parameters:
+                answer = impl.parse_callback(body, headers, channel=channel)
+            else:  # the older signature, without the channel
+                answer = impl.parse_callback(body, headers)  # type: ignore[call-arg]
         if isinstance(answer, str):
             return CallbackResult(vendor_task_id=answer) if answer else None
         if not isinstance(answer, CallbackResult):
@@ -350,6 +364,29 @@ class Plugins:
         if answer.vendor_task_id is None and answer.reply is None and answer.verified is not False:
             return None
         return answer
+
+
+class VerbNotOffered(Exception):
+    """The vendor does not offer this verb (a :class:`VendorPlugin` that leaves it out,
+    or no hook implementation answering for the vendor)."""
+
+    def __init__(self, vendor: str, verb: str) -> None:
+        super().__init__(f"vendor {vendor!r} does not offer {verb}")
+        self.vendor, self.verb = vendor, verb
+
+
+#: Hook verbs whose :class:`VendorPlugin` method has another name.
+_METHODS = {"validate_request": "validate"}
+
+
+def _scrubbed(result: PollResult, channel: Channel) -> PollResult:
+    """``result`` with no credential of ``channel`` in its error message."""
+    if result.error is None:
+        return result
+    clean = scrub_text(result.error.message, channel)
+    if clean == result.error.message:
+        return result
+    return attrs.evolve(result, error=attrs.evolve(result.error, message=clean))
 
 
 def _secret_strings(value: Any) -> list[str]:

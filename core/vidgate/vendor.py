@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -424,17 +423,20 @@ def verify_standard_webhook(body: bytes, headers: Mapping[str, str], secret: str
 
 
 class VendorPlugin:
-    """Base class that implements the vidgate hooks for one vendor by delegation.
+    """Base class of a vendor plugin: one vendor, its models, and its verbs as methods.
 
     Subclass it, set :attr:`name` and :attr:`models`, implement the methods, and expose
-    an instance through the ``vidgate`` entry point. Each hook answers only for its own
-    vendor and returns ``None`` for the others, so several vendors can coexist.
+    an instance through the ``vidgate`` entry point. The instance registers itself through
+    ``vidgate_register_vendors``; the core then awaits its methods directly (through
+    :class:`vidgate.plugins.Plugins`, which scrubs credentials from what they raise and
+    log), so a method answers only for this vendor and never sees another's calls.
 
-    Async methods (``submit``, ``poll``, ``poll_many``, ``fetch_result``, ``recover``, ``derive``,
-    ``remix``, ``cancel``) are
-    *called* by the synchronous hook implementations, which hand the coroutine to the core
-    to await. Never decorate an ``async def`` with ``@hookimpl``; pluggy would return an
-    un-awaited coroutine as if it were the answer, and vidgate refuses such plugins.
+    ``submit``, ``poll``, ``fetch_result`` and ``map_request`` are required. The verbs
+    that raise ``NotImplementedError`` here (``poll_many``, ``recover``, ``derive``,
+    ``remix``, ``cancel``) are optional: leave them out and the core knows the vendor
+    does not offer them (:meth:`offers`). A plugin that needs raw pluggy hooks (one
+    object serving several vendors, policy checks for every vendor) implements the
+    hooks of :mod:`vidgate.hookspecs` instead; both kinds coexist.
     """
 
     name: ClassVar[str] = ""
@@ -509,7 +511,7 @@ class VendorPlugin:
         default hands ``remix`` to :meth:`remix` (the older verb) and refuses the others
         with ``VendorRejected``.
         """
-        if operation == "remix" and self._implements("remix"):
+        if operation == "remix" and self._overrides("remix"):
             return await self.remix(source.handle, job, ctx)
         raise VendorRejected(f"vendor {self.name!r} cannot {operation} videos", param="video")
 
@@ -538,12 +540,19 @@ class VendorPlugin:
     async def shutdown(self) -> None:
         """Release what this plugin holds when the gateway stops (default: nothing)."""
 
-    # -- hook implementations (do not override) ---------------------------------------
+    # -- what the core reads (do not override) ---------------------------------------
 
-    def _mine(self, vendor: str) -> bool:
-        return vendor == self.name
+    def offers(self, verb: str) -> bool:
+        """Whether this plugin offers the vendor verb ``verb`` (a method name above):
+        always for the required and the defaulted ones, for the optional ones when the
+        subclass implements them (``derive`` also when it implements only ``remix``)."""
+        if verb == "derive":
+            return self._overrides("derive") or self._overrides("remix")
+        if verb in _OPTIONAL_VERBS:
+            return self._overrides(verb)
+        return callable(getattr(self, verb, None))
 
-    def _implements(self, method: str) -> bool:
+    def _overrides(self, method: str) -> bool:
         return getattr(type(self), method) is not getattr(VendorPlugin, method)
 
     def vendor_info(self) -> Vendor:
@@ -555,89 +564,13 @@ class VendorPlugin:
             default_base_url=self.default_base_url,
             credentials=self.credentials,
             description=self.description,
-            poll_batch_size=self.poll_batch_size if self._implements("poll_many") else 0,
+            poll_batch_size=self.poll_batch_size if self.offers("poll_many") else 0,
         )
 
     @hookimpl
-    def vidgate_register_vendors(self, register: Callable[[Vendor], None]) -> None:
-        register(self.vendor_info())
+    def vidgate_register_vendors(self, register: Callable[[Vendor | VendorPlugin], None]) -> None:
+        register(self)
 
-    @hookimpl
-    def vidgate_validate_channel(self, vendor: str, channel: Channel) -> list[str] | None:
-        return self.validate_channel(channel) if self._mine(vendor) else None
 
-    @hookimpl
-    def vidgate_validate_request(
-        self, vendor: str, request: VideoRequest, model: Model, channel: Channel
-    ) -> list[Problem] | None:
-        return self.validate(request, model, channel) if self._mine(vendor) else None
-
-    @hookimpl
-    def vidgate_map_request(
-        self, vendor: str, request: VideoRequest, model: Model, channel: Channel
-    ) -> VendorJob | None:
-        return self.map_request(request, model, channel) if self._mine(vendor) else None
-
-    @hookimpl
-    def vidgate_submit(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission] | None:
-        return self.submit(job, ctx) if self._mine(vendor) else None
-
-    @hookimpl
-    def vidgate_poll(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[PollResult] | None:
-        return self.poll(handle, ctx) if self._mine(vendor) else None
-
-    @hookimpl
-    def vidgate_poll_many(
-        self, vendor: str, handles: Mapping[str, dict[str, Any]], ctx: CallContext
-    ) -> Awaitable[Mapping[str, PollResult]] | None:
-        if self._mine(vendor) and self._implements("poll_many"):
-            return self.poll_many(handles, ctx)
-        return None
-
-    @hookimpl
-    def vidgate_fetch_result(
-        self, vendor: str, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
-    ) -> Awaitable[MediaSource | None] | None:
-        return self.fetch_result(handle, result, variant, ctx) if self._mine(vendor) else None
-
-    @hookimpl
-    def vidgate_recover(self, vendor: str, job: VendorJob, ctx: CallContext) -> Awaitable[Submission | None] | None:
-        if self._mine(vendor) and self._implements("recover"):
-            return self.recover(job, ctx)
-        return None
-
-    @hookimpl
-    def vidgate_derive(
-        self, vendor: str, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext
-    ) -> Awaitable[Submission] | None:
-        if self._mine(vendor) and (self._implements("derive") or self._implements("remix")):
-            return self.derive(operation, source, job, ctx)
-        return None
-
-    @hookimpl
-    def vidgate_remix(
-        self, vendor: str, handle: dict[str, Any], job: VendorJob, ctx: CallContext
-    ) -> Awaitable[Submission] | None:
-        if self._mine(vendor) and self._implements("remix"):
-            return self.remix(handle, job, ctx)
-        return None
-
-    @hookimpl
-    def vidgate_cancel(self, vendor: str, handle: dict[str, Any], ctx: CallContext) -> Awaitable[CancelResult] | None:
-        if self._mine(vendor) and self._implements("cancel"):
-            return self.cancel(handle, ctx)
-        return None
-
-    @hookimpl
-    def vidgate_parse_callback(
-        self, vendor: str, body: bytes, headers: Mapping[str, str], channel: Channel
-    ) -> CallbackResult | str | None:
-        if not self._mine(vendor):
-            return None
-        if "channel" in inspect.signature(self.parse_callback).parameters:
-            return self.parse_callback(body, headers, channel=channel)
-        return self.parse_callback(body, headers)  # type: ignore[call-arg]
-
-    @hookimpl
-    def vidgate_shutdown(self) -> Awaitable[None] | None:
-        return self.shutdown() if self._implements("shutdown") else None
+#: The verbs a :class:`VendorPlugin` may leave out.
+_OPTIONAL_VERBS = frozenset({"poll_many", "recover", "derive", "remix", "cancel"})

@@ -33,6 +33,7 @@ from .errors import ModelRetired, TaskFailed, VendorError, VendorRateLimited
 from .gateway import Gateway
 from .media import temp_dir
 from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
+from .plugins import VerbNotOffered
 from .prices import PriceError
 from .store import TaskRecord
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
@@ -259,6 +260,21 @@ class Worker:
             log.error("task_in_unknown_phase", phase=task.phase)
             await self._release(task, next_poll_at=now + 60)
 
+    async def _give_up_interrupted_submit(self, task: TaskRecord, channel: Channel) -> None:
+        """A submit cut short by a restart, at a vendor that cannot be asked whether it
+        received it: refund rather than risk running (and billing) it twice."""
+        if task.cancel_requested_at is not None:
+            await self.gw.store.add_attempt(task.id, channel.name, "cancel_cancelled", "never confirmed by the vendor")
+            await self.gw.store.finish_task(
+                task.id, status="cancelled", refund=True, reason="cancelled during an interrupted submit", usage={}
+            )
+            return
+        await self._fail(
+            task,
+            "submit_interrupted",
+            "The gateway restarted before the vendor confirmed this task; it was refunded. Please submit again.",
+        )
+
     async def _recover(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
         stored = await self.gw.store.task_job(task.id)
         assert stored is not None
@@ -267,22 +283,10 @@ class Worker:
         if request_json := await self.gw.store.task_request(task.id):
             ctx.request = await asyncio.to_thread(request_from_json, request_json)
         try:
-            submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
-            if submission is NotImplemented and task.cancel_requested_at is not None:
-                await self.gw.store.add_attempt(
-                    task.id, channel.name, "cancel_cancelled", "never confirmed by the vendor"
-                )
-                await self.gw.store.finish_task(
-                    task.id, status="cancelled", refund=True, reason="cancelled during an interrupted submit", usage={}
-                )
-                return
-            if submission is NotImplemented:
-                await self._fail(
-                    task,
-                    "submit_interrupted",
-                    "The gateway restarted before the vendor confirmed this task; it was refunded."
-                    " Please submit again.",
-                )
+            try:
+                submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
+            except VerbNotOffered:
+                await self._give_up_interrupted_submit(task, channel)
                 return
             if submission is None:
                 log.info("task_resubmitting", channel=channel.name)

@@ -18,7 +18,6 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-import pluggy
 import pytest
 import structlog
 
@@ -30,10 +29,10 @@ from vidgate import (
     RequestInvalid,
     Submission,
     TaskFailed,
-    Vendor,
     VendorJob,
-    hookspecs,
 )
+from vidgate.errors import PluginLoadError
+from vidgate.plugins import Plugins
 from vidgate.request import parse_request
 from vidgate_local import Local
 
@@ -43,15 +42,13 @@ MODEL = next(iter(vidgate_local.plugin.models))
 FetchImage = Callable[[str], Awaitable[tuple[bytes, str]]]
 
 
-def manager(plugin: Local = vidgate_local.plugin) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("vidgate")
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin)
-    return pm
+def manager(plugin: Local = vidgate_local.plugin) -> Plugins:
+    """The plugin loaded as the gateway loads it, called through the core's facade."""
+    return Plugins.load(entry_points=False, extra={"local": plugin})
 
 
 @pytest.fixture
-def pm() -> pluggy.PluginManager:
+def pm() -> Plugins:
     return manager()
 
 
@@ -102,28 +99,27 @@ def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-def map_job(pm: pluggy.PluginManager, **body: Any) -> VendorJob:
+def map_job(pm: Plugins, **body: Any) -> VendorJob:
     return map_with_request(pm, **body)[0]
 
 
-def map_with_request(pm: pluggy.PluginManager, **body: Any) -> tuple[VendorJob, Any]:
+def map_with_request(pm: Plugins, **body: Any) -> tuple[VendorJob, Any]:
     """The job and the request it came from (submit reads inline images from the request)."""
     request = parse_request({"model": "local-v1", **body})
-    return pm.hook.vidgate_map_request(vendor="local", request=request, model=MODEL, channel=CHANNEL), request
+    return pm.map_request("local", request, MODEL, CHANNEL), request
 
 
-def problems(pm: pluggy.PluginManager, **body: Any) -> list[str | None]:
+def problems(pm: Plugins, **body: Any) -> list[str | None]:
     request = parse_request({"model": "local-v1", "prompt": "a fox", **body})
-    answers = pm.hook.vidgate_validate_request(vendor="local", request=request, model=MODEL, channel=CHANNEL)
-    return [problem.param for answer in answers for problem in answer]
+    return [problem.param for problem in pm.validate("local", request, MODEL, CHANNEL)]
 
 
-async def poll_until_done(pm: pluggy.PluginManager, handle: dict, ctx: CallContext) -> list[PollResult]:
+async def poll_until_done(pm: Plugins, handle: dict, ctx: CallContext) -> list[PollResult]:
     """Poll like the gateway's worker until the job ends; return every answer."""
     answers = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        answer = await pm.hook.vidgate_poll(vendor="local", handle=handle, ctx=ctx)
+        answer = await pm.poll("local", handle, ctx)
         answers.append(answer)
         if answer.status in ("completed", "failed"):
             return answers
@@ -131,16 +127,16 @@ async def poll_until_done(pm: pluggy.PluginManager, handle: dict, ctx: CallConte
     raise AssertionError(f"job did not finish; last answer {answers[-1]}")
 
 
-async def fetch(pm: pluggy.PluginManager, handle: dict, result: dict, ctx: CallContext, variant: str = "video") -> Any:
-    source = await pm.hook.vidgate_fetch_result(vendor="local", handle=handle, result=result, variant=variant, ctx=ctx)
+async def fetch(pm: Plugins, handle: dict, result: dict, ctx: CallContext, variant: str = "video") -> Any:
+    source = await pm.fetch_result("local", handle, result, variant, ctx)
     if source is None:
         return None
     assert source.content_type == "video/mp4"
     return b"".join([chunk async for chunk in source.chunks])
 
 
-async def render(pm: pluggy.PluginManager, job: VendorJob, ctx: CallContext) -> tuple[list[PollResult], bytes]:
-    submission = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
+async def render(pm: Plugins, job: VendorJob, ctx: CallContext) -> tuple[list[PollResult], bytes]:
+    submission = await pm.submit("local", job, ctx)
     answers = await poll_until_done(pm, submission.handle, ctx)
     assert answers[-1].status == "completed", answers[-1]
     return answers, await fetch(pm, submission.handle, answers[-1].result, ctx)
@@ -161,10 +157,8 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
 # --- registration and requests ---------------------------------------------------------
 
 
-def test_registers_the_local_vendor(pm: pluggy.PluginManager) -> None:
-    vendors: list[Vendor] = []
-    pm.hook.vidgate_register_vendors(register=vendors.append)
-    (vendor,) = vendors
+def test_registers_the_local_vendor(pm: Plugins) -> None:
+    (vendor,) = pm.vendors.values()
     assert vendor.name == "local"
     assert [m.name for m in vendor.models] == ["local-v1"]
     assert vendor.models[0].seconds == tuple(range(1, 21))
@@ -193,14 +187,15 @@ def test_registers_the_local_vendor(pm: pluggy.PluginManager) -> None:
         ({"seconds": 30, "size": "10x10", "metadata": {"fps": 0}}, ["seconds", "size", "metadata.fps"]),
     ],
 )
-def test_validate_names_the_field(pm: pluggy.PluginManager, body: dict, expected: list[str]) -> None:
+def test_validate_names_the_field(pm: Plugins, body: dict, expected: list[str]) -> None:
     assert problems(pm, **body) == expected
 
 
-def test_other_vendors_are_left_alone(pm: pluggy.PluginManager) -> None:
+def test_other_vendors_are_left_alone(pm: Plugins) -> None:
     request = parse_request({"model": "local-v1", "prompt": "a fox", "seconds": 99})
-    assert pm.hook.vidgate_validate_request(vendor="acme", request=request, model=MODEL, channel=CHANNEL) == []
-    assert pm.hook.vidgate_map_request(vendor="acme", request=request, model=MODEL, channel=CHANNEL) is None
+    assert pm.validate("acme", request, MODEL, CHANNEL) == []
+    with pytest.raises(PluginLoadError, match="no plugin maps requests for vendor 'acme'"):
+        pm.map_request("acme", request, MODEL, CHANNEL)
 
 
 @pytest.mark.parametrize(
@@ -215,14 +210,14 @@ def test_other_vendors_are_left_alone(pm: pluggy.PluginManager) -> None:
         ("641x361", "640x360"),
     ],
 )
-def test_map_request_resolves_size(pm: pluggy.PluginManager, size: str | None, expected: str) -> None:
+def test_map_request_resolves_size(pm: Plugins, size: str | None, expected: str) -> None:
     job = map_job(pm, prompt="a fox", **({"size": size} if size else {}))
     assert job.size == expected
     width, height = (int(n) for n in expected.split("x"))
     assert (job.payload["width"], job.payload["height"]) == (width, height)
 
 
-def test_map_request_resolves_defaults_and_images(pm: pluggy.PluginManager) -> None:
+def test_map_request_resolves_defaults_and_images(pm: Plugins) -> None:
     job = map_job(pm, prompt="a fox")
     assert job.seconds == 4
     assert job.payload == {
@@ -243,7 +238,7 @@ def test_map_request_resolves_defaults_and_images(pm: pluggy.PluginManager) -> N
     assert remote.payload["image"] == {"url": "https://example.com/cat.png", "param": "image"}
 
 
-def test_map_request_refuses_what_validate_refuses(pm: pluggy.PluginManager) -> None:
+def test_map_request_refuses_what_validate_refuses(pm: Plugins) -> None:
     with pytest.raises(RequestInvalid) as caught:
         map_job(pm, prompt="a fox", seconds=25)
     assert caught.value.param == "seconds"
@@ -252,11 +247,11 @@ def test_map_request_refuses_what_validate_refuses(pm: pluggy.PluginManager) -> 
 # --- rendering -------------------------------------------------------------------------
 
 
-async def test_text_to_video(pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]) -> None:
+async def test_text_to_video(pm: Plugins, make_ctx: Callable[..., CallContext]) -> None:
     ctx = make_ctx()
     metadata = {"fps": 15, "background": "#402010"}
     job = map_job(pm, prompt="A red fox runs through fresh snow", seconds=2, size="320x180", metadata=metadata)
-    submission = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
+    submission = await pm.submit("local", job, ctx)
     assert submission == Submission(handle={"job": "video_test1"}, vendor_task_id="video_test1", poll_after=0.2)
 
     answers = await poll_until_done(pm, submission.handle, ctx)
@@ -280,9 +275,7 @@ async def test_text_to_video(pm: pluggy.PluginManager, make_ctx: Callable[..., C
     assert await fetch(pm, submission.handle, answers[-1].result, ctx, variant="thumbnail") is None
 
 
-async def test_image_to_video_starts_on_the_image(
-    pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]
-) -> None:
+async def test_image_to_video_starts_on_the_image(pm: Plugins, make_ctx: Callable[..., CallContext]) -> None:
     picture = test_picture(320, 180)
     image = data_url(png(picture))
     job, request = map_with_request(
@@ -297,7 +290,7 @@ async def test_image_to_video_starts_on_the_image(
     assert difference(frames[-1], picture) > 2 * difference(frames[0], picture), "the picture should zoom and pan"
 
 
-async def test_image_url_is_fetched_at_submit(pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]) -> None:
+async def test_image_url_is_fetched_at_submit(pm: Plugins, make_ctx: Callable[..., CallContext]) -> None:
     # A 4:3 picture in a 16:9 video: scaled to cover, so the centre row survives.
     picture = test_picture(200, 150)
     fetched: list[str] = []
@@ -317,9 +310,7 @@ async def test_image_url_is_fetched_at_submit(pm: pluggy.PluginManager, make_ctx
     assert difference(frames[0], picture[rows][:, columns]) < 6
 
 
-async def test_transparency_shows_the_background(
-    pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]
-) -> None:
+async def test_transparency_shows_the_background(pm: Plugins, make_ctx: Callable[..., CallContext]) -> None:
     picture = np.zeros((90, 160, 4), dtype=np.uint8)
     picture[:, 80:] = (0, 0, 255, 255)  # the left half is fully transparent
     job, request = map_with_request(
@@ -331,11 +322,11 @@ async def test_transparency_shows_the_background(
     assert difference(first[:, 90:150], np.full((90, 60, 3), (0, 0, 255), dtype=np.uint8)) < 10
 
 
-async def test_broken_image_fails_the_task(pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]) -> None:
+async def test_broken_image_fails_the_task(pm: Plugins, make_ctx: Callable[..., CallContext]) -> None:
     broken = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # passes the gateway's sniffing, decodes to nothing
     job, request = map_with_request(pm, prompt="a fox", image=data_url(broken), seconds=1, size="160x90")
     ctx = make_ctx(request=request)
-    submission = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
+    submission = await pm.submit("local", job, ctx)
     answers = await poll_until_done(pm, submission.handle, ctx)
     assert answers[-1].status == "failed"
     assert answers[-1].error.code == "render_failed"
@@ -345,40 +336,40 @@ async def test_broken_image_fails_the_task(pm: pluggy.PluginManager, make_ctx: C
 # --- identity, crashes and recovery ----------------------------------------------------
 
 
-async def test_unknown_job_is_not_found(pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]) -> None:
+async def test_unknown_job_is_not_found(pm: Plugins, make_ctx: Callable[..., CallContext]) -> None:
     with pytest.raises(TaskFailed) as caught:
-        await pm.hook.vidgate_poll(vendor="local", handle={"job": "video_nope"}, ctx=make_ctx())
+        await pm.poll("local", {"job": "video_nope"}, make_ctx())
     assert caught.value.code == "not_found"
     with pytest.raises(TaskFailed):
-        await pm.hook.vidgate_poll(vendor="local", handle={"job": "../../etc/passwd"}, ctx=make_ctx())
+        await pm.poll("local", {"job": "../../etc/passwd"}, make_ctx())
 
 
 async def test_resubmitting_a_task_does_not_render_it_again(
-    pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext], tmp_path: Path
+    pm: Plugins, make_ctx: Callable[..., CallContext], tmp_path: Path
 ) -> None:
     ctx = make_ctx()
     job = map_job(pm, prompt="a fox", seconds=1, size="160x90")
-    first, second = await asyncio.gather(*(pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx) for _ in range(2)))
+    first, second = await asyncio.gather(*(pm.submit("local", job, ctx) for _ in range(2)))
     assert first == second
     answers = await poll_until_done(pm, first.handle, ctx)
     assert answers[-1].status == "completed"
     video = tmp_path / "jobs" / "video_test1.mp4"
     rendered_at = video.stat().st_mtime_ns
 
-    again = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
+    again = await pm.submit("local", job, ctx)
     assert again == first
-    assert (await pm.hook.vidgate_poll(vendor="local", handle=again.handle, ctx=ctx)).status == "completed"
+    assert (await pm.poll("local", again.handle, ctx)).status == "completed"
     await asyncio.sleep(0.3)
     assert video.stat().st_mtime_ns == rendered_at
     assert not list(video.parent.glob("*.part.mp4"))
 
 
 async def test_render_lost_with_the_gateway_is_restarted(
-    pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext], tmp_path: Path
+    pm: Plugins, make_ctx: Callable[..., CallContext], tmp_path: Path
 ) -> None:
     ctx = make_ctx()
     job = map_job(pm, prompt="a fox", seconds=1, size="160x90")
-    submission = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
+    submission = await pm.submit("local", job, ctx)
     await poll_until_done(pm, submission.handle, ctx)
     # Leave the files as a gateway killed mid-render does: spec, progress, a partial file.
     jobs = tmp_path / "jobs"
@@ -387,7 +378,7 @@ async def test_render_lost_with_the_gateway_is_restarted(
     (jobs / "video_test1.12345.part.mp4").write_bytes(b"\x00" * 100)
 
     restarted = manager(Local())  # a new process: nothing is rendering
-    first = await restarted.hook.vidgate_poll(vendor="local", handle=submission.handle, ctx=ctx)
+    first = await restarted.poll("local", submission.handle, ctx)
     assert first.status == "in_progress"
     answers = await poll_until_done(restarted, submission.handle, ctx)
     assert answers[-1].status == "completed", answers[-1]
@@ -397,19 +388,19 @@ async def test_render_lost_with_the_gateway_is_restarted(
 
 
 async def test_recover_finds_submitted_jobs_only(
-    pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext], tmp_path: Path
+    pm: Plugins, make_ctx: Callable[..., CallContext], tmp_path: Path
 ) -> None:
     job = map_job(pm, prompt="a fox", seconds=1, size="160x90")
-    assert await pm.hook.vidgate_recover(vendor="local", job=job, ctx=make_ctx("video_never_sent")) is None
+    assert await pm.recover("local", job, make_ctx("video_never_sent")) is None
 
     ctx = make_ctx("video_sent")
-    submission = await pm.hook.vidgate_submit(vendor="local", job=job, ctx=ctx)
+    submission = await pm.submit("local", job, ctx)
     await poll_until_done(pm, submission.handle, ctx)
     video = tmp_path / "jobs" / "video_sent.mp4"
     video.unlink()  # as if the gateway died before the render finished
 
     restarted = manager(Local())
-    found = await restarted.hook.vidgate_recover(vendor="local", job=job, ctx=ctx)
+    found = await restarted.recover("local", job, ctx)
     assert found == submission
     answers = await poll_until_done(restarted, found.handle, ctx)
     assert answers[-1].status == "completed"
@@ -417,19 +408,17 @@ async def test_recover_finds_submitted_jobs_only(
 
 
 async def test_killed_render_processes_fail_only_the_jobs_they_were_rendering(
-    pm: pluggy.PluginManager, make_ctx: Callable[..., CallContext]
+    pm: Plugins, make_ctx: Callable[..., CallContext]
 ) -> None:
     long_job = map_job(pm, prompt="a fox", seconds=20, size="1280x720")
-    running = [
-        await pm.hook.vidgate_submit(vendor="local", job=long_job, ctx=make_ctx(f"video_long{i}")) for i in range(2)
-    ]
+    running = [await pm.submit("local", long_job, make_ctx(f"video_long{i}")) for i in range(2)]
     waiting_ctx = make_ctx("video_waiting")  # both workers are busy: this one waits its turn
-    waiting = await pm.hook.vidgate_submit(vendor="local", job=map_job(pm, prompt="a fox", seconds=1), ctx=waiting_ctx)
+    waiting = await pm.submit("local", map_job(pm, prompt="a fox", seconds=1), waiting_ctx)
     for submission in running:
         ctx = make_ctx(submission.vendor_task_id)
-        while (await pm.hook.vidgate_poll(vendor="local", handle=submission.handle, ctx=ctx)).status == "queued":
+        while (await pm.poll("local", submission.handle, ctx)).status == "queued":
             await asyncio.sleep(0.05)
-    assert (await pm.hook.vidgate_poll(vendor="local", handle=waiting.handle, ctx=waiting_ctx)).status == "queued"
+    assert (await pm.poll("local", waiting.handle, waiting_ctx)).status == "queued"
     for worker in multiprocessing.active_children():  # the render workers, as the OOM killer would
         os.kill(worker.pid, signal.SIGKILL)
 
@@ -448,6 +437,8 @@ import asyncio, json, multiprocessing, os, pathlib, signal, sys
 import aiohttp, structlog
 import vidgate_local
 from vidgate import CallContext, Channel
+from vidgate.errors import PluginLoadError
+from vidgate.plugins import Plugins
 from vidgate.request import parse_request
 
 async def main():
