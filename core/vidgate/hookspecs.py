@@ -62,8 +62,8 @@ def vidgate_register_vendors(register: Callable[[Vendor | VendorPlugin], None]) 
     :param register: call ``register(Vendor(name=..., models=(Model(...), ...)))`` once
         per vendor whose verbs this plugin answers through the hooks below, or
         ``register(vendor_plugin)`` with a :class:`vidgate.VendorPlugin` whose methods
-        the core then awaits (what ``VendorPlugin`` does for itself). A vendor name claimed by two plugins stops the gateway at start-up
-        with an error naming both plugins.
+        the core then awaits (what ``VendorPlugin`` does for itself). A vendor name
+        claimed by two plugins stops the gateway at start-up with an error naming both.
 
     Called once when the gateway starts (and by ``vidgate plugins``). Do no I/O here.
     """
