@@ -126,22 +126,17 @@ class LocalDispatchState:
 
 
 def to_channel(cfg: ChannelConfig, plugins: Plugins) -> Channel:
+    """The plugin-facing view of a configured channel: its fields read off the config by
+    name (so a field added to :class:`Channel` is filled from the config of that name),
+    with the vendor's default base URL and models resolved."""
     vendor = plugins.vendors[cfg.vendor]
     models = cfg.models or tuple(plugins.vendor_models(cfg.vendor))
-    models = tuple(dict.fromkeys((*models, *cfg.model_map.keys())))
     return Channel(
-        name=cfg.name,
-        vendor=cfg.vendor,
-        base_url=(cfg.base_url or vendor.default_base_url or "").rstrip("/"),
-        models=models,
-        groups=cfg.groups,
-        priority=cfg.priority,
-        weight=cfg.weight,
-        credentials=cfg.credentials,
-        options=cfg.options,
-        model_map=cfg.model_map,
-        max_concurrent=cfg.max_concurrent,
-        rate_per_minute=cfg.rate_per_minute,
+        **{
+            **{field.name: getattr(cfg, field.name) for field in attrs.fields(Channel)},
+            "base_url": (cfg.base_url or vendor.default_base_url or "").rstrip("/"),
+            "models": tuple(dict.fromkeys((*models, *cfg.model_map.keys()))),
+        }
     )
 
 

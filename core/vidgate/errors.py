@@ -49,25 +49,64 @@ class APIError(VidgateError):
         }
 
 
+# Named constructors, one per kind of answer: call sites say what happened, never the
+# six fields of the error shape.
+
+
 def invalid(message: str, param: str | None = None, code: str = "invalid_value") -> APIError:
     """A 400 that names the offending field."""
     return APIError(message, 400, "invalid_request_error", param, code, retryable=False)
 
 
-def not_found(message: str = "No such video.", param: str | None = None) -> APIError:
-    return APIError(message, 404, "invalid_request_error", param, "not_found", retryable=False)
-
-
-def conflict(message: str, code: str = "invalid_state") -> APIError:
-    return APIError(message, 409, "invalid_request_error", None, code, retryable=False)
-
-
 def unauthorized(message: str) -> APIError:
+    """A 401: no API key, or one the gateway does not know."""
     return APIError(message, 401, "authentication_error", None, "invalid_api_key", retryable=False)
 
 
-def forbidden(message: str, param: str | None = None) -> APIError:
-    return APIError(message, 403, "permission_error", param, "model_not_allowed", retryable=False)
+def forbidden(message: str, param: str | None = None, code: str = "model_not_allowed") -> APIError:
+    """A 403: the key may not do this."""
+    return APIError(message, 403, "permission_error", param, code, retryable=False)
+
+
+def not_found(message: str = "No such video.", param: str | None = None) -> APIError:
+    """A 404."""
+    return APIError(message, 404, "invalid_request_error", param, "not_found", retryable=False)
+
+
+def conflict(
+    message: str,
+    code: str = "invalid_state",
+    *,
+    param: str | None = None,
+    retryable: bool = False,
+    retry_after: int | None = None,
+) -> APIError:
+    """A 409: the request collides with the task's state or another request."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return APIError(message, 409, "invalid_request_error", param, code, retryable=retryable, headers=headers)
+
+
+def gone(message: str, code: str) -> APIError:
+    """A 410: it existed and never will again (expired media)."""
+    return APIError(message, 410, "invalid_request_error", None, code, retryable=False)
+
+
+def range_not_satisfiable(size: int) -> APIError:
+    """A 416 for a ``Range`` outside a file of ``size`` bytes."""
+    return APIError(
+        f"The Range is outside the file ({size} bytes).",
+        416,
+        "invalid_request_error",
+        "Range",
+        "range_not_satisfiable",
+        retryable=False,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def insufficient_quota(message: str) -> APIError:
+    """A 429 that waiting cannot fix: the key's balance is too low (OpenAI's shape)."""
+    return APIError(message, 429, "insufficient_quota", None, "insufficient_quota", retryable=False)
 
 
 def rate_limited(message: str, code: str = "rate_limit_exceeded", retry_after: int | None = None) -> APIError:
@@ -76,15 +115,15 @@ def rate_limited(message: str, code: str = "rate_limit_exceeded", retry_after: i
     return APIError(message, 429, "rate_limit_error", None, code, retryable=True, headers=headers)
 
 
+def server_error(message: str, code: str, *, retryable: bool = False) -> APIError:
+    """A 500: the gateway's or the operator's fault (a broken price expression)."""
+    return APIError(message, 500, "server_error", None, code, retryable=retryable)
+
+
 def unavailable(message: str, code: str, *, retryable: bool = True) -> APIError:
     """A 503: the gateway could not get the work done now (no channel, a vendor that
     did not confirm); ``retryable`` False when retrying cannot help."""
     return APIError(message, 503, "server_error", None, code, retryable=retryable)
-
-
-def server_error(message: str, code: str) -> APIError:
-    """A 500 the operator must fix (a broken price expression); never retryable."""
-    return APIError(message, 500, "server_error", None, code, retryable=False)
 
 
 class RequestInvalid(APIError):

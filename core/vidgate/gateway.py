@@ -47,10 +47,14 @@ from .errors import (
     VendorRateLimited,
     VendorRejected,
     VendorUnavailable,
+    conflict,
     forbidden,
+    insufficient_quota,
     invalid,
     not_found,
+    rate_limited,
     request_maybe_received,
+    server_error,
     unauthorized,
     unavailable,
 )
@@ -90,26 +94,16 @@ def _submit_outcome(error: VendorError) -> str:
 
 def quota_exceeded() -> APIError:
     """The 429 for a task that costs more than the key's remaining balance."""
-    return APIError(
-        "You exceeded your current quota: this task costs more than the key's remaining balance.",
-        429,
-        "insufficient_quota",
-        None,
-        "insufficient_quota",
-        retryable=False,
-    )
+    return insufficient_quota("You exceeded your current quota: this task costs more than the key's remaining balance.")
 
 
 def idempotency_key_in_use() -> APIError:
     """The retryable 409 while another request with the same Idempotency-Key is submitting."""
-    return APIError(
+    return conflict(
         "Another request with this Idempotency-Key is being processed; retry shortly.",
-        409,
-        "invalid_request_error",
-        None,
         "idempotency_key_in_use",
         retryable=True,
-        headers={"Retry-After": "1"},
+        retry_after=1,
     )
 
 
@@ -415,13 +409,8 @@ class Gateway:
         if (said := self.dispatcher.retired_everywhere(name, token.group)) is not None:
             raise model_retired(name, said)
         if name not in self.plugins.models or not self.dispatcher.serving(name):
-            raise APIError(
-                f"The model '{name}' does not exist or is not served by this gateway.",
-                400,
-                "invalid_request_error",
-                "model",
-                "model_not_found",
-                retryable=False,
+            raise invalid(
+                f"The model '{name}' does not exist or is not served by this gateway.", "model", "model_not_found"
             )
         if token.models is not None and name not in token.models:
             raise forbidden(f"This API key may not use the model '{name}'.", "model")
@@ -474,13 +463,7 @@ class Gateway:
                 else []
             )
             if not channels:
-                raise APIError(
-                    "The channel that made this video is no longer configured.",
-                    409,
-                    "invalid_request_error",
-                    None,
-                    "channel_gone",
-                )
+                raise conflict("The channel that made this video is no longer configured.", "channel_gone")
         else:
             channels = self.dispatcher.order(self._resolve_model(token, request.model))
         first = channels[0]
@@ -490,13 +473,8 @@ class Gateway:
             charge = billing.charge(self.config, request.model, estimate, token.group)
         except PriceError as exc:
             log.error("price_failed", model=request.model, error=str(exc), facts=estimate)
-            raise APIError(
-                f"The gateway cannot price this request for '{request.model}'; the operator was told.",
-                500,
-                "server_error",
-                None,
-                "price_error",
-                retryable=False,
+            raise server_error(
+                f"The gateway cannot price this request for '{request.model}'; the operator was told.", "price_error"
             ) from None
         if token.remaining is not None and charge > token.remaining:
             raise quota_exceeded()
@@ -555,13 +533,8 @@ class Gateway:
         took replays the error the first request got.
         """
         if existing.request_hash != fingerprint:
-            raise APIError(
-                "This Idempotency-Key was already used with a different request body.",
-                409,
-                "invalid_request_error",
-                None,
-                "idempotency_key_reused",
-                retryable=False,
+            raise conflict(
+                "This Idempotency-Key was already used with a different request body.", "idempotency_key_reused"
             )
         deadline = time.monotonic() + REPLAY_WAIT_SECONDS
         delay = 0.01
@@ -588,7 +561,7 @@ class Gateway:
         remix_source: TaskRecord | None,
         group: str,
     ) -> TaskRecord:
-        rate_limited = 0
+        limited = 0
         retired = 0
         tried = 0
         current = task.channel
@@ -618,7 +591,7 @@ class Gateway:
                     await self.store.add_attempt(task.id, channel.name, "skipped", "at max_concurrent")
                     continue
             if not await self.dispatcher.rate_allows(channel):
-                rate_limited += 1
+                limited += 1
                 await self.store.add_attempt(task.id, channel.name, "skipped", "rate_per_minute reached")
                 continue
             # Taken last, so a skip above never holds a half-open channel's one probe.
@@ -660,16 +633,14 @@ class Gateway:
                             retired += 1
                     if rule.action is outcomes.Action.REJECT_CLIENT:
                         code = outcomes.failure_code(rule, error)
-                        answer = APIError(
-                            error.message, 400, "invalid_request_error", error.param, code, retryable=False
-                        )
+                        answer = invalid(error.message, error.param, code)
                         await self._abandon(
                             task, "invalid_request" if isinstance(error, VendorRejected) else code, answer
                         )
                         raise answer from None
                     last_error = error
                     if rule.action is outcomes.Action.RETRY_SAME_CHANNEL:
-                        rate_limited += 1  # already retried on this channel by _submit_with_retries
+                        limited += 1  # already retried on this channel by _submit_with_retries
                         continue
                     maybe_received = isinstance(error, VendorUnavailable) and error.maybe_received
                     if crashed:
@@ -683,14 +654,10 @@ class Gateway:
                     if found is None:
                         continue  # the vendor says it has no such task
                     if found is UNKNOWN:
-                        unconfirmed = APIError(
+                        unconfirmed = unavailable(
                             "The vendor did not confirm whether it accepted the task, so it was not sent"
                             " elsewhere; you were not charged. Retry later.",
-                            503,
-                            "server_error",
-                            None,
                             "vendor_unconfirmed",
-                            retryable=True,
                         )
                         await self._abandon(task, "vendor_unconfirmed", unconfirmed)
                         raise unconfirmed
@@ -721,28 +688,17 @@ class Gateway:
                 stored = await self.carry_out_cancel(stored)
             return stored
 
-        all_limited = tried == 0 and rate_limited > 0 or (rate_limited > 0 and rate_limited == tried)
+        all_limited = tried == 0 and limited > 0 or (limited > 0 and limited == tried)
         said = self.dispatcher.retired_everywhere(task.model, group) if retired else None
         if said is not None:
             refusal = model_retired(task.model, said)
         elif all_limited:
-            refusal = APIError(
-                "Every channel serving this model is rate-limited; retry later.",
-                429,
-                "rate_limit_error",
-                None,
-                "rate_limit_exceeded",
-                retryable=True,
-                headers={"Retry-After": "5"},
+            refusal = rate_limited(
+                "Every channel serving this model is rate-limited; retry later.", "rate_limit_exceeded", retry_after=5
             )
         else:
-            refusal = APIError(
-                "No channel could take the task right now; you were not charged. Retry later.",
-                503,
-                "server_error",
-                None,
-                "no_channel_available",
-                retryable=True,
+            refusal = unavailable(
+                "No channel could take the task right now; you were not charged. Retry later.", "no_channel_available"
             )
         await self._abandon(
             task, "no_channel", refusal, last_error.message if last_error else "no channel is available"
@@ -847,13 +803,9 @@ class Gateway:
     async def delete(self, token: TokenRecord, task_id: str) -> TaskRecord:
         task = await self.task_for(token, task_id)
         if not task.finished:
-            raise APIError(
+            raise conflict(
                 f"Video '{task.id}' is still {task.status}; only completed or failed videos can be deleted.",
-                409,
-                "invalid_request_error",
-                None,
                 "video_not_finished",
-                retryable=False,
             )
         await self.media.delete(task.id)
         # The row stays, hidden and stripped of media, so the ledger keeps its task and a
@@ -884,14 +836,10 @@ class Gateway:
         if task.status == "cancelled":
             return task
         if task.finished or task.phase == "fetching":
-            raise APIError(
+            raise conflict(
                 f"Video '{task.id}' is already {'completed' if task.phase == 'fetching' else task.status};"
                 " it can no longer be cancelled.",
-                409,
-                "invalid_request_error",
-                None,
                 "video_finished",
-                retryable=False,
             )
         return task  # still being submitted: cancelled as soon as the vendor answers
 
@@ -1050,13 +998,10 @@ class Gateway:
         make ``operation`` from it."""
         if task.status != "completed":
             done = {"remix": "remixed", "extend": "extended", "edit": "edited"}[operation]
-            raise APIError(
+            raise conflict(
                 f"Video '{task.id}' is {task.status}; only completed videos can be {done}.",
-                409,
-                "invalid_request_error",
-                param if param != "video_id" else None,
                 "video_not_finished",
-                retryable=False,
+                param=param if param != "video_id" else None,
             )
         if not self.can_derive(task, operation):
             raise invalid(

@@ -11,7 +11,7 @@ import cattrs
 
 from .request import Size, VideoRequest
 from .store.records import TaskRecord
-from .vendor import VendorJob
+from .vendor import TaskError, VendorJob
 
 converter = cattrs.Converter()
 converter.register_unstructure_hook(bytes, lambda b: base64.b64encode(b).decode("ascii"))
@@ -38,10 +38,8 @@ def job_from_json(data: dict[str, Any]) -> VendorJob:
     return converter.structure(data, VendorJob)
 
 
-@attrs.frozen
-class VideoError:
-    code: str
-    message: str
+#: A failed video's ``error``: the same record a plugin reports the failure with.
+VideoError = TaskError
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from ..auth import hash_key
 from ..billing import from_micro
-from ..errors import APIError, not_found
+from ..errors import forbidden, not_found
 from .common import gateway
 
 CSP = (
@@ -104,14 +104,11 @@ async def operator(request: Request) -> str:
             return "[server] operator_keys"
     token = await gw.authenticate(header or None)
     if not token.operator:
-        raise APIError(
+        raise forbidden(
             "This API key is not an operator key (set [server] operator_keys, or create one with"
             " 'vidgate tokens create --operator').",
-            403,
-            "permission_error",
             None,
             "not_operator",
-            retryable=False,
         )
     return token.name
 

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import APIError
+from ..errors import APIError, server_error
 
 log = structlog.get_logger("vidgate.api")
 
@@ -49,13 +49,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path)
     return error_response(
-        APIError(
-            "The gateway hit an internal error; the request id is in x-request-id.",
-            500,
-            "server_error",
-            None,
-            "internal_error",
-            retryable=True,
+        server_error(
+            "The gateway hit an internal error; the request id is in x-request-id.", "internal_error", retryable=True
         )
     )
 

@@ -30,7 +30,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..errors import APIError, Problem, RequestInvalid, invalid, not_found
+from ..errors import Problem, RequestInvalid, conflict, gone, invalid, not_found, range_not_satisfiable
 from ..gateway import request_fingerprint
 from ..media import EXTENSIONS, SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
 from ..request import MAX_IMAGE_BYTES, Image, image_from_bytes, prompt_problem
@@ -250,22 +250,10 @@ async def content(request: Request) -> Response:
         # 409 for every unfinished state, failed included: the video is in the wrong
         # state for this call. x-should-retry: false, so the SDK does not hammer it.
         code = {"failed": "video_failed", "cancelled": "video_cancelled"}.get(task.status, "video_not_ready")
-        raise APIError(
-            f"Video '{task.id}' is {task.status}; its content is available once it is completed.",
-            409,
-            "invalid_request_error",
-            None,
-            code,
-            retryable=False,
-        )
+        raise conflict(f"Video '{task.id}' is {task.status}; its content is available once it is completed.", code)
     if task.media is None and task.expires_at is not None and task.expires_at < time.time():
-        raise APIError(
-            f"Video '{task.id}' expired at {int(task.expires_at)}; its stored media was deleted.",
-            410,
-            "invalid_request_error",
-            None,
-            "video_expired",
-            retryable=False,
+        raise gone(
+            f"Video '{task.id}' expired at {int(task.expires_at)}; its stored media was deleted.", "video_expired"
         )
     info = (task.media or {}).get(variant)
     if info is None:
@@ -331,15 +319,7 @@ class _MediaResponse(FileResponse):
             except MalformedRangeHeader:
                 scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]}
             except RangeNotSatisfiable:
-                error = APIError(
-                    f"The Range is outside the file ({size} bytes).",
-                    416,
-                    "invalid_request_error",
-                    "Range",
-                    "range_not_satisfiable",
-                    retryable=False,
-                    headers={"Content-Range": f"bytes */{size}"},
-                )
+                error = range_not_satisfiable(size)
                 await error_response(error)(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
