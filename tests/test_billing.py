@@ -6,7 +6,7 @@ from scripted_vendor import Scripted, scripted_config
 
 from vidgate import TaskError
 from vidgate.billing import to_micro
-from vidgate.testing import run_gateway
+from vidgate.testing import force_task_state, run_gateway
 from vidgate.worker import Worker
 
 PRICED = {"scripted-1": {"price_per_second": 0.1}, "scripted-2": {"price_per_request": 1.0}}
@@ -85,7 +85,7 @@ async def test_task_stored_before_usage_billing_settles_from_its_job(tmp_path):
         key = await gw.token("t", quota=10)
         _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         # A row from before usage billing has no usage facts: they come from the stored job.
-        await gw.gateway.store.update_task(task["id"], usage=None)
+        await force_task_state(gw.gateway.store, task["id"], usage=None)
         record = await gw.gateway.store.get_task(task["id"])
         assert record.usage is None
         await Worker(gw.gateway).process(record)

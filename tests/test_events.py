@@ -10,7 +10,7 @@ import time
 import aiohttp
 
 from vidgate.client import sse_events
-from vidgate.testing import run_gateway
+from vidgate.testing import force_task_state, run_gateway
 
 BODY = {"model": "local-v1", "prompt": "an event stream", "seconds": 4, "size": "640x360"}
 FAST_KEEPALIVE = {"server": {"events_keepalive_seconds": 0.2}}
@@ -156,7 +156,7 @@ async def test_a_change_right_after_the_stream_reads_the_task_is_not_missed(tmp_
         async def read_then_change(task_id):
             row = await read(task_id)
             if not changed:
-                changed.append(await store.update_task(task_id, status="in_progress", progress=10))
+                changed.append(await force_task_state(store, task_id, status="in_progress", progress=10))
             return row
 
         store.get_task = read_then_change
@@ -171,7 +171,7 @@ async def test_a_change_right_after_the_stream_reads_the_task_is_not_missed(tmp_
                 await arrived.wait()
 
         await asyncio.wait_for(until_events(2), 10)
-        await store.finish_task(task["id"], status="failed", error_code="x", error_message="stop")
+        await store.fail(task["id"], code="x", message="stop")
         events, _ = await asyncio.wait_for(stream, 10)
         assert [e["event"] for e in events] == ["video.queued", "video.in_progress", "video.failed"]
 

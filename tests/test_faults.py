@@ -17,7 +17,7 @@ from typing import Any
 
 from fault_servers import Fault, FaultyUpstream, refused_port, silent_server
 
-from vidgate.testing import RunningGateway, ServedApp, run_gateway, serve_app
+from vidgate.testing import RunningGateway, ServedApp, force_task_state, run_gateway, serve_app
 from vidgate_sora.fake import FakeVideosAPI
 
 KEY = "sk-test"
@@ -363,8 +363,8 @@ async def test_a_finished_video_is_still_fetched_after_the_deadline(tmp_path):
         key = await gw.token()
         _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
         store = gw.gateway.store
-        await store.update_task(
-            task["id"], phase="fetching", result={"id": "s-1"}, deadline_at=_time.time() - 1, next_poll_at=0
+        await force_task_state(
+            store, task["id"], phase="fetching", result={"id": "s-1"}, deadline_at=_time.time() - 1, next_poll_at=0
         )
         await Worker(gw.gateway).run_until_idle(timeout=10)
         done = (await gw.get(f"/v1/videos/{task['id']}", key))[1]

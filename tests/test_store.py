@@ -71,12 +71,13 @@ async def test_concurrent_charges_never_overspend(store):
 async def test_refund_happens_once(store):
     tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=100)
     await store.create_task(make_task("a", tok.id, charge=40))
-    results = await asyncio.gather(*(store.finish_task("a", status="failed", refund=True) for _ in range(5)))
+    results = await asyncio.gather(*(store.fail("a", code="vendor_failed", message="no") for _ in range(5)))
     assert results.count(True) == 1
     assert (await store.token(tok.id)).used == 0
     assert [e.kind for e in await store.ledger()] == ["charge", "refund"]
     # a finished task cannot be finished again, or completed afterwards
-    assert not await store.finish_task("a", status="completed")
+    assert not await store.complete("a", media={}, expires_at=0, settle_to=None)
+    assert not await store.cancel("a", refund=True)
 
 
 async def test_leases_are_exclusive_across_connections(store_url):

@@ -238,7 +238,7 @@ async def test_poll_hint_follows_the_channel(tmp_path):
         async with gw.http.get(f"{gw.url}/v1/videos/{task['id']}", headers={"Authorization": f"Bearer {key}"}) as resp:
             assert resp.headers["openai-poll-after-ms"] == "2500"
         vendor.polls_to_finish = 1
-        await gw.gateway.store.update_task(task["id"], next_poll_at=0)
+        await gw.gateway.store.make_due(task["id"])
         await gw.wait(task["id"], key, timeout=10)
         async with gw.http.get(f"{gw.url}/v1/videos/{task['id']}", headers={"Authorization": f"Bearer {key}"}) as resp:
             assert "openai-poll-after-ms" not in resp.headers

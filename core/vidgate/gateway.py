@@ -59,6 +59,7 @@ from .errors import (
     unavailable,
 )
 from .events import LocalNotifier, TaskNotifier
+from .lifecycle import TaskPhase, TaskStatus
 from .logs import SCRUB_KEY, ScrubSecrets
 from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
@@ -485,8 +486,8 @@ class Gateway:
             model=request.model,
             vendor=first.vendor,
             channel=first.name,
-            status="queued",
-            phase="submitting",
+            status=TaskStatus.QUEUED,
+            phase=TaskPhase.SUBMITTING,
             created_at=now,
             updated_at=now,
             prompt=request.prompt,
@@ -538,7 +539,7 @@ class Gateway:
             )
         deadline = time.monotonic() + REPLAY_WAIT_SECONDS
         delay = 0.01
-        while existing.phase == "submitting" and not existing.finished:
+        while existing.phase == TaskPhase.SUBMITTING and not existing.finished:
             if time.monotonic() >= deadline:
                 raise idempotency_key_in_use()
             await asyncio.sleep(delay)
@@ -602,7 +603,7 @@ class Gateway:
             try:
                 tried += 1
                 current = channel.name
-                await self.store.update_task(
+                await self.store.try_channel(
                     task.id,
                     channel=channel.name,
                     vendor=channel.vendor,
@@ -668,16 +669,12 @@ class Gateway:
             await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
             delay = self.next_poll_delay(channel, submission.poll_after)
             now = time.time()
-            await self.store.update_task(
+            await self.store.submitted(
                 task.id,
-                phase="polling",
                 handle=submission.handle,
                 vendor_task_id=submission.vendor_task_id,
                 next_poll_at=now + delay,
                 deadline_at=now + self.deadline(channel),
-                submitted_at=now,
-                lease_owner=None,
-                lease_until=None,
             )
             self.wakeup.set()
             log.info("task_submitted", channel=channel.name, vendor=channel.vendor, model=task.model)
@@ -773,23 +770,18 @@ class Gateway:
         later retry with it is a new attempt. Requests already waiting on this one still
         get ``error`` (they hold the task id).
         """
-        fields: dict[str, Any] = {
-            "hidden": True,
-            "error_code": code,
-            "error_message": reason or error.message,
-            "submit_error": {
-                "message": error.message,
-                "status": error.status,
-                "type": error.type,
-                "param": error.param,
-                "code": error.code,
-                "retryable": error.retryable,
-                "headers": dict(error.headers),
-            },
+        answer = {
+            "message": error.message,
+            "status": error.status,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+            "retryable": error.retryable,
+            "headers": dict(error.headers),
         }
-        if error.retryable:
-            fields["idempotency_key"] = None
-        await self.store.finish_task(task.id, status="failed", refund=True, reason=f"not submitted: {code}", **fields)
+        await self.store.abandon(
+            task.id, code=code, message=reason or error.message, answer=answer, release_key=bool(error.retryable)
+        )
 
     # -- access ------------------------------------------------------------------------
 
@@ -810,7 +802,7 @@ class Gateway:
         await self.media.delete(task.id)
         # The row stays, hidden and stripped of media, so the ledger keeps its task and a
         # client paginating with this id as ``after`` does not lose its place.
-        await self.store.update_task(task.id, only_if_active=False, hidden=True, media=None, idempotency_key=None)
+        await self.store.hide(task.id)
         return task
 
     # -- cancel --------------------------------------------------------------------------
@@ -825,19 +817,19 @@ class Gateway:
         task = await self.task_for(token, task_id)
         if task.status == "cancelled":
             return task
-        if not task.finished and task.phase != "fetching":
+        if not task.finished and task.phase != TaskPhase.FETCHING:
             recorded = await self.store.request_cancel(task.id)
             assert recorded is not None
             if recorded.cancel_requested_at is not None and task.cancel_requested_at is None:
                 await self.store.add_attempt(task.id, task.channel, "cancel_requested", "by the client")
             task = recorded
-            if not task.finished and task.phase != "submitting" and task.handle is not None:
+            if not task.finished and task.phase != TaskPhase.SUBMITTING and task.handle is not None:
                 task = await self.carry_out_cancel(task)
         if task.status == "cancelled":
             return task
-        if task.finished or task.phase == "fetching":
+        if task.finished or task.phase == TaskPhase.FETCHING:
             raise conflict(
-                f"Video '{task.id}' is already {'completed' if task.phase == 'fetching' else task.status};"
+                f"Video '{task.id}' is already {'completed' if task.phase == TaskPhase.FETCHING else task.status};"
                 " it can no longer be cancelled.",
                 "video_finished",
             )
@@ -888,31 +880,23 @@ class Gateway:
             if found.action is not outcomes.Action.FAIL_TASK:
                 return None
             code = outcomes.failure_code(found, exc)
-            await self.store.finish_task(
-                task.id, status="failed", refund=True, reason=code, error_code=code, error_message=exc.message
-            )
+            await self.store.fail(task.id, code=code, message=exc.message)
             return await self.store.get_task(task.id)
         if polled.status == "completed":
-            await self.store.update_task(
+            await self.store.result_ready(
                 task.id,
-                phase="fetching",
                 result=polled.result or {},
-                status="in_progress",
-                progress=99,
-                next_poll_at=time.time(),
-                cancel_requested_at=None,
                 usage=billing.actual_facts(await self.billed_facts(task), polled.usage),
+                due_now=True,
+                clear_cancel=True,
             )
             self.wakeup.set()
         elif polled.status == "failed":
             error = polled.error
-            await self.store.finish_task(
+            await self.store.fail(
                 task.id,
-                status="failed",
-                refund=True,
-                reason=error.code if error else "vendor_failed",
-                error_code=error.code if error else "vendor_failed",
-                error_message=error.message if error else "The vendor reported that the task failed.",
+                code=error.code if error else "vendor_failed",
+                message=error.message if error else "The vendor reported that the task failed.",
             )
         elif polled.status != "cancelled":
             return None
@@ -930,16 +914,8 @@ class Gateway:
 
     async def end_cancelled(self, task: TaskRecord, result: CancelResult) -> bool:
         """Finish ``task`` as cancelled, billing exactly what the vendor will bill."""
-        fields: dict[str, Any] = {"media": None}
         if result.outcome is CancelOutcome.CANCELLED:
-            done = await self.store.finish_task(
-                task.id,
-                status="cancelled",
-                refund=True,
-                reason="cancelled before the vendor billed",
-                usage={},
-                **fields,
-            )
+            done = await self.store.cancel(task.id, refund=True, reason="cancelled before the vendor billed", usage={})
         elif result.outcome is CancelOutcome.CANCELLED_AFTER_START and result.usage is not None:
             facts = billing.actual_facts(await self.billed_facts(task), result.usage)
             token = await self.store.token(task.token_id)
@@ -948,25 +924,15 @@ class Gateway:
             except PriceError as exc:
                 log.error("price_failed", model=task.model, error=str(exc), facts=facts)
                 amount = task.charge
-            done = await self.store.finish_task(
-                task.id,
-                status="cancelled",
-                settle_to=amount,
-                reason="cancelled: the vendor bills the work done",
-                usage=facts,
-                **fields,
+            done = await self.store.cancel(
+                task.id, settle_to=amount, reason="cancelled: the vendor bills the work done", usage=facts
             )
         elif billing.refund_unconfirmed_cancel(self.config, task.model):
-            done = await self.store.finish_task(
-                task.id,
-                status="cancelled",
-                refund=True,
-                reason="cancelled (refund_on_unconfirmed_cancel = full)",
-                usage={},
-                **fields,
+            done = await self.store.cancel(
+                task.id, refund=True, reason="cancelled (refund_on_unconfirmed_cancel = full)", usage={}
             )
         else:
-            done = await self.store.finish_task(task.id, status="cancelled", **fields)
+            done = await self.store.cancel(task.id)
         if done:
             await self.media.delete(task.id)
             log.info("task_cancelled", task_id=task.id, outcome=result.outcome.value)

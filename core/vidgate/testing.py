@@ -49,6 +49,7 @@ __all__ = [
     "ServedApp",
     "captured_logs",
     "dump_store",
+    "force_task_state",
     "run_gateway",
     "serve_app",
     "tiny_mp4",
@@ -113,6 +114,14 @@ def captured_logs() -> Iterator[io.StringIO]:
         root.removeHandler(handler)
         root.setLevel(old_level)
         structlog.reset_defaults()
+
+
+async def force_task_state(store: Any, task_id: str, **columns: Any) -> bool:
+    """Tests only: write task ``columns`` directly, bypassing the lifecycle's transitions,
+    to stage what only a crash leaves behind (a submit whose answer was lost, a row from
+    an older version). Watchers are told of the change as for any other write."""
+    changed: bool = await store._update(task_id, columns, unfinished=False)
+    return changed
 
 
 def dump_store(db_path: str | Path) -> str:

@@ -31,6 +31,7 @@ import structlog
 from . import billing, failpoints
 from .errors import ModelRetired, TaskFailed, VendorError, VendorRateLimited
 from .gateway import Gateway
+from .lifecycle import TaskPhase
 from .media import temp_dir
 from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
 from .plugins import VerbNotOffered
@@ -144,7 +145,7 @@ class Worker:
     def _batchable(self, task: TaskRecord, now: float) -> bool:
         """A task the batch poll of its channel may carry (everything else, including a
         task past its deadline or with a cancel to carry out, goes through ``process``)."""
-        if task.phase != "polling" or task.cancel_requested_at is not None or task.handle is None:
+        if task.phase != TaskPhase.POLLING or task.cancel_requested_at is not None or task.handle is None:
             return False
         if task.vendor_task_id is None or task.id in self._single:
             return False
@@ -161,7 +162,7 @@ class Worker:
         expired = await self.gw.store.expired_media(time.time())
         for task_id in expired:
             await self.gw.media.delete(task_id)
-            await self.gw.store.update_task(task_id, only_if_active=False, media=None)
+            await self.gw.store.media_deleted(task_id)
             log.info("media_expired", task_id=task_id)
         return len(expired)
 
@@ -235,7 +236,7 @@ class Worker:
         now = time.time()
         # The deadline bounds the vendor's work. Once the vendor has finished, copying the
         # result is bounded by fetch_attempts instead: a finished video is not thrown away.
-        if task.deadline_at is not None and now > task.deadline_at and task.phase != "fetching":
+        if task.deadline_at is not None and now > task.deadline_at and task.phase != TaskPhase.FETCHING:
             await self._fail(task, "deadline_exceeded", "The vendor did not finish the task in time.")
             return
         channel = self.gw.dispatcher.channels.get(task.channel)
@@ -246,15 +247,15 @@ class Worker:
             await self._release(task, next_poll_at=now + 30)
             return
         ctx = self.gw.context(task.id, channel)
-        if task.cancel_requested_at is not None and task.phase == "polling":
+        if task.cancel_requested_at is not None and task.phase == TaskPhase.POLLING:
             # The client's cancel was recorded but not carried out (its process died, or
             # the submit that should have done it was recovered here).
             await self.gw.carry_out_cancel(task)
-        elif task.phase == "submitting":
+        elif task.phase == TaskPhase.SUBMITTING:
             await self._recover(task, channel, ctx)
-        elif task.phase == "polling":
+        elif task.phase == TaskPhase.POLLING:
             await self._poll(task, channel, ctx)
-        elif task.phase == "fetching":
+        elif task.phase == TaskPhase.FETCHING:
             await self._fetch(task, channel, ctx)
         else:
             log.error("task_in_unknown_phase", phase=task.phase)
@@ -265,9 +266,7 @@ class Worker:
         received it: refund rather than risk running (and billing) it twice."""
         if task.cancel_requested_at is not None:
             await self.gw.store.add_attempt(task.id, channel.name, "cancel_cancelled", "never confirmed by the vendor")
-            await self.gw.store.finish_task(
-                task.id, status="cancelled", refund=True, reason="cancelled during an interrupted submit", usage={}
-            )
+            await self.gw.store.cancel(task.id, refund=True, reason="cancelled during an interrupted submit", usage={})
             return
         await self._fail(
             task,
@@ -303,14 +302,12 @@ class Worker:
             return
         await self.gw.store.add_attempt(task.id, channel.name, "recovered", submission.vendor_task_id)
         delay = self.gw.next_poll_delay(channel, submission.poll_after)
-        await self._release(
-            task,
-            phase="polling",
+        await self.gw.store.submitted(
+            task.id,
             handle=submission.handle,
             vendor_task_id=submission.vendor_task_id,
             next_poll_at=time.time() + delay,
-            poll_failures=0,
-            submitted_at=time.time(),
+            owner=self.gw.owner,
         )
         log.info("task_recovered", vendor_task_id=submission.vendor_task_id)
         if task.cancel_requested_at is not None:
@@ -373,7 +370,9 @@ class Worker:
             return
         if next_poll_at is not None:
             log.warning("task_poll_failed", error=reason, failures=task.poll_failures + 1)
-            await self._release(task, next_poll_at=next_poll_at, poll_failures=task.poll_failures + 1, **fields)
+            await self.gw.store.retry_later(
+                task.id, self.gw.owner, next_poll_at=next_poll_at, poll_failures=task.poll_failures + 1, **fields
+            )
             return
         await self._backoff(task, reason, exc, **fields)
 
@@ -403,27 +402,21 @@ class Worker:
             return
         if result.status == "completed":
             usage = billing.actual_facts(await self.gw.billed_facts(task), result.usage)
-            updated = await self.gw.store.update_task(
-                task.id,
-                phase="fetching",
-                result=result.result or {},
-                status="in_progress",
-                progress=99,
-                vendor_status=result.vendor_status,
-                usage=usage,
+            updated = await self.gw.store.result_ready(
+                task.id, result=result.result or {}, usage=usage, vendor_status=result.vendor_status
             )
             if updated:
-                task.phase, task.result, task.usage = "fetching", result.result or {}, usage
+                task.phase, task.result, task.usage = TaskPhase.FETCHING, result.result or {}, usage
                 await self._fetch(task, channel, ctx)
             return
         progress = task.progress if result.progress is None else max(task.progress, min(int(result.progress), 99))
-        await self._release(
-            task,
+        await self.gw.store.progressed(
+            task.id,
+            self.gw.owner,
             status=result.status if not (task.status == "in_progress" and result.status == "queued") else task.status,
             progress=progress,
             vendor_status=result.vendor_status,
             next_poll_at=next_poll,
-            poll_failures=0,
         )
 
     async def _fetch(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
@@ -483,9 +476,8 @@ class Worker:
             ):
                 stored[variant] = extra
         now = time.time()
-        finished = await self.gw.store.finish_task(
+        finished = await self.gw.store.complete(
             task.id,
-            status="completed",
             media=stored,
             expires_at=now + self.gw.config.media.retention_hours * 3600,
             settle_to=await self._actual_charge(task),
@@ -551,9 +543,7 @@ class Worker:
     # -- outcomes ------------------------------------------------------------------------
 
     async def _fail(self, task: TaskRecord, code: str, message: str, **fields: Any) -> None:
-        finished = await self.gw.store.finish_task(
-            task.id, status="failed", refund=True, reason=code, error_code=code, error_message=message, **fields
-        )
+        finished = await self.gw.store.fail(task.id, code=code, message=message, **fields)
         if finished:
             log.info("task_failed", error_code=code, error=message)
 
@@ -585,10 +575,12 @@ class Worker:
             failures=failures,
             retry_in=round(delay, 2),
         )
-        await self._release(task, next_poll_at=time.time() + delay, poll_failures=failures, **fields)
+        await self.gw.store.retry_later(
+            task.id, self.gw.owner, next_poll_at=time.time() + delay, poll_failures=failures, **fields
+        )
 
-    async def _release(self, task: TaskRecord, **fields: Any) -> None:
-        await self.gw.store.release(task.id, self.gw.owner, **fields)
+    async def _release(self, task: TaskRecord, *, next_poll_at: float) -> None:
+        await self.gw.store.postpone(task.id, self.gw.owner, next_poll_at=next_poll_at)
 
 
 async def poll_now(gateway: Gateway, channel_name: str, vendor_task_id: str) -> bool:
@@ -596,6 +588,6 @@ async def poll_now(gateway: Gateway, channel_name: str, vendor_task_id: str) -> 
     task = await gateway.store.task_by_vendor_id(channel_name, vendor_task_id)
     if task is None or task.finished:
         return False
-    await gateway.store.update_task(task.id, next_poll_at=time.time())
+    await gateway.store.make_due(task.id)
     gateway.wake_worker()
     return True

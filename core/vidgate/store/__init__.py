@@ -1,7 +1,8 @@
 """Persistent state: tasks, tokens, the ledger (SQLite or PostgreSQL)."""
 
 from .records import TERMINAL, Attempt, LedgerEntry, TaskRecord, TokenRecord
-from .store import DuplicateIdempotencyKey, DuplicateTokenName, InsufficientQuota, Store
+from .store import DuplicateTokenName, Store
+from .tasks import DuplicateIdempotencyKey, InsufficientQuota
 
 __all__ = [
     "TERMINAL",

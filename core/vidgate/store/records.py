@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import enum
+import json
 from typing import Any
 
 import attrs
 
-TERMINAL = ("completed", "failed", "cancelled")
+from ..lifecycle import TERMINAL as TERMINAL
+
 # For SQL: "status NOT IN (...)" / "status IN (...)".
 TERMINAL_SQL = ", ".join(f"'{s}'" for s in TERMINAL)
 
@@ -150,3 +153,30 @@ class WebhookEvent:
     last_error: str | None
     created_at: float
     delivered_at: float | None
+
+
+def encode_column(column: str, value: Any) -> Any:
+    """``value`` as the database stores column ``column``."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if column in JSON_COLUMNS and value is not None:
+        return json.dumps(value, separators=(",", ":"))
+    if column in BOOL_COLUMNS:
+        return bool(value)
+    if isinstance(value, str) and "\x00" in value:
+        # Client text is refused with NUL before it gets here; vendor text (an error
+        # message) must not make PostgreSQL, whose text cannot hold U+0000, fail the task.
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
+def task_from_row(row: dict[str, Any]) -> TaskRecord:
+    values: dict[str, Any] = {}
+    for column in TASK_COLUMNS:
+        value = row.get(column)
+        if column in JSON_COLUMNS and value is not None:
+            value = json.loads(value)
+        elif column in BOOL_COLUMNS:
+            value = bool(value)
+        values[column] = value
+    return TaskRecord(**values)

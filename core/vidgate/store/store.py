@@ -14,28 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .db import Connection, Database, UniqueViolation, connect
+from .db import Database, connect
 from .records import (
-    BOOL_COLUMNS,
-    JSON_COLUMNS,
-    TASK_COLUMNS,
-    TERMINAL,
-    TERMINAL_SQL,
     Attempt,
     LedgerEntry,
     TaskRecord,
     TokenRecord,
     WebhookEvent,
+    task_from_row,
 )
 from .schema import MIGRATIONS
-
-
-class InsufficientQuota(Exception):
-    """The token's remaining quota cannot cover the charge."""
-
-
-class DuplicateIdempotencyKey(Exception):
-    """Another task of this token already holds this idempotency key."""
+from .tasks import TaskTransitions
 
 
 class DuplicateTokenName(Exception):
@@ -54,33 +43,6 @@ async def _decode_blob(text: str | None) -> dict[str, Any] | None:
     else:
         decoded = await asyncio.to_thread(json.loads, text)
     return decoded
-
-
-_UNSET: Any = object()
-
-
-def _encode(column: str, value: Any) -> Any:
-    if column in JSON_COLUMNS and value is not None:
-        return json.dumps(value, separators=(",", ":"))
-    if column in BOOL_COLUMNS:
-        return bool(value)
-    if isinstance(value, str) and "\x00" in value:
-        # Client text is refused with NUL before it gets here; vendor text (an error
-        # message) must not make PostgreSQL, whose text cannot hold U+0000, fail the task.
-        return value.replace("\x00", "\ufffd")
-    return value
-
-
-def _task_from_row(row: dict[str, Any]) -> TaskRecord:
-    values: dict[str, Any] = {}
-    for column in TASK_COLUMNS:
-        value = row.get(column)
-        if column in JSON_COLUMNS and value is not None:
-            value = json.loads(value)
-        elif column in BOOL_COLUMNS:
-            value = bool(value)
-        values[column] = value
-    return TaskRecord(**values)
 
 
 def _token_from_row(row: dict[str, Any]) -> TokenRecord:
@@ -102,13 +64,9 @@ def _token_from_row(row: dict[str, Any]) -> TokenRecord:
     )
 
 
-# Statuses a webhook announces: every status a task moves to after ``queued``, so a
-# terminal status added later (``cancelled``) is announced as ``video.<status>`` too.
-_SILENT_STATUSES = ("queued",)
-
-
-class Store:
-    """All persistent state of the gateway, behind one async interface."""
+class Store(TaskTransitions):
+    """All persistent state of the gateway, behind one async interface (the task
+    transitions are :class:`~vidgate.store.tasks.TaskTransitions`')."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -245,70 +203,6 @@ class Store:
 
     # -- tasks ---------------------------------------------------------------------
 
-    async def create_task(
-        self, task: TaskRecord, *, request: dict[str, Any] | None = None, job: dict[str, Any] | None = None
-    ) -> None:
-        """Insert ``task`` with its unified ``request`` and vendor ``job`` (kept apart from
-        the task row, see :meth:`task_request`) and take its charge from the token, atomically.
-
-        Raises :class:`InsufficientQuota` (nothing written) when the token cannot pay,
-        and :class:`DuplicateIdempotencyKey` when the key is taken.
-        """
-        columns = TASK_COLUMNS
-        async with self.db.transaction() as tx:
-            if task.charge > 0:
-                paid = await tx.execute(
-                    "UPDATE tokens SET used = used + ? WHERE id = ? AND (quota IS NULL OR used + ? <= quota)",
-                    task.charge,
-                    task.token_id,
-                    task.charge,
-                )
-                if paid == 0:
-                    raise InsufficientQuota()
-            if task.idempotency_key is not None and await tx.fetchone(
-                "SELECT id FROM tasks WHERE token_id = ? AND idempotency_key = ?", task.token_id, task.idempotency_key
-            ):
-                raise DuplicateIdempotencyKey()
-            try:
-                await tx.execute(
-                    f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-                    *(_encode(c, getattr(task, c)) for c in columns),
-                )
-            except UniqueViolation:
-                # Two submits with one key at once: nothing (no charge either) locks them
-                # apart on an unpriced model, so the index decides; the loser replays.
-                if task.idempotency_key is None:
-                    raise
-                raise DuplicateIdempotencyKey() from None
-            await tx.execute(
-                "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
-                task.id,
-                _encode("request", request or {}),
-                _encode("job", job),
-            )
-            if task.charge > 0:
-                await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
-
-    async def _ledger(
-        self, tx: Connection, token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
-    ) -> None:
-        await tx.execute(
-            "INSERT INTO ledger (id, token_id, task_id, kind, amount, model, reason, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            secrets.randbits(62),
-            token_id,
-            task_id,
-            kind,
-            amount,
-            model,
-            reason,
-            time.time(),
-        )
-
-    async def get_task(self, task_id: str) -> TaskRecord | None:
-        row = await self.db.fetchone("SELECT * FROM tasks WHERE id = ?", task_id)
-        return _task_from_row(row) if row else None
-
     async def task_request(self, task_id: str) -> dict[str, Any] | None:
         """The unified request a task was submitted with (as ``wire.request_to_json``)."""
         row = await self.db.fetchone("SELECT request FROM task_blobs WHERE task_id = ?", task_id)
@@ -321,228 +215,13 @@ class Store:
 
     async def task_by_idempotency_key(self, token_id: str, key: str) -> TaskRecord | None:
         row = await self.db.fetchone("SELECT * FROM tasks WHERE token_id = ? AND idempotency_key = ?", token_id, key)
-        return _task_from_row(row) if row else None
+        return task_from_row(row) if row else None
 
     async def task_by_vendor_id(self, channel: str, vendor_task_id: str) -> TaskRecord | None:
         row = await self.db.fetchone(
             "SELECT * FROM tasks WHERE channel = ? AND vendor_task_id = ?", channel, vendor_task_id
         )
-        return _task_from_row(row) if row else None
-
-    async def update_task(self, task_id: str, *, only_if_active: bool = True, **fields: Any) -> bool:
-        """Set ``fields`` on a task; by default only while it is not finished.
-        ``job`` (the vendor job) is accepted too and saved with the row, atomically."""
-        job = fields.pop("job", _UNSET)
-        fields["updated_at"] = time.time()
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
-        if only_if_active:
-            sql += f" AND status NOT IN ({TERMINAL_SQL})"
-        args = (*(_encode(k, v) for k, v in fields.items()), task_id)
-        if job is _UNSET and "status" not in fields:
-            n = await self.db.execute(sql, *args)
-        else:
-            async with self.db.transaction() as tx:
-                n = await tx.execute(sql, *args)
-                if n and job is not _UNSET:
-                    await tx.execute("UPDATE task_blobs SET job = ? WHERE task_id = ?", _encode("job", job), task_id)
-                if n and "status" in fields:
-                    await self._announce(tx, task_id)
-        if n:
-            self._changed(task_id)
-        return n > 0
-
-    def _changed(self, task_id: str) -> None:
-        if self.on_task_change is not None:
-            self.on_task_change(task_id)
-
-    async def _announce(self, tx: Connection, task_id: str) -> None:
-        """Inside the transaction that changed a task's status: queue its webhook event.
-
-        ``notified_status`` remembers the last status announced, so a repeated write of
-        the same status queues nothing; the event commits (or not) with the change itself.
-        """
-        silent = ", ".join(f"'{s}'" for s in _SILENT_STATUSES)
-        rows = await tx.fetchall(
-            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL AND hidden = FALSE"
-            f" AND status NOT IN ({silent}) AND (notified_status IS NULL OR notified_status <> status)"
-            " RETURNING *",
-            task_id,
-        )
-        if not rows:
-            return
-        task = _task_from_row(rows[0])
-        assert task.webhook_url is not None
-        if self.render_task is not None:
-            data = self.render_task(task)
-        else:
-            from ..wire import video_object  # the wire module imports the store's records
-
-            data = video_object(task, None)
-        now = time.time()
-        event_id = "evt_" + secrets.token_hex(16)
-        kind = f"video.{task.status}"
-        body = json.dumps(
-            {"id": event_id, "object": "event", "type": kind, "created_at": int(now), "data": data},
-            separators=(",", ":"),
-        )
-        gone = await tx.fetchone("SELECT url FROM webhook_gone WHERE url = ?", task.webhook_url)
-        await tx.execute(
-            "INSERT INTO webhook_events (id, task_id, token_id, url, type, body, state, attempts, next_attempt_at,"
-            " last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            event_id,
-            task.id,
-            task.token_id,
-            task.webhook_url,
-            kind,
-            body,
-            "gone" if gone else "pending",
-            now,
-            "the endpoint answered 410 Gone earlier" if gone else None,
-            now,
-        )
-
-    async def finish_task(
-        self,
-        task_id: str,
-        *,
-        status: str,
-        refund: bool = False,
-        settle_to: int | None = None,
-        reason: str = "",
-        **fields: Any,
-    ) -> bool:
-        """Move a task to a terminal status exactly once, and bill it: refund its whole
-        charge (``refund``), or settle the charge to ``settle_to`` micro-units (a
-        ``settle`` ledger entry of the difference), or keep the charge as it is.
-        ``cost`` is set to what the token finally pays.
-
-        Returns False when the task was already finished (a second worker, a retry, a
-        cancel racing a completion): then nothing changes and nothing is billed again.
-        """
-        assert not (refund and settle_to is not None)
-        assert status in TERMINAL
-        now = time.time()
-        fields.update(status=status, phase="done", updated_at=now, lease_owner=None, lease_until=None)
-        if status == "completed":
-            fields.setdefault("progress", 100)
-            fields.setdefault("completed_at", now)
-        else:
-            fields.setdefault("completed_at", now)
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        async with self.db.transaction() as tx:
-            n = await tx.execute(
-                f"UPDATE tasks SET {assignments} WHERE id = ? AND status NOT IN ({TERMINAL_SQL})",
-                *(_encode(k, v) for k, v in fields.items()),
-                task_id,
-            )
-            if n == 0:
-                return False
-            if refund:
-                await self._refund(tx, task_id, reason or "task failed")
-                await tx.execute("UPDATE tasks SET cost = 0 WHERE id = ?", task_id)
-            elif settle_to is not None:
-                await self._settle(tx, task_id, settle_to, reason or "settled to the vendor's usage")
-            else:
-                await tx.execute("UPDATE tasks SET cost = charge WHERE id = ?", task_id)
-            await self._announce(tx, task_id)
-        self._changed(task_id)
-        return True
-
-    async def _settle(self, tx: Connection, task_id: str, amount: int, reason: str) -> None:
-        row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
-        assert row is not None
-        delta = amount - row["charge"]
-        # The unique (task_id, kind) index makes a second settlement impossible.
-        if delta and not await tx.fetchone("SELECT id FROM ledger WHERE task_id = ? AND kind = 'settle'", task_id):
-            await self._ledger(tx, row["token_id"], task_id, "settle", delta, row["model"], reason)
-            # The vendor billed it: taken even past the quota, which only bounds what
-            # can be started.
-            await tx.execute("UPDATE tokens SET used = used + ? WHERE id = ?", delta, row["token_id"])
-        await tx.execute("UPDATE tasks SET cost = ? WHERE id = ?", amount, task_id)
-
-    async def request_cancel(self, task_id: str) -> TaskRecord | None:
-        """Record that the client asked to cancel an unfinished task (first time wins);
-        the task as it is now."""
-        await self.db.execute(
-            "UPDATE tasks SET cancel_requested_at = COALESCE(cancel_requested_at, ?)"
-            f" WHERE id = ? AND status NOT IN ({TERMINAL_SQL})",
-            time.time(),
-            task_id,
-        )
-        return await self.get_task(task_id)
-
-    async def _refund(self, tx: Connection, task_id: str, reason: str) -> None:
-        row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
-        if not row or not row["charge"]:
-            return
-        if await tx.fetchone("SELECT id FROM ledger WHERE task_id = ? AND kind = 'refund'", task_id):
-            return
-        await self._ledger(tx, row["token_id"], task_id, "refund", -row["charge"], row["model"], reason)
-        await tx.execute("UPDATE tokens SET used = used - ? WHERE id = ?", row["charge"], row["token_id"])
-        await tx.execute("UPDATE tasks SET refunded = ? WHERE id = ?", True, task_id)
-
-    async def lease_due(self, owner: str, *, now: float, limit: int, lease_seconds: float) -> list[TaskRecord]:
-        """Take a lease on up to ``limit`` unfinished tasks that are due for work."""
-        rows = await self.db.fetchall(
-            "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
-            " SELECT id FROM tasks WHERE status IN ('queued', 'in_progress')"
-            " AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-            f" ORDER BY next_poll_at LIMIT ?{self.db.skip_locked}) RETURNING *",
-            owner,
-            now + lease_seconds,
-            now,
-            now,
-            limit,
-        )
-        return [_task_from_row(r) for r in rows]
-
-    async def lease_batch(
-        self, owner: str, channel: str, *, now: float, due_by: float, limit: int, lease_seconds: float
-    ) -> list[TaskRecord]:
-        """Lease up to ``limit`` more polling tasks of ``channel`` to poll in one batch with
-        tasks already leased: those due, and those due by ``due_by`` whose last poll did
-        not fail (polling a healthy task a little early is what lets a batch call carry
-        the whole channel; a task backing off after a failure keeps its backoff)."""
-        rows = await self.db.fetchall(
-            "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
-            " SELECT id FROM tasks WHERE status IN ('queued', 'in_progress')"
-            " AND channel = ? AND phase = 'polling' AND cancel_requested_at IS NULL"
-            " AND (next_poll_at <= ? OR (next_poll_at <= ? AND poll_failures = 0))"
-            " AND (lease_until IS NULL OR lease_until < ?)"
-            f" ORDER BY next_poll_at LIMIT ?{self.db.skip_locked}) RETURNING *",
-            owner,
-            now + lease_seconds,
-            channel,
-            now,
-            due_by,
-            now,
-            limit,
-        )
-        return [_task_from_row(r) for r in rows]
-
-    async def release(self, task_id: str, owner: str, **fields: Any) -> bool:
-        """Drop our lease on an unfinished task, saving ``fields`` (e.g. next_poll_at)."""
-        fields.update(lease_owner=None, lease_until=None, updated_at=time.time())
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        sql = f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_owner = ? AND status NOT IN ({TERMINAL_SQL})"
-        args = (*(_encode(k, v) for k, v in fields.items()), task_id, owner)
-        if "status" in fields:
-            async with self.db.transaction() as tx:
-                n = await tx.execute(sql, *args)
-                if n:
-                    await self._announce(tx, task_id)
-        else:
-            n = await self.db.execute(sql, *args)
-        if n:
-            self._changed(task_id)
-        return n > 0
-
-    async def renew_lease(self, task_id: str, owner: str, until: float) -> bool:
-        n = await self.db.execute(
-            "UPDATE tasks SET lease_until = ? WHERE id = ? AND lease_owner = ?", until, task_id, owner
-        )
-        return n > 0
+        return task_from_row(row) if row else None
 
     async def list_tasks(self, token_id: str, *, after: TaskRecord | None, limit: int, order: str) -> list[TaskRecord]:
         """A token's visible tasks, ordered by (created_at, id), after a cursor task."""
@@ -556,7 +235,7 @@ class Store:
         direction = "DESC" if desc else "ASC"
         sql += f" ORDER BY created_at {direction}, id {direction} LIMIT ?"
         args.append(limit)
-        return [_task_from_row(r) for r in await self.db.fetchall(sql, *args)]
+        return [task_from_row(r) for r in await self.db.fetchall(sql, *args)]
 
     async def count_active(self, channel: str) -> int:
         row = await self.db.fetchone(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from vidgate.testing import run_gateway, serve_app
+from vidgate.testing import force_task_state, run_gateway, serve_app
 from vidgate_kling import plugin as kling_plugin
 from vidgate_kling.auth import b64url_decode, encode_jwt
 from vidgate_kling.fake import VIDEO, FakeKling
@@ -459,7 +459,8 @@ async def test_worker_recovers_a_lost_submit(tmp_path, kling_got_it):
             if not kling_got_it:
                 fake.tasks["text2video"].clear()
             # Simulate the lost answer: back to 'submitting' with no handle, lease expired.
-            await gw.gateway.store.update_task(
+            await force_task_state(
+                gw.gateway.store,
                 task["id"],
                 phase="submitting",
                 handle=None,
