@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,9 +191,14 @@ def bomb() -> bytes:
 class ResultHost(Recorder):
     """What a vendor's result host might serve, good and bad."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[bytes] = []  # each request's query string, as sent
+
     def app(self, routes: list[Route] | None = None) -> Starlette:
         async def record(request: Request) -> None:
             self.hits.append((request.url.path, dict(request.headers)))
+            self.queries.append(request.scope["query_string"])
 
         async def video(request: Request) -> Response:
             await record(request)
@@ -424,3 +430,21 @@ async def test_credential_headers_never_follow_a_redirect_to_another_origin(tmp_
             seen = b.hits[-1][1]
             assert b.hits[-1][0] == "/video.mp4"
             assert "authorization" not in seen and "x-goog-api-key" not in seen and "x-custom" not in seen
+
+
+async def test_a_signed_result_url_reaches_the_host_byte_for_byte(tmp_path):
+    """Presigned result URLs (S3, TOS, GCS) sign the query as the vendor encoded it: an
+    escaped ``/``, ``+`` or ``=`` the client decodes or re-encodes voids the signature."""
+    plugin = Downloading()
+    host = ResultHost()
+    query = "X-Amz-Credential=AKID%2F20261202%2Fus-east-1%2Fs3&X-Amz-Signature=ab%2Bcd%3D&x=a+b&y=%7E"
+    async with serve_app(host.app(), host="127.0.0.2") as served:
+        async with run_gateway(result_config(), tmp_path, extra_plugins={"scripted": plugin}) as gw:
+            key = await gw.token()
+            plugin.urls["main"] = f"{served.url}/video.mp4?{query}"
+            assert (await run_task(gw, key))["status"] == "completed"
+            # The same through a redirect to another signed URL.
+            plugin.urls["main"] = f"{served.url}/redirect?to={urllib.parse.quote('/video.mp4?' + query, safe='')}"
+            assert (await run_task(gw, key))["status"] == "completed"
+    assert host.queries[0] == query.encode()
+    assert host.queries[-1] == query.encode()

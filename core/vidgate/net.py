@@ -108,10 +108,19 @@ def _refused_by_guard(exc: BaseException) -> bool:
     return False
 
 
+def _as_url(url: str) -> URL:
+    """``url`` as a yarl URL that sends exactly the characters given when they are
+    already a valid encoding (printable ASCII): presigned result URLs sign their query as
+    the vendor escaped it (``%2F``, ``%7E``), and yarl would otherwise decode and re-encode
+    it. Anything else (spaces, non-ASCII) is quoted by yarl as usual."""
+    clean = url.isascii() and all(33 <= ord(c) < 127 for c in url)
+    return URL(url, encoded=clean)
+
+
 def _parse_url(url: str) -> URL | None:
     """The URL as aiohttp will see it (IDNA/NFKC-normalised host), or None if unusable."""
     try:
-        parsed = URL(url)
+        parsed = _as_url(url)
         host = parsed.host
         if parsed.scheme not in ("http", "https") or not host:
             return None
@@ -260,7 +269,7 @@ class HTTP:
                 raise VendorRejected(f"{param}: the image URL's address is not allowed", param=param)
             async with session.get(parsed, allow_redirects=False, headers={"Accept-Encoding": "identity"}) as resp:
                 if resp.status in REDIRECTS and "Location" in resp.headers:
-                    url = str(parsed.join(URL(resp.headers["Location"])))
+                    url = str(parsed.join(_as_url(resp.headers["Location"])))
                     continue
                 if resp.status != 200:
                     raise VendorRejected(f"{param}: fetching the image URL gave HTTP {resp.status}", param=param)
@@ -320,7 +329,7 @@ class HTTP:
                 location = resp.headers["Location"]
                 resp.release()
                 try:
-                    url = str(parsed.join(URL(location)))
+                    url = str(parsed.join(_as_url(location)))
                 except (ValueError, UnicodeError, TypeError):
                     raise TaskFailed(
                         "The vendor's result redirect is not a valid URL.", code="result_unavailable"
