@@ -316,6 +316,9 @@ class FakeArk(FakeVendor):
         if refusal := self._auth(request, rec):
             return refusal
         body = rec.json
+        if isinstance(body, dict):
+            # The official SDKs send every unset field as null: Ark reads null as absent.
+            body = {k: v for k, v in body.items() if v is not None}
         if problem := self._validate(body):
             return self._error(problem[0], problem[1], param=problem[2], rec=rec)
         items = body["content"]
