@@ -122,3 +122,86 @@ def test_contract_catches_a_hook_that_answers_for_every_vendor():
         Case().test_other_vendors_answered_none()
     Case.plugin = Polite()
     Case().test_other_vendors_answered_none()
+
+
+def _batch_case(batched: bool):
+    """A tiny vendor with a list endpoint, whose poll_many uses it (or answers nothing)."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from vidgate import Model, PollResult, Submission, VendorJob, VendorPlugin
+    from vidgate.fakekit import FakeVendor
+    from vidgate.testing import contract
+
+    class Fake(FakeVendor):
+        def routes(self):
+            return [
+                Route("/tasks", self.create, methods=["POST"]),
+                Route("/tasks", self.list, methods=["GET"]),
+                Route("/tasks/{id}", self.get, methods=["GET"]),
+            ]
+
+        def item(self, job):
+            state = self.advance(job)
+            return {"id": job.id, "status": state, "url": self.result_url(job)}
+
+        async def create(self, request):
+            rec = await self.record(request)
+            job = self.new_job(rec.json["prompt"], seconds=5, size="640x360")
+            return JSONResponse({"id": job.id})
+
+        async def get(self, request):
+            await self.record(request)
+            return JSONResponse(self.item(self.jobs[request.path_params["id"]]))
+
+        async def list(self, request):
+            await self.record(request)
+            ids = request.query_params["ids"].split(",")
+            return JSONResponse({"items": [self.item(self.jobs[i]) for i in ids if i in self.jobs]})
+
+    words = {"queued": "queued", "running": "in_progress", "succeeded": "completed", "failed": "failed"}
+
+    class Batchy(VendorPlugin):
+        name = "batchy"
+        models = [Model("batchy-1", seconds=(5,), default_seconds=5)]
+
+        def map_request(self, request, model, channel):
+            return VendorJob(payload={"prompt": request.prompt}, seconds=5, size="640x360")
+
+        async def submit(self, job, ctx):
+            async with ctx.http.post(f"{ctx.channel.base_url}/tasks", json=job.payload) as resp:
+                tid = (await resp.json())["id"]
+            return Submission(handle={"id": tid}, vendor_task_id=tid)
+
+        def _result(self, item):
+            status = words.get(item["status"])
+            if status is None:
+                return PollResult.unknown(item["status"])
+            return PollResult(status=status, result={"url": item["url"]} if status == "completed" else None)
+
+        async def poll(self, handle, ctx):
+            async with ctx.http.get(f"{ctx.channel.base_url}/tasks/{handle['id']}") as resp:
+                return self._result(await resp.json())
+
+        async def poll_many(self, handles, ctx):
+            if not batched:
+                return {}  # every task falls back on its own poll
+            async with ctx.http.get(f"{ctx.channel.base_url}/tasks", params={"ids": ",".join(handles)}) as resp:
+                return {i["id"]: self._result(i) for i in (await resp.json())["items"]}
+
+        async def fetch_result(self, handle, result, variant, ctx):
+            return await ctx.download(result["url"]) if variant == "video" else None
+
+    class Case(contract.VendorContract):
+        plugin = Batchy()
+        fake = Fake
+        model = "batchy-1"
+        batch_poll_path = "/tasks"
+
+    return Case()
+
+
+def test_contract_batch_poll_counts_list_calls(tmp_path):
+    _batch_case(batched=True).test_batch_poll(tmp_path / "good")
+    with pytest.raises(AssertionError, match="no recorded request matched batch_poll_path"):
+        _batch_case(batched=False).test_batch_poll(tmp_path / "bad")

@@ -20,7 +20,8 @@ channel of the plugin's vendor, and drives it over HTTP. The fake's prompt keywo
 with ``pytest.mark.skip`` only with a reason the README states.
 
 Cases for optional vendor verbs (``test_cancel``, ``test_batch_poll``) skip unless the
-plugin declares the verb (:meth:`VendorContract.declares`).
+plugin declares the verb (:meth:`VendorContract.declares`); ``test_batch_poll`` also needs
+:attr:`VendorContract.batch_poll_path`, the recorded path of the plugin's list call.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import inspect
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,6 +68,14 @@ class VendorContract:
     case_timeout: ClassVar[float] = 60.0
     #: The outbound timeout (s) the gateway uses; ``[slow]`` polls take twice as long.
     outbound_timeout: ClassVar[float] = 1.0
+    #: The path of the plugin's batch-poll (list) call as the fake records it (an exact
+    #: string or a compiled regex, see :meth:`FakeVendor.recorded`); ``test_batch_poll``
+    #: counts these requests. None skips that case for a plugin that declares ``poll_many``.
+    batch_poll_path: ClassVar[str | re.Pattern[str] | None] = None
+    #: The HTTP method of that list call (None: any method).
+    batch_poll_method: ClassVar[str | None] = "GET"
+    #: How many tasks ``test_batch_poll`` keeps in flight at once.
+    batch_poll_tasks: ClassVar[int] = 6
 
     # -- override points --------------------------------------------------------------
 
@@ -372,7 +382,37 @@ class VendorContract:
         self._run(case)
 
     def test_batch_poll(self, tmp_path: Path) -> None:
-        """(extension point) Several tasks are polled in one vendor call and all complete."""
+        """Several tasks in flight at once are polled together: they all complete with
+        fewer of the plugin's list calls (:attr:`batch_poll_path`, as the fake recorded
+        them) than tasks, and every list call carried at least one task."""
         if not self.declares("poll_many"):
             pytest.skip("the plugin declares no batch-poll verb")
-        pytest.skip("the core has no batch-poll verb yet (contract v2, item 3)")
+        if self.batch_poll_path is None:
+            pytest.skip("set batch_poll_path to the recorded path (str or regex) of the plugin's list call")
+        path, method = self.batch_poll_path, self.batch_poll_method
+        count = self.batch_poll_tasks
+
+        async def case() -> None:
+            async with self.served_fake() as fake, self.gateway(fake, tmp_path) as gw:
+                key = await gw.token()
+                prompts = [f"batch member {i} [hold]" for i in range(count)]
+                tasks = await asyncio.gather(*(self.submit(gw, key, p) for p in prompts))
+                # Every job held running until all have been polled at least once, so
+                # the tasks are in flight together when they are released.
+                for _ in range(500):
+                    if len(fake.jobs) == count and all(j.polls >= 1 for j in fake.jobs.values()):
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("the held tasks were never all polled")
+                before = len(fake.recorded(method, path))
+                fake.release()
+                for task, prompt in zip(tasks, prompts, strict=True):
+                    await self.assert_completed(gw, key, task, fake, prompt.removesuffix(" [hold]"))
+                lists = fake.recorded(method, path)
+                assert lists, f"no recorded request matched batch_poll_path {path!r}"
+                after = len(lists) - before
+                assert 1 <= after < count, f"{count} released tasks took {after} list calls to complete"
+                assert len(lists) < count * 2, f"{count} tasks took {len(lists)} list calls in all"
+
+        self._run(case)
