@@ -511,7 +511,8 @@ class FakeVeo(FakeVendor):
                 return bad(f"referenceImages must hold 1 to {family.reference_images} images.")
             for i, ref in enumerate(refs):
                 where = f"instances[0].referenceImages[{i}]"
-                if not isinstance(ref, dict) or ref.get("referenceType") != "asset":
+                # The REST docs write "asset"; the SDK sends its enum, "ASSET": both accepted.
+                if not isinstance(ref, dict) or str(ref.get("referenceType", "")).lower() != "asset":
                     return bad(f"{where}.referenceType must be asset for {model}.")
                 if err := self._check_image(ref.get("image"), f"{where}.image", surface):
                     return bad(err)
