@@ -61,7 +61,9 @@ async def test_t2v_and_i2v_store_the_bytes_and_bill_the_tokens(tmp_path):
             stored = await gw.gateway.store.get_task(t2v["id"])
             ledger = await gw.gateway.store.ledger()
     assert "data" not in str(stored.result) and stored.result["inline"] is True
-    assert stored.usage["video_tokens"] == 10 * 5792 and stored.usage["tokens"] == 10 * 5792 + 3  # + the 3 text tokens of "a red ball"
+    assert (
+        stored.usage["video_tokens"] == 10 * 5792 and stored.usage["tokens"] == 10 * 5792 + 3
+    )  # + the 3 text tokens of "a red ball"
     charged = sum(e.amount for e in ledger if e.task_id == t2v["id"])
     assert charged == round((0.0000175 * 57920 + 0.000001 * (57920 + 3)) * 1_000_000)
     t2v_body, i2v_body = fake.creates()
@@ -138,7 +140,9 @@ async def test_extend_chains_previous_interaction_id(tmp_path):
             )
             assert (await gw.wait(source["id"], key))["status"] == "completed"
             status, ext = await gw.post(
-                "/v1/videos/extensions", key, json={"prompt": "it sails on", "seconds": "10", "video": {"id": source["id"]}}
+                "/v1/videos/extensions",
+                key,
+                json={"prompt": "it sails on", "seconds": "10", "video": {"id": source["id"]}},
             )
             assert status == 200, ext
             done = await gw.wait(ext["id"], key)
@@ -171,11 +175,15 @@ async def test_statuses_map_to_failures_with_codes(tmp_path):
             key = await gw.token()
             for word in ("incomplete", "budget_exceeded"):
                 fake.final_status = word
-                _, task = await gw.post("/v1/video/generations", key, json={"model": "gemini-omni-flash", "prompt": word})
+                _, task = await gw.post(
+                    "/v1/video/generations", key, json={"model": "gemini-omni-flash", "prompt": word}
+                )
                 done = await gw.wait(task["id"], key)
                 assert done["status"] == "failed" and done["error"]["code"] == word, done
             fake.final_status = "completed"
-            _, task = await gw.post("/v1/video/generations", key, json={"model": "gemini-omni-flash", "prompt": "x [fail]"})
+            _, task = await gw.post(
+                "/v1/video/generations", key, json={"model": "gemini-omni-flash", "prompt": "x [fail]"}
+            )
             done = await gw.wait(task["id"], key)
             assert done["error"]["code"] == "vendor_failed" and "could not render" in done["error"]["message"]
 
@@ -213,9 +221,13 @@ async def test_signed_webhook_is_a_hint_and_polling_is_the_fallback(tmp_path):
             (job,) = fake.jobs.values()
             body, headers = fake.webhook(job, SECRET)
             forged = {**headers, "webhook-signature": "v1,AAAA"}
-            status, _ = await gw.post("/v1/callbacks/omni", data=body, headers={**forged, "content-type": "application/json"})
+            status, _ = await gw.post(
+                "/v1/callbacks/omni", data=body, headers={**forged, "content-type": "application/json"}
+            )
             assert status == 401
-            status, _ = await gw.post("/v1/callbacks/omni", data=body, headers={**headers, "content-type": "application/json"})
+            status, _ = await gw.post(
+                "/v1/callbacks/omni", data=body, headers={**headers, "content-type": "application/json"}
+            )
             assert status == 200
             done = await gw.wait(task["id"], key, timeout=10)  # far sooner than the 60 s interval
             assert done["status"] == "completed"

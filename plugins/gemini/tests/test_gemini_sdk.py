@@ -20,9 +20,7 @@ from google.genai import types  # noqa: E402
 
 
 def _round_trip(fake: FakeGemini, version: str | None):
-    client = genai.Client(
-        api_key=fake.api_key, http_options=types.HttpOptions(base_url=fake.url, api_version=version)
-    )
+    client = genai.Client(api_key=fake.api_key, http_options=types.HttpOptions(base_url=fake.url, api_version=version))
     png = base64.b64encode(tiny_png(8, 8)).decode()
     created = client.interactions.create(
         model="gemini-omni-1.1-flash",

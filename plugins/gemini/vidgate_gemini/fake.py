@@ -356,4 +356,4 @@ def _valid_b64(value: Any) -> bool:
 def _utc(seconds: int) -> Any:
     import datetime
 
-    return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)

@@ -117,7 +117,9 @@ def _metadata(meta: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
             else:
                 out[key] = value
         elif key == "labels":
-            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
                 problems.append(Problem(p, "must be an object of string values"))
             else:
                 out[key] = value

@@ -518,7 +518,6 @@ async def test_access_token_channel_and_missing_credentials(tmp_path):
     assert fake.calls(":predictLongRunning")[0].headers["authorization"] == f"Bearer {token}"
     assert fake.calls("/token") == []
     from vidgate import Channel
-
     from vidgate_veo import plugin
 
     problems = plugin.validate_channel(Channel(name="x", vendor="veo", credentials={"project": "p"}))

@@ -18,6 +18,8 @@ def png(param):
     image = image_from_bytes(tiny_png(4, 4), param, [])
     assert image is not None
     return image
+
+
 MODEL = {m.name: m for m in MODELS}
 
 
@@ -69,8 +71,6 @@ def test_snake_case_metadata_is_accepted_as_camel_case():
     assert params["negativePrompt"] == "blur" and params["aspectRatio"] == "9:16"
     assert params["generateAudio"] is True and params["seed"] == 3
     assert "negative_prompt" not in params
-
-
 
 
 def test_input_reference_images_become_asset_references():

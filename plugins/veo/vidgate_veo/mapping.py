@@ -215,7 +215,10 @@ def plan(request: VideoRequest, model: Model, channel: Channel) -> tuple[list[Pr
             problems.append(Problem(first_param, f"{model.name} takes no reference images"))
         elif len(references) > family.reference_images:
             problems.append(
-                Problem(references[family.reference_images][1].param, f"Veo takes at most {family.reference_images} reference images")
+                Problem(
+                    references[family.reference_images][1].param,
+                    f"Veo takes at most {family.reference_images} reference images",
+                )
             )
         if frames or lf_value is not None:
             # Google documents references as their own mode (reference_to_video); it is
