@@ -22,6 +22,7 @@ PNG = base64.b64decode(
 PNG2 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAYAAAD0In+KAAAAEUlEQVR42mP8z8DwnwEJMAEAJfQC/5hKQ0QAAAAASUVORK5CYII="
 )
+PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 SURFACES = ["gemini", "vertex"]
 
 
@@ -83,11 +84,11 @@ async def test_text_to_video_completes_and_bytes_match(tmp_path, surface):
     async with fake.serve():
         async with run_gateway(config(channel(fake, surface)), tmp_path) as gw:
             key = await gw.token()
-            status, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "a fox"})
+            status, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3.1", "prompt": "a fox"})
             assert status == 200, task
             done = await gw.wait(task["id"], key)
             assert done["status"] == "completed", done
-            assert done["seconds"] == "8" and done["size"] == "1280x720"
+            assert done["seconds"] == "8" and done["size"] == "1280x720" and done["model"] == "veo-3.1"
             assert await _content(gw, task["id"], key) == fake.video
             # A second task on Vertex reuses the cached access token.
             status, task2 = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "b"})
@@ -97,14 +98,14 @@ async def test_text_to_video_completes_and_bytes_match(tmp_path, surface):
     assert body["parameters"] == {"sampleCount": 1, "durationSeconds": 8, "aspectRatio": "16:9", "resolution": "720p"}
     if surface == "gemini":
         create = fake.calls(":predictLongRunning")[0]
-        assert create.path == "/v1beta/models/veo-3.0-generate-001:predictLongRunning"
+        assert create.path == "/v1beta/models/veo-3.1-generate-001:predictLongRunning"
         assert create.headers["x-goog-api-key"] == "gk"
         assert fake.calls("/operations/", "GET") and fake.calls(":download", "GET")
         assert [r for r in fake.requests if r.path.startswith("/_storage/")]
     else:
         create = fake.calls(":predictLongRunning")[0]
         assert create.path == (
-            "/v1/projects/fake-project/locations/us-central1/publishers/google/models/veo-3.0-generate-001:predictLongRunning"
+            "/v1/projects/fake-project/locations/us-central1/publishers/google/models/veo-3.1-generate-001:predictLongRunning"
         )
         assert create.headers["authorization"].startswith("Bearer ya29.fake-")
         polls = fake.calls(":fetchPredictOperation", "POST")
@@ -236,7 +237,7 @@ async def test_gemini_inline_result_is_decoded(tmp_path):
     async with fake.serve():
         async with run_gateway(config(channel(fake, "gemini")), tmp_path) as gw:
             key = await gw.token()
-            _, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3-fast", "prompt": "p"})
+            _, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3.1-fast", "prompt": "p"})
             assert (await gw.wait(task["id"], key))["status"] == "completed"
             assert await _content(gw, task["id"], key) == fake.video
 
@@ -270,9 +271,10 @@ async def test_poll_5xx_is_transient(tmp_path):
     ("body", "param"),
     [
         ({"model": "veo-3", "prompt": "p", "seconds": 5}, "seconds"),
-        ({"model": "veo-2", "prompt": "p", "seconds": 4}, "seconds"),
+        ({"model": "veo-3.1", "prompt": "p", "metadata": {"resolution": "4k"}}, "metadata.resolution"),
         ({"model": "veo-3", "prompt": "p", "seconds": 6, "size": "1920x1080"}, "size"),
-        ({"model": "veo-2", "prompt": "p", "size": "1920x1080"}, "size"),
+        ({"model": "veo-3.1", "prompt": "p", "seconds": 6, "input_reference": PNG_URL}, "seconds"),
+        ({"model": "veo-3.1", "prompt": "p", "metadata": {"image_role": "both"}}, "metadata.image_role"),
         ({"model": "veo-3", "prompt": "p", "metadata": {"sampleCount": 2}}, "metadata.sampleCount"),
         ({"model": "veo-3", "prompt": "p", "metadata": {"durationSeconds": 8}}, "metadata.durationSeconds"),
         ({"model": "veo-3", "prompt": "p", "metadata": {"model": "veo-3.1-generate-preview"}}, "metadata.model"),
@@ -406,3 +408,117 @@ async def test_image_urls_that_break_the_resolver_are_400s_naming_the_field(tmp_
             assert status == 200, task
             assert (await gw.wait(task["id"], key))["status"] == "completed"
     assert len(creates(fake)) == 1
+
+
+async def test_vertex_last_frame_references_and_audio(tmp_path):
+    """veo-3.1 on Vertex: a first frame with ``metadata.lastFrame``, then a text task with
+    three ``input_reference`` images as asset references, with Veo 3.1's parameters."""
+    fake = FakeVeo()
+    async with fake.serve():
+        async with run_gateway(config(channel(fake, "vertex")), tmp_path) as gw:
+            key = await gw.token()
+            status, frames = await gw.post(
+                "/v1/video/generations",
+                key,
+                json={
+                    "model": "veo-3.1",
+                    "prompt": "the door opens",
+                    "image": PNG_URL,
+                    "seconds": 4,
+                    "metadata": {"lastFrame": base64.b64encode(PNG2).decode(), "generateAudio": True},
+                },
+            )
+            assert status == 200, frames
+            status, refs = await gw.post(
+                "/v1/video/generations",
+                key,
+                json={
+                    "model": "veo-3.1-fast",
+                    "prompt": "these three friends at the beach",
+                    "input_reference": [PNG_URL, base64.b64encode(PNG2).decode(), PNG_URL],
+                    "size": "1920x1080",
+                    "metadata": {"negativePrompt": "rain", "seed": 42},
+                },
+            )
+            assert status == 200, refs
+            for task in (frames, refs):
+                done = await gw.wait(task["id"], key)
+                assert done["status"] == "completed", done
+                assert await _content(gw, task["id"], key) == fake.video
+    first, second = creates(fake)
+    assert first["instances"][0]["image"]["bytesBase64Encoded"] == base64.b64encode(PNG).decode()
+    assert first["instances"][0]["lastFrame"]["bytesBase64Encoded"] == base64.b64encode(PNG2).decode()
+    assert first["parameters"]["generateAudio"] is True and first["parameters"]["durationSeconds"] == 4
+    refs_sent = second["instances"][0]["referenceImages"]
+    assert [r["referenceType"] for r in refs_sent] == ["asset"] * 3
+    assert refs_sent[1]["image"] == {"bytesBase64Encoded": base64.b64encode(PNG2).decode(), "mimeType": "image/png"}
+    assert "image" not in second["instances"][0]
+    assert second["parameters"]["resolution"] == "1080p" and second["parameters"]["seed"] == 42
+    assert fake.calls("/veo-3.1-fast-generate-001:predictLongRunning")
+
+
+async def test_extend_completes_with_the_source_video(tmp_path):
+    video = b"\x00\x00\x00\x18ftypisom" + b"source-bytes" * 100
+    fake = FakeVeo(video=video)
+    async with fake.serve():
+        cfg = config(channel(fake, "vertex"), models={"veo-3.1": {"price_per_second": 0.1}})
+        async with run_gateway(cfg, tmp_path) as gw:
+            key = await gw.token()
+            _, source = await gw.post("/v1/video/generations", key, json={"model": "veo-3.1", "prompt": "a fox runs"})
+            assert (await gw.wait(source["id"], key))["status"] == "completed"
+            status, ext = await gw.post(
+                "/v1/videos/extensions", key, json={"prompt": "it jumps", "seconds": "8", "video": {"id": source["id"]}}
+            )
+            assert status == 200, ext
+            done = await gw.wait(ext["id"], key)
+            assert done["status"] == "completed", done
+            assert done["derived_from"] == {"video_id": source["id"], "operation": "extend"}
+            assert await _content(gw, ext["id"], key) == video
+            # Veo extends by 8 s: another length is a 400 naming seconds, before any call.
+            status, bad = await gw.post(
+                "/v1/videos/extensions", key, json={"prompt": "x", "seconds": "4", "video": {"id": source["id"]}}
+            )
+            assert status == 400 and bad["error"]["param"] == "seconds", bad
+    body = creates(fake)[1]
+    assert body["instances"][0]["prompt"] == "it jumps"
+    assert base64.b64decode(body["instances"][0]["video"]["bytesBase64Encoded"]) == video
+    assert body["instances"][0]["video"]["mimeType"] == "video/mp4"
+    assert body["parameters"]["durationSeconds"] == 8 and len(creates(fake)) == 2
+
+
+async def test_retired_model_on_a_gemini_relay_moves_to_vertex(tmp_path):
+    """An old relay channel still mapped to a retired preview id answers 404; the task
+    goes to the Vertex channel serving the model, which completes it."""
+    relay, vertex = FakeVeo(), FakeVeo()
+    async with relay.serve(), vertex.serve():
+        old = channel(relay, "gemini", name="relay", priority=10, model_map={"veo-3.1": "veo-3.1-generate-preview"})
+        cfg = config(old, channel(vertex, "vertex", name="vertex"))
+        async with run_gateway(cfg, tmp_path) as gw:
+            key = await gw.token()
+            status, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3.1", "prompt": "p"})
+            assert status == 200, task
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+            attempts = [(a.channel, a.outcome) for a in await gw.gateway.store.attempts(task["id"])]
+    assert attempts == [("relay", "model_retired"), ("vertex", "submitted")]
+    refused = relay.calls(":predictLongRunning")
+    assert refused[0].path == "/v1beta/models/veo-3.1-generate-preview:predictLongRunning" and refused[0].status == 404
+    assert len(creates(vertex)) == 1
+
+
+async def test_access_token_channel_and_missing_credentials(tmp_path):
+    fake = FakeVeo()
+    async with fake.serve():
+        token = fake.issue_token()
+        ch = channel(fake, "vertex")
+        ch["credentials"] = {"access_token": token, "project": "fake-project"}
+        async with run_gateway(config(ch), tmp_path) as gw:
+            key = await gw.token()
+            _, task = await gw.post("/v1/video/generations", key, json={"model": "veo-3", "prompt": "p"})
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+    assert fake.calls(":predictLongRunning")[0].headers["authorization"] == f"Bearer {token}"
+    assert fake.calls("/token") == []
+    from vidgate import Channel
+    from vidgate_veo import plugin
+
+    problems = plugin.validate_channel(Channel(name="x", vendor="veo", credentials={"project": "p"}))
+    assert problems and "service_account" in problems[0] and "access_token" in problems[0]

@@ -1,13 +1,19 @@
-"""The fake satisfies the official google-genai SDK, on both surfaces.
+"""The fake satisfies the official google-genai 3.x SDK, on both surfaces.
+
+Vertex AI (the default surface) is driven end to end by the SDK in Vertex mode with
+``http_options.base_url`` pointing at the fake: ``generate_videos`` (text, first + last
+frame with reference images and audio, and a scene extension from video bytes) and
+``operations.get``, with real google-auth service-account credentials.
 
 google-genai 3.x refuses ``generate_videos`` in Gemini Developer API mode before sending
-anything (``ValueError: ... only supported in Gemini Enterprise Agent Platform mode``);
-2.x sends it (vendor-protocols §3.6, probed with 2.25.0). With a 3.x SDK the Gemini test
-therefore creates the operation with the exact body 2.x puts on the wire and drives the
-rest (``operations.get``, ``files.download``) through the SDK.
+anything (``ValueError: ... only supported in Gemini Enterprise Agent Platform mode``,
+vendor-protocols-2026 §2.3), so the legacy Gemini test creates the operation with the
+exact body 2.x put on the wire (probed with 2.25.0) and drives the rest
+(``operations.get``, ``files.download``) through the 3.x SDK.
 """
 
 import asyncio
+import base64
 import json
 import urllib.request
 
@@ -19,7 +25,7 @@ genai = pytest.importorskip("google.genai")
 from google.genai import errors as genai_errors  # noqa: E402
 from google.genai import types  # noqa: E402
 
-MODEL = "veo-3.0-generate-001"
+MODEL = "veo-3.1-generate-001"
 
 
 def _client(fake: FakeVeo, key: str):
@@ -27,12 +33,9 @@ def _client(fake: FakeVeo, key: str):
 
 
 def _create_gemini(client, fake: FakeVeo, prompt: str):
-    try:
-        return client.models.generate_videos(model=MODEL, source=types.GenerateVideosSource(prompt=prompt))
-    except ValueError as exc:
-        if "Developer API" not in str(exc):
-            raise
-    # The SDK's own wire shape (PROBE, 2.25.0): POST .../models/{m}:predictLongRunning.
+    with pytest.raises(ValueError, match="only supported in"):
+        client.models.generate_videos(model=MODEL, source=types.GenerateVideosSource(prompt=prompt))
+    # The 2.x SDK's own wire shape (PROBE, 2.25.0): POST .../models/{m}:predictLongRunning.
     body = json.dumps({"instances": [{"prompt": prompt}], "parameters": {"sampleCount": 1}}).encode()
     req = urllib.request.Request(
         f"{fake.url}/v1beta/models/{MODEL}:predictLongRunning",
@@ -75,42 +78,99 @@ async def test_google_genai_sdk_gemini_round_trip(redirect):
     assert bool(fake.calls("", "GET") and [r for r in fake.requests if r.path.startswith("/_storage/")]) is redirect
 
 
-def _generate_vertex(fake: FakeVeo, account: dict):
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def _vertex_client(fake: FakeVeo, account: dict):
     from google.oauth2 import service_account
 
     creds = service_account.Credentials.from_service_account_info(
         account, scopes=["https://www.googleapis.com/auth/cloud-platform"]
     )
-    client = genai.Client(
+    return genai.Client(
         vertexai=True,
         project="fake-project",
         location="us-central1",
         credentials=creds,
         http_options=types.HttpOptions(base_url=fake.url),
     )
-    op = client.models.generate_videos(
-        model=MODEL,
-        source=types.GenerateVideosSource(prompt="a dog"),
-        config=types.GenerateVideosConfig(duration_seconds=6, aspect_ratio="9:16"),
-    )
+
+
+def _wait(client, op):
+    polls = 0
     while not op.done:
         op = client.operations.get(op)
+        polls += 1
+        assert polls < 20
     return op
 
 
+def _generate_vertex(fake: FakeVeo, account: dict):
+    client = _vertex_client(fake, account)
+    text = _wait(
+        client,
+        client.models.generate_videos(
+            model=MODEL,
+            source=types.GenerateVideosSource(prompt="a dog"),
+            config=types.GenerateVideosConfig(duration_seconds=6, aspect_ratio="9:16", generate_audio=True),
+        ),
+    )
+    image = types.Image(image_bytes=PNG, mime_type="image/png")
+    frames = _wait(
+        client,
+        client.models.generate_videos(
+            model=MODEL,
+            source=types.GenerateVideosSource(prompt="the dog wakes up", image=image),
+            config=types.GenerateVideosConfig(duration_seconds=8, last_frame=image, negative_prompt="blur", seed=7),
+        ),
+    )
+    refs = _wait(
+        client,
+        client.models.generate_videos(
+            model=MODEL,
+            source=types.GenerateVideosSource(prompt="the dog and the cat"),
+            config=types.GenerateVideosConfig(
+                duration_seconds=8,
+                reference_images=[types.VideoGenerationReferenceImage(image=image, reference_type="asset")] * 2,
+            ),
+        ),
+    )
+    video = text.response.generated_videos[0].video
+    extended = _wait(
+        client,
+        client.models.generate_videos(
+            model=MODEL,
+            source=types.GenerateVideosSource(
+                prompt="it runs on", video=types.Video(video_bytes=video.video_bytes, mime_type="video/mp4")
+            ),
+            config=types.GenerateVideosConfig(duration_seconds=8),
+        ),
+    )
+    return [text, frames, refs, extended]
+
+
 async def test_google_genai_sdk_vertex_round_trip():
-    """The SDK with real google-auth service-account credentials: our token endpoint
-    verifies google-auth's JWT, and the inline result decodes to the fake's bytes."""
+    """The 3.x SDK in Vertex mode with real google-auth service-account credentials: our
+    token endpoint verifies google-auth's JWT, the fake's strict create checks accept
+    every body the SDK builds, and each inline result decodes to the fake's bytes."""
     fake = FakeVeo()
     async with fake.serve():
         account = fake.service_account()
-        op = await asyncio.to_thread(_generate_vertex, fake, account)
-    assert op.response.generated_videos[0].video.video_bytes == fake.video
+        ops = await asyncio.to_thread(_generate_vertex, fake, account)
+    for op in ops:
+        assert op.response.generated_videos[0].video.video_bytes == fake.video
     assert len(fake.calls("/token", "POST")) == 1
-    create = fake.calls(":predictLongRunning")[0]
-    assert create.path.startswith("/v1beta1/projects/fake-project/locations/us-central1/publishers/google/models/")
-    assert create.headers["authorization"].startswith("Bearer ya29.fake-")
-    assert create.body["parameters"]["durationSeconds"] == 6
+    creates = fake.calls(":predictLongRunning")
+    assert [r.status for r in creates] == [200] * 4
+    assert creates[0].path.startswith("/v1beta1/projects/fake-project/locations/us-central1/publishers/google/models/")
+    assert creates[0].headers["authorization"].startswith("Bearer ya29.fake-")
+    text, frames, refs, extended = (r.body for r in creates)
+    assert text["parameters"]["durationSeconds"] == 6 and text["parameters"]["generateAudio"] is True
+    assert frames["instances"][0]["lastFrame"]["bytesBase64Encoded"] == base64.b64encode(PNG).decode()
+    assert [r["referenceType"] for r in refs["instances"][0]["referenceImages"]] == ["ASSET", "ASSET"]
+    assert base64.b64decode(extended["instances"][0]["video"]["bytesBase64Encoded"]) == fake.video
     assert fake.calls(":fetchPredictOperation")
 
 

@@ -1,12 +1,15 @@
 """HTTP to Google: the two Veo surfaces and the classification of Google's errors.
 
-=============  =====================================================  ===============================================
-               Gemini API (``surface = "gemini"``, default)           Vertex AI (``surface = "vertex"``)
-=============  =====================================================  ===============================================
-auth           ``x-goog-api-key: <credentials.api_key>``              ``Authorization: Bearer <token from service acct>``
-create         ``POST {base}/v1beta/models/{m}:predictLongRunning``   ``POST {base}/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning``
-poll           ``GET {base}/v1beta/{operation name}``                 ``POST {base}/v1/.../models/{m}:fetchPredictOperation {"operationName"}``
-=============  =====================================================  ===============================================
+=============  ===============================================================================================  =====================================================
+               Vertex AI (``surface = "vertex"``, default)                                                      Gemini API (``surface = "gemini"``, legacy: relays)
+=============  ===============================================================================================  =====================================================
+auth           ``Authorization: Bearer <credentials.access_token, or minted from credentials.service_account>``  ``x-goog-api-key: <credentials.api_key>``
+create         ``POST {base}/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning``      ``POST {base}/v1beta/models/{m}:predictLongRunning``
+poll           ``POST {base}/v1/.../models/{m}:fetchPredictOperation {"operationName"}``                          ``GET {base}/v1beta/{operation name}``
+=============  ===============================================================================================  =====================================================
+
+Google retired Veo on the Gemini API (2.0/3.0 on 2026-06-30, the 3.1 previews on
+2026-10-22): that surface stays for relays that still serve ``predictLongRunning``.
 
 Google answers success with exactly HTTP 200 and errors with
 ``{"error": {"code", "message", "status", "details"}}``.
@@ -25,7 +28,8 @@ import attrs
 from vidgate import CallContext, Channel
 from vidgate.errors import (
     ChannelUnusable,
-    TaskFailed,
+    ModelRetired,
+    TaskNotFound,
     VendorError,
     VendorRateLimited,
     VendorRejected,
@@ -42,8 +46,8 @@ _BIG_BODY = 1 << 20  # parse bodies above this size off the event loop (inline v
 
 
 def surface_of(channel: Channel) -> str:
-    """The channel's surface (option ``surface``), ``gemini`` unless set."""
-    surface = str(channel.options.get("surface") or "gemini").lower()
+    """The channel's surface (option ``surface``), ``vertex`` unless set."""
+    surface = str(channel.options.get("surface") or "vertex").lower()
     if surface not in SURFACES:
         raise ChannelUnusable(f"options.surface must be 'gemini' or 'vertex', not {surface!r}")
     return surface
@@ -58,6 +62,7 @@ class Settings:
     version: str
     api_key: str | None = attrs.field(default=None, repr=False)
     account: ServiceAccount | None = None
+    access_token: str | None = attrs.field(default=None, repr=False)
     project: str | None = None
     location: str | None = None
 
@@ -76,8 +81,16 @@ class Settings:
                 str(opts.get("api_version") or "v1beta"),
                 api_key=api_key,
             )
-        account = ServiceAccount.parse(creds.get("service_account"))
-        project = creds.get("project") or opts.get("project") or account.project_id
+        token = creds.get("access_token")
+        account: ServiceAccount | None = None
+        if creds.get("service_account"):
+            account = ServiceAccount.parse(creds.get("service_account"))
+        elif not isinstance(token, str) or not token:
+            raise ChannelUnusable(
+                "credentials.service_account (the key file's JSON) or credentials.access_token is required "
+                "for the Vertex AI surface"
+            )
+        project = creds.get("project") or opts.get("project") or (account.project_id if account else None)
         if not isinstance(project, str) or not project:
             raise ChannelUnusable("credentials.project is required for the Vertex AI surface")
         location = str(creds.get("location") or opts.get("location") or DEFAULT_LOCATION)
@@ -86,6 +99,7 @@ class Settings:
             (channel.base_url or vertex_base(location)).rstrip("/"),
             str(opts.get("api_version") or "v1"),
             account=account,
+            access_token=token if account is None else None,
             project=project,
             location=location,
         )
@@ -154,11 +168,17 @@ def classify(status: int, body: Any, headers: Any, *, creating: bool) -> VendorE
         return VendorUnavailable(
             f"Google answered HTTP {status}: {text}", vendor_code=code, maybe_received=status in (502, 504)
         )
+    if status == 404 and (creating or "no longer available" in text.lower()):
+        # At create the path names the model: a 404 is a retired model ("... is no longer
+        # available"; on Vertex "Publisher Model ... was not found or your project does
+        # not have access to it"), a wrong region or no access: this channel cannot serve
+        # the model, another one may.
+        return ModelRetired(f"Google does not serve this Veo model here: {text}", vendor_code=code, http_status=404)
     if creating:
-        # 400 INVALID_ARGUMENT, 404 NOT_FOUND (unknown model), 409, ...: the request is wrong.
+        # 400 INVALID_ARGUMENT, 409, ...: the request is wrong.
         return VendorRejected(f"Veo rejected the request: {text}", vendor_code=code, param=_param_hint(text))
     if status == 404:
-        return TaskFailed(f"Veo no longer knows this operation: {text}", code="vendor_task_lost", vendor_code=code)
+        return TaskNotFound(f"Veo no longer knows this operation: {text}", vendor_code=code, http_status=404)
     # Other 4xx while polling: not the client's fault and maybe not permanent; the task's
     # deadline bounds it.
     return VendorUnavailable(f"Google answered HTTP {status} while polling: {text}", vendor_code=code)
@@ -174,7 +194,7 @@ class VeoClient:
         self.ctx = ctx
         settings = Settings.of(ctx.channel)
         self.surface, self.base, self.version = settings.surface, settings.base, settings.version
-        self.api_key, self.account = settings.api_key, settings.account
+        self.api_key, self.account, self.token = settings.api_key, settings.account, settings.access_token
         self.project, self.location = settings.project, settings.location
 
     # -- plumbing --
@@ -184,7 +204,9 @@ class VeoClient:
         if self.surface == "gemini":
             assert self.api_key is not None
             return {"x-goog-api-key": self.api_key}
-        assert self.account is not None
+        if self.account is None:
+            assert self.token is not None
+            return {"Authorization": f"Bearer {self.token}"}
         return {"Authorization": f"Bearer {await access_token(self.account, self.ctx)}"}
 
     async def _call(self, method: str, url: str, body: Any | None, *, creating: bool) -> dict[str, Any]:
@@ -202,8 +224,7 @@ class VeoClient:
             if not isinstance(data, dict):
                 raise VendorUnavailable("Google answered 200 with a body that is not a JSON object")
             return data
-        if status == 401 and self.surface == "vertex":
-            assert self.account is not None
+        if status == 401 and self.account is not None:
             forget_token(self.account, self.ctx)  # so the next call mints a fresh one
         raise classify(status, data, resp_headers, creating=creating)
 

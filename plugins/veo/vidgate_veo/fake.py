@@ -16,9 +16,17 @@ SDK expects (it passes the SDK's ``generate_videos`` / ``operations.get`` /
   ``Authorization: Bearer`` checked; ``POST /v1/projects/{p}/locations/{l}/publishers/
   google/models/{m}:predictLongRunning`` and ``...:fetchPredictOperation``; results inline
   ``bytesBase64Encoded`` or (``vertex_result = "gcs"`` or ``storageUri``) ``gcsUri``.
+* Vertex also takes a pre-minted ``Authorization: Bearer`` token registered with
+  :meth:`FakeVeo.issue_token` (channels with ``credentials.access_token``).
 * Strict validation of the create body: one instance, inline images only on Gemini,
   ``durationSeconds`` (int or ``"8"``) within the model's set, ``1080p``/``4k`` only with
-  8 s, known parameter names only.
+  8 s, known parameter names only, at most 3 ``referenceImages`` of ``referenceType``
+  ``asset``, an extension ``video`` that is an inline MP4, 8 s for references and
+  extensions (vendor-protocols-2026 §2.2).
+* Retired models (:data:`vidgate_veo.models.RETIRED`, plus :attr:`FakeVeo.retired`)
+  answer 404 ``NOT_FOUND`` as Google does: "... is no longer available" on the Gemini
+  API, "Publisher Model ... was not found or your project does not have access to it"
+  on Vertex.
 * Switches: ``outcome`` (``"success"``, ``"filtered"``, ``"error"``), ``rate_limit_times``
   (HTTP 429 ``RESOURCE_EXHAUSTED`` N times), ``server_error_times`` (HTTP 500 N times),
   ``permission_denied`` (HTTP 403), ``redirect_downloads``, ``gemini_inline``,
@@ -59,7 +67,7 @@ from starlette.routing import BaseRoute, Route
 from vidgate.fakekit import FakeVendor
 from vidgate.testing import tiny_mp4
 
-from .models import FAMILIES
+from .models import FAMILIES, RETIRED
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -169,6 +177,8 @@ class FakeVeo(FakeVendor):
         super().__init__(secret=api_key, polls_to_finish=polls_to_finish, result_bytes=self.video)
         self.requests: list[Recorded] = []  # type: ignore[assignment]
         self.operations: dict[str, Operation] = {}
+        #: Vendor model ids this fake answers 404 for (Google's retirements by default).
+        self.retired: set[str] = set(RETIRED)
         self.files: dict[str, bytes] = {}
         # switches
         self.outcome = "success"
@@ -210,6 +220,12 @@ class FakeVeo(FakeVendor):
         self.trust(account["client_email"], public)
         return account
 
+    def issue_token(self, token: str | None = None, lifetime: float = 3599) -> str:
+        """Register a bearer token (minted outside the gateway) valid for ``lifetime`` s."""
+        token = token or "ya29.fake-" + secrets.token_urlsafe(24)
+        self.tokens[token] = time.time() + lifetime
+        return token
+
     def trust(self, client_email: str, public_key: rsa.RSAPublicKey) -> None:
         """Accept JWTs from ``client_email`` signed by ``public_key``."""
         self.accounts[client_email] = public_key
@@ -249,7 +265,7 @@ class FakeVeo(FakeVendor):
         if m := re.fullmatch(
             r"/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):(\w+)", path
         ):
-            return self._vertex(request, body, m[2], m[3], m[4], m[5])
+            return await self._vertex(request, body, m[2], m[3], m[4], m[5])
         if m := re.fullmatch(r"/(v1beta|v1)/models/([^/:]+):predictLongRunning", path):
             return self._gemini(request, body, create=m[2])
         if m := re.fullmatch(r"/(v1beta|v1)/(models/[^/:]+/operations/[a-z0-9]+)", path):
@@ -311,18 +327,19 @@ class FakeVeo(FakeVendor):
         if create is not None:
             if request.method != "POST":
                 return google_error(405, "METHOD_NOT_ALLOWED", "Use POST")
+            if create in self.retired:
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    f"models/{create} is no longer available. Please migrate to a newer model.",
+                )
             if err := self._validate(body, create, "gemini"):
                 return err
             instance, params = body["instances"][0], body.get("parameters") or {}
             if refusal := self.create_fault(instance.get("prompt")):
                 return refusal
             name = f"models/{create}/operations/{_rand_id()}"
-            self.new_job(
-                instance.get("prompt"),
-                seconds=int(params.get("durationSeconds", 8)),
-                job_id=name,
-                image=instance.get("image"),
-            )
+            self._job(name, instance, params)
             self.operations[name] = Operation(
                 name, "gemini", create, self.outcome, "inline" if self.gemini_inline else "uri"
             )
@@ -396,7 +413,26 @@ class FakeVeo(FakeVendor):
         self.tokens[token] = now + 3599
         return JSONResponse({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
-    def _vertex(self, request: Request, body: Any, project: str, location: str, model: str, verb: str) -> Response:
+    def _job(self, name: str, instance: dict[str, Any], params: dict[str, Any]) -> None:
+        aspect = params.get("aspectRatio", "16:9")
+        resolution = params.get("resolution", "720p")
+        sizes = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
+        w, h = sizes.get(resolution, (1280, 720))
+        self.new_job(
+            instance.get("prompt"),
+            seconds=int(params.get("durationSeconds", 8)),
+            size=f"{w}x{h}" if aspect == "16:9" else f"{h}x{w}",
+            job_id=name,
+            image=instance.get("image"),
+            last_frame=instance.get("lastFrame"),
+            references=instance.get("referenceImages"),
+            video=instance.get("video"),
+            parameters=params,
+        )
+
+    async def _vertex(
+        self, request: Request, body: Any, project: str, location: str, model: str, verb: str
+    ) -> Response:
         auth = request.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else ""
         if self.tokens.get(token, 0) < time.time():
@@ -412,15 +448,27 @@ class FakeVeo(FakeVendor):
             return err
         resource = f"projects/{project}/locations/{location}/publishers/google/models/{model}"
         if verb == "predictLongRunning":
+            if model in self.retired:
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    f"Publisher Model `{resource}` was not found or your project does not have access to it. "
+                    "Please ensure you are using a valid model version.",
+                )
             if err := self._validate(body, model, "vertex"):
                 return err
-            params = body.get("parameters") or {}
+            instance, params = body["instances"][0], body.get("parameters") or {}
+            if refusal := self.create_fault(instance.get("prompt")):
+                return refusal
             mode = "gcs" if self.vertex_result == "gcs" or params.get("storageUri") else "inline"
             name = f"{resource}/operations/{uuid.uuid4()}"
+            self._job(name, instance, params)
             self.operations[name] = Operation(name, "vertex", model, self.outcome, mode)
             return JSONResponse({"name": name})
         if verb == "fetchPredictOperation":
             op_name = body.get("operationName") if isinstance(body, dict) else None
+            if refusal := await self.poll_fault(self.jobs.get(op_name) if isinstance(op_name, str) else None):
+                return refusal
             op = self.operations.get(op_name) if isinstance(op_name, str) else None
             if op is None or op.surface != "vertex" or not op.name.startswith(resource + "/"):
                 return google_error(404, "NOT_FOUND", f"Operation {op_name!r} not found.")
@@ -455,6 +503,24 @@ class FakeVeo(FakeVendor):
             return bad("A prompt or an image is required.")
         if "lastFrame" in inst and "image" not in inst:
             return bad("lastFrame requires image.")
+        refs = inst.get("referenceImages")
+        if refs is not None:
+            if not family.reference_images:
+                return bad(f"referenceImages is not supported by {model}.")
+            if not isinstance(refs, list) or not 1 <= len(refs) <= family.reference_images:
+                return bad(f"referenceImages must hold 1 to {family.reference_images} images.")
+            for i, ref in enumerate(refs):
+                where = f"instances[0].referenceImages[{i}]"
+                # The REST docs write "asset"; the SDK sends its enum, "ASSET": both accepted.
+                if not isinstance(ref, dict) or str(ref.get("referenceType", "")).lower() != "asset":
+                    return bad(f"{where}.referenceType must be asset for {model}.")
+                if err := self._check_image(ref.get("image"), f"{where}.image", surface):
+                    return bad(err)
+        if "video" in inst:
+            if not family.extend:
+                return bad(f"video (extension) is not supported by {model}.")
+            if err := self._check_video(inst["video"], surface):
+                return bad(err)
         params = body.get("parameters", {})
         if not isinstance(params, dict):
             return bad("parameters must be an object.")
@@ -475,6 +541,8 @@ class FakeVeo(FakeVendor):
                 return bad(f"resolution must be one of {list(family.resolutions)}.")
             if params["resolution"] != "720p" and duration != 8:
                 return bad(f"resolution {params['resolution']} requires durationSeconds 8.")
+        if (refs is not None or "video" in inst) and duration != 8:
+            return bad("durationSeconds must be 8 with referenceImages or video.")
         count = params.get("sampleCount", 1)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
             return bad("sampleCount must be between 1 and 4.")
@@ -505,6 +573,23 @@ class FakeVeo(FakeVendor):
             base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             return f"{where}.bytesBase64Encoded is not valid base64."
+        return None
+
+    @staticmethod
+    def _check_video(video: Any, surface: str) -> str | None:
+        where = "instances[0].video"
+        if not isinstance(video, dict):
+            return f"{where} must be an object."
+        if "gcsUri" in video:
+            return None if surface == "vertex" else f"{where}.gcsUri is not supported in the Gemini API."
+        if video.get("mimeType") != "video/mp4":
+            return f"{where}.mimeType must be video/mp4."
+        try:
+            data = base64.b64decode(str(video.get("bytesBase64Encoded") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            return f"{where}.bytesBase64Encoded is not valid base64."
+        if data[4:8] != b"ftyp":
+            return f"{where} is not an MP4 file."
         return None
 
     def _advance(self, op: Operation) -> dict[str, Any]:

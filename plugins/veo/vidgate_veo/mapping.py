@@ -1,15 +1,23 @@
 """Unified request -> Veo ``predictLongRunning`` body, and the checks that go with it.
 
-The body is the same on both surfaces (Gemini API and Vertex AI)::
+The body is the same on both surfaces (Vertex AI, and the legacy Gemini API)::
 
     {"instances": [{"prompt": ..., "image": {"bytesBase64Encoded", "mimeType"},
-                    "lastFrame": {...}}],
+                    "lastFrame": {...},
+                    "referenceImages": [{"image": {...}, "referenceType": "asset"}],
+                    "video": {...}}],
      "parameters": {"sampleCount": 1, "durationSeconds": 8, "aspectRatio": "16:9",
                     "resolution": "720p", ...metadata}}
 
 Image URLs cannot be fetched here (mapping is synchronous and does no I/O), so an URL
 image is stored in the job as ``{"$fetch": url, "param": field}`` and ``submit`` fetches
 it through the gateway's SSRF-safe helper and inlines it. Nothing is ever dropped.
+
+Which image is what: ``image``/``images[0]`` is the first frame and ``images[1]`` the
+last frame (or ``metadata.lastFrame``); every ``input_reference`` image is an asset
+reference (``referenceImages``, at most 3), and ``metadata.image_role = "reference"``
+makes the ``images`` references too. An extension (``POST /v1/videos/extensions``) gets
+its ``video`` from the source task in ``derive``.
 """
 
 from __future__ import annotations
@@ -44,10 +52,12 @@ SNAKE_ALIASES = {
     "aspect_ratio": "aspectRatio",
     "duration_seconds": "durationSeconds",
     "last_frame": "lastFrame",
+    "imageRole": "image_role",
 }
+IMAGE_ROLES = ("frames", "reference")
 
 # Keys this module interprets itself; everything else in metadata goes to ``parameters``.
-_HANDLED = {"resolution", "aspectRatio", "lastFrame", "sampleCount", "durationSeconds", "model"}
+_HANDLED = {"resolution", "aspectRatio", "lastFrame", "sampleCount", "durationSeconds", "model", "image_role"}
 
 
 def _image_field(image: Image, param: str, index: int | None = None) -> dict[str, Any]:
@@ -92,6 +102,11 @@ def _check_metadata(meta: dict[str, Any], problems: list[Problem]) -> dict[str, 
                 problems.append(Problem(p, "must be true or false"))
             else:
                 params[key] = value
+        elif key == "referenceImages":
+            problems.append(Problem(p, "is not accepted here: send reference images as input_reference"))
+        elif key == "image_role":
+            if value not in IMAGE_ROLES:
+                problems.append(Problem(p, f"must be one of {', '.join(IMAGE_ROLES)}"))
         elif key in _HANDLED:
             continue  # resolution, aspectRatio, lastFrame: read by map_job
         else:
@@ -163,29 +178,68 @@ def plan(request: VideoRequest, model: Model, channel: Channel) -> tuple[list[Pr
         if family is VEO3 and aspect != "16:9":
             problems.append(Problem(res_param, f"{model.name} makes {resolution} only in 16:9"))
 
-    # -- images: first frame, and last frame (second image or metadata.lastFrame).
+    # -- images: first frame and last frame, or asset references.
     instance: dict[str, Any] = {}
     if request.prompt:
         instance["prompt"] = request.prompt
-    if len(request.images) > 2:
-        problems.append(Problem("images", "Veo takes at most two images: the first and the last frame"))
-    if request.images:
-        instance["image"] = _image_field(request.images[0], request.images[0].param, 0)
-    last: Image | None = request.images[1] if len(request.images) > 1 else None
+    _, role = _meta(meta, "image_role")
+    frames: list[tuple[int, Image]] = []
+    references: list[tuple[int, Image]] = []
+    for index, image in enumerate(request.images):
+        if image.param.startswith("input_reference") or role == "reference":
+            references.append((index, image))
+        else:
+            frames.append((index, image))
+    if len(frames) > 2:
+        problems.append(Problem(frames[2][1].param, "Veo takes at most two frames: the first and the last"))
+    if frames:
+        instance["image"] = _image_field(frames[0][1], frames[0][1].param, frames[0][0])
+    last: Image | None = frames[1][1] if len(frames) > 1 else None
     lf_key, lf_value = _meta(meta, "lastFrame")
     last_param = last.param if last is not None else "images[1]"
-    last_index: int | None = 1 if last is not None else None
+    last_index: int | None = frames[1][0] if last is not None else None
     if lf_value is not None:
         last_index = None  # parsed from metadata: not among the request's images
         last_param = f"metadata.{lf_key}"
         if last is not None:
             problems.append(Problem(last_param, "conflicts with the second image; send the last frame once"))
-        elif not request.images:
+        elif not frames:
             problems.append(Problem(last_param, "needs a first-frame image as well"))
         else:
             last = parse_image(lf_value, last_param, problems)
     if last is not None:
         instance["lastFrame"] = _image_field(last, last_param, last_index)
+    if references:
+        first_param = references[0][1].param
+        if not family.reference_images:
+            problems.append(Problem(first_param, f"{model.name} takes no reference images"))
+        elif len(references) > family.reference_images:
+            problems.append(
+                Problem(
+                    references[family.reference_images][1].param,
+                    f"Veo takes at most {family.reference_images} reference images",
+                )
+            )
+        if frames or lf_value is not None:
+            # Google documents references as their own mode (reference_to_video); it is
+            # unconfirmed whether Vertex refuses a mix, so the gateway does not send one.
+            problems.append(Problem(first_param, "reference images cannot be combined with a first or last frame"))
+        if seconds != 8:
+            problems.append(Problem("seconds", "videos from reference images are 8 seconds long"))
+        instance["referenceImages"] = [
+            {"image": _image_field(image, image.param, index), "referenceType": "asset"} for index, image in references
+        ]
+
+    # -- extension: the source video is added by derive; the new segment is 8 s.
+    extending = request.operation == "extend"
+    if extending:
+        if not family.extend:
+            problems.append(Problem("video", f"{model.name} cannot extend videos"))
+        if request.images:
+            problems.append(Problem(request.images[0].param, "an extension takes no images"))
+        if seconds != 8:
+            # Google's rule for extensions (Gemini API docs; the same on Vertex is unconfirmed).
+            problems.append(Problem("seconds", "Veo extends a video by 8 seconds"))
 
     if problems:
         return problems, None
@@ -201,7 +255,12 @@ def plan(request: VideoRequest, model: Model, channel: Channel) -> tuple[list[Pr
         # vendor makes exactly what we bill.
         parameters["resolution"] = resolution
     job = VendorJob(
-        payload={"model": vendor_model, "instances": [instance], "parameters": parameters},
+        payload={
+            "model": vendor_model,
+            "instances": [instance],
+            "parameters": parameters,
+            **({"extend": True} if extending else {}),
+        },
         seconds=seconds,
         size=SIZES[(aspect, resolution)],
         resolution=resolution,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import copy
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from vidgate import (
@@ -15,13 +16,14 @@ from vidgate import (
     Model,
     PollResult,
     Problem,
+    SourceTask,
     Submission,
     TaskError,
     VendorJob,
     VendorPlugin,
     VideoRequest,
 )
-from vidgate.errors import ChannelUnusable, RequestInvalid, TaskFailed, VendorUnavailable
+from vidgate.errors import ChannelUnusable, RequestInvalid, TaskFailed, VendorRejected, VendorUnavailable
 
 from . import mapping
 from .client import Settings, VeoClient
@@ -31,18 +33,18 @@ B64_CHUNK = 4 * 256 * 1024  # base64 characters per decoded chunk (768 KiB of vi
 
 
 class VeoPlugin(VendorPlugin):
-    """Google Veo on the Gemini API (default) or Vertex AI (channel option ``surface``)."""
+    """Google Veo on Vertex AI (default) or the legacy Gemini API (channel option ``surface``)."""
 
     name = "veo"
     models = MODELS
     poll_interval = 10.0  # Google's own samples poll every 10 s
     deadline = 15 * 60.0  # documented worst case is ~6 min at peak
     default_base_url = None  # depends on the surface; resolved by the client
-    description = "Google Veo video generation (Gemini API or Vertex AI)"
+    description = "Google Veo video generation (Vertex AI; legacy Gemini API relays)"
 
     def validate_channel(self, channel: Channel) -> list[str]:
-        """The credentials each surface needs: ``api_key`` (Gemini API), or
-        ``service_account`` and ``project`` (Vertex AI)."""
+        """The credentials each surface needs: ``service_account`` or ``access_token``,
+        and ``project`` (Vertex AI), or ``api_key`` (Gemini API)."""
         try:
             Settings.of(channel)
         except ChannelUnusable as exc:
@@ -60,26 +62,39 @@ class VeoPlugin(VendorPlugin):
         return job
 
     async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
+        if job.payload.get("extend"):
+            raise VendorRejected("an extension needs a source video: use POST /v1/videos/extensions", param="video")
+        return await self._start(job, ctx, None)
+
+    async def derive(self, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext) -> Submission:
+        """``extend``: the source's stored MP4 goes inline as ``instances[0].video``
+        (Veo's scene extension; the source's operation cannot be referred to by name)."""
+        if operation != "extend":
+            raise VendorRejected(f"Veo cannot {operation} videos", param="video")
+        path = source.media.get("video")
+        if path is None:
+            raise VendorRejected("the source video is no longer stored", param="video")
+        encoded = await asyncio.to_thread(_file_base64, path)
+        return await self._start(job, ctx, {"bytesBase64Encoded": encoded, "mimeType": "video/mp4"})
+
+    async def _start(self, job: VendorJob, ctx: CallContext, video: dict[str, Any] | None) -> Submission:
         client = VeoClient(ctx)
         payload = job.payload
         instance = dict(payload["instances"][0])
         for field in ("image", "lastFrame"):
-            ref = instance.get(field)
-            if isinstance(ref, dict) and "$fetch" in ref:
-                # The gateway fetches client URLs itself (SSRF-guarded) and inlines them:
-                # the Gemini API takes no image URLs, and nothing may be silently dropped.
-                param = ref.get("param") or ("image" if field == "image" else "images[1]")
-                data, mime = await ctx.fetch_image(ref["$fetch"], param=param)
-                encoded = await asyncio.to_thread(_base64_text, data)
-                instance[field] = {"bytesBase64Encoded": encoded, "mimeType": mime}
-            elif isinstance(ref, dict) and "$request_image" in ref:
-                index = ref["$request_image"]
-                if ctx.request is None or not 0 <= index < len(ctx.request.images):
-                    raise ValueError(f"the job refers to image {index} the request does not have")
-                encoded = await asyncio.to_thread(ctx.request.images[index].base64)
-                instance[field] = {"bytesBase64Encoded": encoded, "mimeType": ref["mimeType"]}
+            if isinstance(instance.get(field), dict):
+                default_param = "image" if field == "image" else "images[1]"
+                instance[field] = await _resolve(instance[field], default_param, ctx)
+        if isinstance(instance.get("referenceImages"), list):
+            instance["referenceImages"] = [
+                {**ref, "image": await _resolve(ref["image"], "input_reference", ctx)}
+                for ref in instance["referenceImages"]
+            ]
+        if video is not None:
+            instance["video"] = video
         body = {"instances": [instance], "parameters": copy.deepcopy(payload["parameters"])}
         op = await client.create(payload["model"], body)
+        del body, instance
         name = op.get("name")
         if not isinstance(name, str) or "/operations/" not in name:
             raise VendorUnavailable("Veo answered the create call without an operation name")
@@ -115,6 +130,26 @@ class VeoPlugin(VendorPlugin):
 
 def _base64_text(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _file_base64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+async def _resolve(ref: dict[str, Any], default_param: str, ctx: CallContext) -> dict[str, Any]:
+    """An image of the job as Google takes it: client URLs are fetched by the gateway
+    (SSRF-guarded: the Gemini API takes no image URLs, and nothing may be silently
+    dropped) and request images are encoded here, off the event loop."""
+    if "$fetch" in ref:
+        data, mime = await ctx.fetch_image(ref["$fetch"], param=ref.get("param") or default_param)
+        return {"bytesBase64Encoded": await asyncio.to_thread(_base64_text, data), "mimeType": mime}
+    if "$request_image" in ref:
+        index = ref["$request_image"]
+        if ctx.request is None or not 0 <= index < len(ctx.request.images):
+            raise ValueError(f"the job refers to image {index} the request does not have")
+        encoded = await asyncio.to_thread(ctx.request.images[index].base64)
+        return {"bytesBase64Encoded": encoded, "mimeType": ref["mimeType"]}
+    return ref
 
 
 async def _decode_chunks(encoded: str) -> AsyncIterator[bytes]:
