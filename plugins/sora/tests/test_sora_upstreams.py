@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 
+import aiohttp
 import pytest
 
 from vidgate import Channel
@@ -177,3 +178,21 @@ async def test_derived_tasks_an_upstream_does_not_serve_are_400s(tmp_path):
             else:
                 assert [r.status for r in derived_calls] == [404, 404]
                 assert "does not serve" in err["error"]["message"]
+
+
+async def test_a_form_based_client_edit_with_video_id_reaches_the_upstream_as_json(tmp_path):
+    """A multipart body with ``video[id]`` (a form client's nested object) on the
+    gateway's edits route: the upstream gets the documented JSON with its own id."""
+    fake = FakeVideosAPI()
+    async with served(fake) as up, run_gateway(config(channel(up)), tmp_path) as gw:
+        key = await gw.token()
+        _, source = await gw.post("/v1/videos", key, json={"model": "sora-2", "prompt": "a cat"})
+        assert (await gw.wait(source["id"], key))["status"] == "completed"
+        form = aiohttp.FormData()
+        form.add_field("prompt", "make it red")
+        form.add_field("video[id]", source["id"])
+        status, edit = await gw.post("/v1/videos/edits", key, data=form)
+        assert status == 200, edit
+        assert (await gw.wait(edit["id"], key))["status"] == "completed"
+    [ed] = fake.edits()
+    assert ed.json == {"prompt": "make it red", "video": {"id": next(iter(fake.videos))}}
