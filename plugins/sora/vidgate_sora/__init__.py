@@ -1,9 +1,10 @@
-"""vidgate-sora: the OpenAI Videos API (Sora 2) as a vidgate vendor.
+"""vidgate-sora: the OpenAI Videos API (Sora 2 schema) as a vidgate vendor.
 
-Speaks ``POST /videos``, ``GET /videos/{id}``, ``GET /videos/{id}/content`` and
-``POST /videos/{id}/remix`` to OpenAI or any OpenAI-compatible upstream (a reseller,
-another gateway, another vidgate). :mod:`vidgate_sora.fake` is a faithful fake of that
-API for tests.
+Speaks ``POST /videos``, ``GET /videos/{id}``, ``GET /videos/{id}/content``,
+``POST /videos/{id}/remix``, ``POST /videos/extensions`` and ``POST /videos/edits`` to
+OpenAI-compatible upstreams (OpenAI's own API shut down on 2026-09-24): Azure OpenAI v1,
+vLLM-Omni, SGLang, relays, another vidgate. :mod:`vidgate_sora.fake` is a faithful fake
+of that API for tests.
 """
 
 from __future__ import annotations

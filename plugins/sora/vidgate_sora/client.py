@@ -15,6 +15,7 @@ import aiohttp
 from vidgate import CallContext, Channel
 from vidgate.errors import (
     ChannelUnusable,
+    ModelRetired,
     TaskFailed,
     VendorError,
     VendorRateLimited,
@@ -23,7 +24,16 @@ from vidgate.errors import (
 )
 from vidgate.vendorhttp import retry_after, transport_errors
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: None: OpenAI shut its own Videos API down on 2026-09-24, so every channel names its
+#: upstream (Azure OpenAI v1, vLLM-Omni, SGLang, a relay, another vidgate).
+DEFAULT_BASE_URL: str | None = None
+#: ``options.auth``: how the key is sent. ``bearer`` = ``Authorization: Bearer <key>``
+#: (OpenAI, vLLM-Omni, SGLang, relays, vidgate); ``api-key`` = ``api-key: <key>`` (Azure).
+AUTH_MODES = ("bearer", "api-key")
+#: The derived tasks the protocol has; ``options.operations`` narrows them per upstream.
+OPERATIONS = ("remix", "extend", "edit")
+#: Where each derived task goes (``{id}`` = the upstream video id).
+DERIVED_PATHS = {"remix": "/videos/{id}/remix", "extend": "/videos/extensions", "edit": "/videos/edits"}
 MAX_MESSAGE = 500
 MAX_JSON_BYTES = 1 << 20  # a Video object is tiny; a huge body is a broken upstream
 
@@ -41,14 +51,55 @@ _PARAMS = {
 
 def base_url(channel: Channel) -> str:
     """The channel's API root, including ``/v1`` (no trailing slash)."""
-    return (channel.base_url or DEFAULT_BASE_URL).rstrip("/")
+    if not channel.base_url:
+        raise ChannelUnusable("channel has no base_url (OpenAI's own Videos API is gone)")
+    return channel.base_url.rstrip("/")
+
+
+def auth_mode(channel: Channel) -> str:
+    """``options.auth``: ``bearer`` (the default) or ``api-key``."""
+    mode = channel.options.get("auth", "bearer")
+    return mode if isinstance(mode, str) else "bearer"
+
+
+def channel_problems(channel: Channel) -> list[str]:
+    """What is wrong with a sora channel's settings, each naming its key."""
+    problems = []
+    if not channel.base_url:
+        problems.append(
+            "base_url: required (OpenAI shut its Videos API down on 2026-09-24): the upstream's /v1 root, "
+            "e.g. https://RESOURCE.openai.azure.com/openai/v1 or http://host:8091/v1"
+        )
+    if not channel.credentials.get("api_key"):
+        problems.append("credentials.api_key: required by vendor 'sora' (any value for a keyless vLLM-Omni)")
+    mode = channel.options.get("auth", "bearer")
+    if mode not in AUTH_MODES:
+        problems.append(f'options.auth: must be "bearer" or "api-key" (Azure\'s api-key header), not {mode!r}')
+    ops = channel.options.get("operations")
+    if ops is not None and (
+        not isinstance(ops, (list, tuple)) or not all(isinstance(o, str) and o in OPERATIONS for o in ops)
+    ):
+        problems.append(f"options.operations: must be a list of {', '.join(OPERATIONS)} (what the upstream serves)")
+    return problems
+
+
+def serves(channel: Channel, operation: str) -> bool:
+    """Whether the channel's upstream serves the derived task ``operation``
+    (``options.operations``; all three by default)."""
+    ops = channel.options.get("operations")
+    return ops is None or operation in ops
 
 
 def auth_headers(channel: Channel) -> dict[str, str]:
-    """``Authorization`` plus the optional organisation/project headers."""
+    """The key as ``options.auth`` says, plus the optional organisation/project headers."""
     key = channel.credentials.get("api_key")
     if not isinstance(key, str) or not key:
         raise ChannelUnusable("channel has no credentials.api_key")
+    if auth_mode(channel) == "api-key":
+        # Azure OpenAI's own key header (the reference marks it unconfirmed on the v1
+        # route, where Azure also takes Bearer; the option exists for deployments that
+        # only take this one).
+        return {"api-key": key}
     headers = {"Authorization": f"Bearer {key}"}
     for option, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")):
         value = channel.options.get(option)
@@ -69,6 +120,18 @@ def poll_after(headers: Mapping[str, str]) -> float | None:
     if not ms >= 0:  # also refuses NaN
         return None
     return min(ms / 1000.0, 600.0)
+
+
+def _is_envelope(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+
+def _names_model(message: str, param: str | None, code: str | None) -> bool:
+    """Whether an error is about the model (OpenAI ``model_not_found``; vLLM and SGLang
+    answer "The model `x` does not exist.")."""
+    if param == "model" or (code or "").startswith("model_not_found"):
+        return True
+    return "model" in message.lower() and any(w in message.lower() for w in ("not exist", "not found", "retired"))
 
 
 def _error_fields(body: Any) -> tuple[str, str | None, str | None, str | None]:
@@ -115,6 +178,10 @@ def classify(
         # An error answer means no video was made, unless it came from a proxy that lost
         # the upstream's answer (502/504) or is an Idempotency-Key clash (409).
         return VendorUnavailable(text, maybe_received=status in (409, 502, 504), **kwargs)
+    if status in (404, 410) and operation != "poll" and _names_model(message, param, code):
+        # The upstream no longer serves this model: the core moves the task to another
+        # channel serving it (and the lead's core part takes it off this channel).
+        return ModelRetired(f"upstream HTTP {status}: the model is not served here: {message}", **kwargs)
     if operation == "poll":
         if status in (404, 410):
             return TaskFailed(
@@ -126,6 +193,17 @@ def classify(
         mapped = f"metadata.{param}"
     if operation == "remix" and status == 404:
         mapped = mapped or "video_id"
+    if operation in ("remix", "extend", "edit") and (status == 405 or (status == 404 and not _is_envelope(body))):
+        # No error envelope: the route itself is missing (vLLM-Omni and SGLang serve no
+        # remix/extensions/edits), not the source video.
+        path = DERIVED_PATHS[operation]
+        return VendorRejected(
+            f"this upstream does not serve POST {path} ({operation}); set the channel's options.operations",
+            param="video_id" if operation == "remix" else "video",
+            **kwargs,
+        )
+    if operation == "create" and status in (404, 405) and not _is_envelope(body):
+        return ChannelUnusable(f"upstream HTTP {status} for POST /videos: check base_url (it includes /v1)", **kwargs)
     if operation in ("extend", "edit") and (status == 404 or param in ("video", "video[id]", "video.id")):
         mapped = "video"
     # 400/404/422 and other 4xx on create/remix: the request itself is wrong.

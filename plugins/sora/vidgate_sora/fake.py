@@ -135,6 +135,12 @@ class FakeVideosAPI(FakeVendor):
     :param extra_fields: create fields accepted besides the spec's; any other unknown
         field is a 400 ``unknown_parameter`` naming it, as the real API does.
     :param thumbnails: serve ``variant=thumbnail``; when False it answers 404.
+    :param auth: the key headers accepted: ``bearer`` (``Authorization: Bearer``) and/or
+        ``api-key`` (Azure's ``api-key: <key>``).
+    :param retired_models: models a create answers 404 ``model_not_found`` for (an
+        upstream that no longer serves them).
+    :param derived: serve remix, extensions and edits; when False those routes answer a
+        bare 404 ``{"detail": "Not Found"}``, as a vLLM-Omni or SGLang server does.
     """
 
     def __init__(
@@ -146,6 +152,9 @@ class FakeVideosAPI(FakeVendor):
         extra_fields: Iterable[str] = (),
         thumbnails: bool = True,
         video_bytes: bytes | None = None,
+        auth: Iterable[str] = ("bearer",),
+        retired_models: Iterable[str] = (),
+        derived: bool = True,
     ) -> None:
         self.api_keys = set(api_keys)
         super().__init__(
@@ -156,6 +165,9 @@ class FakeVideosAPI(FakeVendor):
         self.poll_after_ms = poll_after_ms
         self.extra_fields = set(extra_fields)
         self.thumbnails = thumbnails
+        self.auth = set(auth)
+        self.retired_models = set(retired_models)
+        self.derived = derived
         self.video_bytes: bytes = self._result_bytes  # type: ignore[assignment]
         self.requests: list[RecordedRequest] = []  # type: ignore[assignment]
         self.videos: dict[str, dict[str, Any]] = {}
@@ -308,7 +320,9 @@ class FakeVideosAPI(FakeVendor):
 
     def _authorized(self, rec: RecordedRequest) -> bool:
         auth = rec.headers.get("authorization", "")
-        return auth.startswith("Bearer ") and auth[7:] in self.api_keys
+        if "bearer" in self.auth and auth.startswith("Bearer ") and auth[7:] in self.api_keys:
+            return True
+        return "api-key" in self.auth and rec.headers.get("api-key", "") in self.api_keys
 
     async def _guard(self, request: Request) -> tuple[RecordedRequest, Response | None]:
         rec = await self._record(request)
@@ -435,6 +449,13 @@ class FakeVideosAPI(FakeVendor):
         if len(prompt) > MAX_PROMPT:
             raise _Reject(400, f"prompt is longer than {MAX_PROMPT} characters.", "prompt", "string_above_max_length")
         model = body.get("model", "sora-2")
+        if model in self.retired_models:
+            raise _Reject(
+                404,
+                f"The model '{model}' does not exist or you do not have access to it.",
+                "model",
+                "model_not_found",
+            )
         if model not in MODELS:
             raise _Reject(
                 400, f"Invalid value: '{model}'. Supported values are: {', '.join(MODELS)}.", "model", "invalid_value"
@@ -599,10 +620,16 @@ class FakeVideosAPI(FakeVendor):
         rec.status = 200
         return self._ok({"id": vid, "object": "video.deleted", "deleted": True})
 
+    def _no_route(self, rec: RecordedRequest) -> Response:
+        rec.status = 404
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+
     async def _remix(self, request: Request) -> Response:
         rec, refused = await self._guard(request)
         if refused is not None:
             return refused
+        if not self.derived:
+            return self._no_route(rec)
         source = self._lookup(request.path_params["video_id"])
         if source is None:
             rec.status = 404
@@ -642,6 +669,8 @@ class FakeVideosAPI(FakeVendor):
         rec, refused = await self._guard(request)
         if refused is not None:
             return refused
+        if not self.derived:
+            return self._no_route(rec)
         body = rec.fields
         allowed = {"prompt", "video", "video[id]"} | ({"seconds"} if operation == "extend" else set())
         for name in body:

@@ -1,4 +1,8 @@
-"""The ``sora`` vendor: the OpenAI Videos API (``/videos``) on any compatible upstream."""
+"""The ``sora`` vendor: the OpenAI Videos API (``/videos``) on OpenAI-compatible upstreams.
+
+OpenAI shut its own Videos API down on 2026-09-24; the protocol lives on at Azure OpenAI
+v1, self-hosted vLLM-Omni and SGLang servers, relays and other gateways (vidgate too).
+"""
 
 from __future__ import annotations
 
@@ -53,19 +57,26 @@ def _handle_id(handle: dict[str, Any]) -> str:
 
 
 class Sora(VendorPlugin):
-    """OpenAI Videos API plugin (``sora-2``, ``sora-2-pro``).
+    """OpenAI Videos API plugin (``sora-2``, ``sora-2-pro``) for compatible upstreams.
 
-    Channel config: ``base_url`` including ``/v1`` (default ``https://api.openai.com/v1``),
-    ``credentials.api_key``, optional ``options.organization`` / ``options.project``.
+    Channel config: ``base_url`` including ``/v1`` (required: there is no default since
+    OpenAI's own endpoint is gone), ``credentials.api_key``, ``options.auth`` (``bearer``
+    or Azure's ``api-key``), ``options.operations`` (the derived tasks the upstream
+    serves), optional ``options.organization`` / ``options.project``.
     """
 
     name = "sora"
-    description = "OpenAI Videos API (Sora 2) on OpenAI or any OpenAI-compatible upstream."
+    description = "OpenAI Videos API (Sora 2 schema) on Azure OpenAI, vLLM-Omni, SGLang, relays or another vidgate."
     models = mapping.MODELS
     poll_interval = 10.0
     deadline = 30 * 60.0
     default_base_url = client.DEFAULT_BASE_URL
     credentials = ("api_key",)
+
+    def validate_channel(self, channel: Channel) -> list[str]:
+        """``base_url`` and ``credentials.api_key`` required; ``options.auth`` is
+        ``bearer`` or ``api-key``; ``options.operations`` a list of remix/extend/edit."""
+        return client.channel_problems(channel)
 
     # -- requests ---------------------------------------------------------------------
 
@@ -139,7 +150,13 @@ class Sora(VendorPlugin):
         """Remix as :meth:`remix`; ``extend`` and ``edit`` pass through to the upstream's
         ``POST /videos/extensions`` and ``/videos/edits`` with ``video: {"id": <upstream
         id>}`` (the upstream id from the source's handle). An extension's ``seconds`` is
-        the new segment's (what the gateway bills)."""
+        the new segment's (what the gateway bills). An operation the channel's
+        ``options.operations`` leaves out is refused before any upstream call."""
+        if operation in client.OPERATIONS and not client.serves(ctx.channel, operation):
+            raise VendorRejected(
+                f"the upstream of this task's channel does not serve {operation}",
+                param="video_id" if operation == "remix" else "video",
+            )
         if operation == "remix":
             return await self.remix(source.handle, job, ctx)
         upstream = _handle_id(source.handle)
