@@ -177,7 +177,8 @@ async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
                                 final[task_id] = task
                         await asyncio.sleep(0.2)
                 assert all(t["status"] == "completed" for t in final.values()), collections.Counter(
-                    t["status"] for t in final.values()
+                    (t["status"], (t.get("error") or {}).get("code"), (t.get("error") or {}).get("message"))
+                    for t in final.values()
                 )
                 async with http.get(f"http://127.0.0.1:{vendor_port}/_stats") as r:
                     stats = await r.json()
