@@ -117,7 +117,10 @@ async def call(
     message = str(envelope.get("message") or "")
     # DashScope's messages can quote what they were sent.
     ctx.log.warning(
-        "dashscope_error", vendor_code=code, http_status=status, message=scrub(message, ctx.channel)[:300],
+        "dashscope_error",
+        vendor_code=code,
+        http_status=status,
+        message=scrub(message, ctx.channel)[:300],
         request_id=request_id,
     )
     raise classify(status, code, message, request_id=request_id, wait=wait)

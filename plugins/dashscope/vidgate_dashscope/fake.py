@@ -98,6 +98,8 @@ class FakeDashScope(FakeVendor):
     def __init__(self, *, secret: str = "sk-fake-dashscope-0123", polls_to_finish: int = 2, **kwargs: Any) -> None:
         super().__init__(secret=secret, polls_to_finish=polls_to_finish, **kwargs)
         self._create_errors: deque[tuple[str, str | None]] = deque()
+        #: ``usage.duration`` reported on success (None: the duration asked for).
+        self.billed_seconds: int | None = None
 
     # -- switches --------------------------------------------------------------------
 
@@ -263,7 +265,7 @@ class FakeDashScope(FakeVendor):
         if state == "succeeded":
             tier = "1080" if job.size and max(map(int, job.size.split("x"))) >= 1440 else "720"
             body["usage"] = {
-                "duration": job.seconds,
+                "duration": job.seconds if self.billed_seconds is None else self.billed_seconds,
                 "input_video_duration": 0,
                 "output_video_duration": job.seconds,
                 "video_count": 1,

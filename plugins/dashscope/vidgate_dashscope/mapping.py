@@ -214,7 +214,9 @@ def _shape(request: VideoRequest, model: Model, rules: Rules, problems: list[Pro
                     Problem("size", f"{model.name} follows the first frame's shape; give a resolution such as 1280x720")
                 )
             elif ratio not in rules.ratios:
-                problems.append(Problem("size", f"{model.name} makes the ratios {', '.join(rules.ratios)}, not {ratio}"))
+                problems.append(
+                    Problem("size", f"{model.name} makes the ratios {', '.join(rules.ratios)}, not {ratio}")
+                )
     return tier or rules.default_tier, ratio or "16:9"
 
 
@@ -242,7 +244,7 @@ def validate(request: VideoRequest, model: Model) -> list[Problem]:
             if not check(value):
                 problems.append(Problem(param, message))
     if request.metadata.get("shot_type") == "multi" and request.metadata.get("prompt_extend") is False:
-        problems.append(Problem("metadata.shot_type", 'multi-shot needs prompt_extend (leave it on or set it true)'))
+        problems.append(Problem("metadata.shot_type", "multi-shot needs prompt_extend (leave it on or set it true)"))
     if not request.prompt and model.text_to_video and not model.image_to_video:
         problems.append(Problem("prompt", f"{model.name} needs a prompt", "missing_required_parameter"))
     max_images = 2 if rules.last_frame else 1
