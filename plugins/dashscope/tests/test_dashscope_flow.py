@@ -308,3 +308,29 @@ async def test_an_unknown_region_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="options.region"):
         async with run_gateway(cfg, tmp_path):
             pass
+
+
+async def test_wan3_reference_images_and_videos_go_up_as_reference_media(tmp_path):
+    async with env(tmp_path) as (gw, fake):
+        key = await gw.token()
+        ref = png_url(512, 512)
+        body = {
+            "model": "wan3.0-video",
+            "prompt": "Image 1 dances in Video 1",
+            "size": "1:1",
+            "input_reference": [ref, "https://cdn.example.com/clip.mp4"],
+        }
+        status, task = await gw.post("/v1/video/generations", key, json=body)
+        assert status == 200, task
+        assert task["size"] == "1440x1440"
+        assert (await gw.wait(task["id"], key))["status"] == "completed"
+        status, err = await gw.post(
+            "/v1/video/generations", key, json={**body, "image": png_url(), "input_reference": [ref]}
+        )
+        assert status == 400 and err["error"]["param"] == "input_reference[0]", err
+    (create,) = fake.creates()
+    assert create.json["input"]["media"] == [
+        {"type": "reference_image", "url": ref},
+        {"type": "reference_video", "url": "https://cdn.example.com/clip.mp4"},
+    ]
+    assert create.json["parameters"]["ratio"] == "1:1"

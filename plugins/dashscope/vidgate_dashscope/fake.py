@@ -173,6 +173,9 @@ class FakeDashScope(FakeVendor):
                 return "Each media item needs a type and a url."
             if item.get("type") in ("first_frame", "last_frame"):
                 images.append(item["url"])
+        kinds = {item.get("type") for item in inputs.get("media") or []}
+        if images and any(str(k).startswith("reference_") for k in kinds):
+            return "reference_* media cannot be combined with first_frame/last_frame."
         if spec["images"] == 0 and images:
             return f"{model} does not accept images."
         if spec["images"] and not model.startswith("wan3") and not images:

@@ -41,6 +41,7 @@ RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4")
 MAX_SEED = 2147483647
 MAX_NEGATIVE_PROMPT = 500
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Model Studio: first-frame images up to 10 MB
+MAX_REFERENCE_IMAGES = 10  # wan3.0: up to 10 reference_image media
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
 
 #: How a model takes its inputs.
@@ -247,21 +248,25 @@ def validate(request: VideoRequest, model: Model) -> list[Problem]:
         problems.append(Problem("metadata.shot_type", "multi-shot needs prompt_extend (leave it on or set it true)"))
     if not request.prompt and model.text_to_video and not model.image_to_video:
         problems.append(Problem("prompt", f"{model.name} needs a prompt", "missing_required_parameter"))
+    frames, ref_images = split_images(request, rules)
     max_images = 2 if rules.last_frame else 1
-    if len(request.images) > max_images:
+    if len(frames) > max_images:
         what = "a first and a last frame" if rules.last_frame else "one image (the first frame)"
         problems.append(Problem("images", f"{model.name} takes at most {what}"))
     refs = list(request.references)
     if refs and not rules.references:
         problems.append(Problem(refs[0].param, f"{model.name} takes no reference material"))
-    if refs and request.images:
+    if (refs or ref_images) and frames:
         # wan3.0: reference_* media and first/last frames are mutually exclusive.
-        problems.append(Problem(refs[0].param, "reference material cannot be combined with a first/last frame"))
+        param = refs[0].param if refs else request.images[ref_images[0]].param
+        problems.append(Problem(param, "reference material cannot be combined with a first/last frame"))
     for ref in refs:
         if ref.url is None:
             problems.append(Problem(ref.param, "DashScope takes reference videos and audio by public URL only"))
     if len([r for r in refs if r.kind == "video"]) > 5 or len([r for r in refs if r.kind == "audio"]) > 5:
         problems.append(Problem("input_reference", "at most 5 reference videos and 5 reference audio clips"))
+    if len(ref_images) > MAX_REFERENCE_IMAGES:
+        problems.append(Problem("input_reference", f"at most {MAX_REFERENCE_IMAGES} reference images"))
     for image in request.images:
         if image.data is None:
             continue
@@ -270,6 +275,17 @@ def validate(request: VideoRequest, model: Model) -> list[Problem]:
         if image.mime_type not in IMAGE_TYPES:
             problems.append(Problem(image.param, f"DashScope accepts JPEG, PNG, BMP or WebP, not {image.mime_type}"))
     return problems
+
+
+def split_images(request: VideoRequest, rules: Rules) -> tuple[list[int], list[int]]:
+    """Indexes of the frame images and of the reference images. ``input_reference`` images
+    are reference images on models that take references (wan3.0); elsewhere they are the
+    first frame, as in OpenAI's convention."""
+    frames: list[int] = []
+    refs: list[int] = []
+    for i, image in enumerate(request.images):
+        (refs if rules.references and image.param.startswith("input_reference") else frames).append(i)
+    return frames, refs
 
 
 def _image_ref(request: VideoRequest, index: int) -> str | dict[str, int]:
@@ -313,24 +329,27 @@ def map_request(request: VideoRequest, model: Model, channel: Channel) -> Vendor
         params["size"] = f"{w}*{h}"
     else:
         params["resolution"] = tier
-        if rules.ratios and not request.images:
+        if rules.ratios and not split_images(request, rules)[0]:
             params["ratio"] = ratio
     params["duration"] = seconds
-    if request.images:
-        first = request.images[0]
+    frames, ref_images = split_images(request, rules)
+    if frames:
+        first = request.images[frames[0]]
         if first.width and first.height:
             # The output follows the first frame's shape (no ratio is sent with one).
             ratio = _ratio_of(first.width, first.height)
         if rules.inputs == IMG_URL:
-            inputs["img_url"] = _image_ref(request, 0)
+            inputs["img_url"] = _image_ref(request, frames[0])
         else:
-            media: list[dict[str, Any]] = [{"type": "first_frame", "url": _image_ref(request, 0)}]
-            if len(request.images) > 1:
-                media.append({"type": "last_frame", "url": _image_ref(request, 1)})
+            media: list[dict[str, Any]] = [{"type": "first_frame", "url": _image_ref(request, frames[0])}]
+            if len(frames) > 1:
+                media.append({"type": "last_frame", "url": _image_ref(request, frames[1])})
             inputs["media"] = media
-    elif request.references:
-        kinds = {"image": "reference_image", "video": "reference_video", "audio": "reference_audio"}
-        inputs["media"] = [{"type": kinds.get(r.kind, f"reference_{r.kind}"), "url": r.url} for r in request.references]
+    elif ref_images or request.references:
+        kinds = {"video": "reference_video", "audio": "reference_audio"}
+        inputs["media"] = [{"type": "reference_image", "url": _image_ref(request, i)} for i in ref_images] + [
+            {"type": kinds.get(r.kind, f"reference_{r.kind}"), "url": r.url} for r in request.references
+        ]
     w, h = PIXELS[tier][ratio]
     body = {"model": channel.vendor_model(model), "input": inputs, "parameters": params}
     return VendorJob(payload={"body": body}, seconds=seconds, size=f"{w}x{h}", resolution=tier.lower())
