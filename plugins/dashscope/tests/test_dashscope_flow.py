@@ -224,6 +224,17 @@ async def test_rate_limit_is_retried_and_the_task_completes(tmp_path):
     assert [r.status for r in fake.creates()] == [429, 429, 200]
 
 
+async def test_an_error_envelope_with_http_200_is_still_an_error(tmp_path):
+    fake = FakeDashScope()
+    fake.fail_creates("Throttling.RateQuota", message="Requests rate limit exceeded", status=200)
+    async with env(tmp_path, fake) as (gw, _):
+        key = await gw.token()
+        _, task = await gw.post("/v1/video/generations", key, json={"model": "wan2.6-t2v", "prompt": "p"})
+        assert (await gw.wait(task["id"], key))["status"] == "completed"
+    assert [(r.status, r.code) for r in fake.creates()] == [(200, "Throttling.RateQuota"), (200, None)]
+    assert len(fake.jobs) == 1
+
+
 @pytest.mark.parametrize("broken", ["bad-key", "Arrearage"])
 async def test_bad_key_or_no_balance_moves_the_task_to_a_second_channel(tmp_path, broken):
     first, second = FakeDashScope(), FakeDashScope()

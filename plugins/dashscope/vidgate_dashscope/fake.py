@@ -97,15 +97,16 @@ class FakeDashScope(FakeVendor):
 
     def __init__(self, *, secret: str = "sk-fake-dashscope-0123", polls_to_finish: int = 2, **kwargs: Any) -> None:
         super().__init__(secret=secret, polls_to_finish=polls_to_finish, **kwargs)
-        self._create_errors: deque[tuple[str, str | None]] = deque()
+        self._create_errors: deque[tuple[str, str | None, int | None]] = deque()
         #: ``usage.duration`` reported on success (None: the duration asked for).
         self.billed_seconds: int | None = None
 
     # -- switches --------------------------------------------------------------------
 
-    def fail_creates(self, code: str, times: int = 1, message: str | None = None) -> None:
-        """The next ``times`` creates answer DashScope ``code`` (e.g. ``Arrearage``)."""
-        self._create_errors.extend([(code, message)] * times)
+    def fail_creates(self, code: str, times: int = 1, message: str | None = None, status: int | None = None) -> None:
+        """The next ``times`` creates answer DashScope ``code`` (e.g. ``Arrearage``), with
+        its usual HTTP status or ``status`` (DashScope sometimes says errors with HTTP 200)."""
+        self._create_errors.extend([(code, message, status)] * times)
 
     def forget(self, job: FakeJob) -> None:
         """Drop ``job``, as DashScope does 24 h after the create: its id then reads UNKNOWN."""
@@ -217,8 +218,8 @@ class FakeDashScope(FakeVendor):
         if request.headers.get("x-dashscope-async") != "enable":
             return self._fail(rec, "AccessDenied", "current user api does not support synchronous calls")
         if self._create_errors:
-            code, message = self._create_errors.popleft()
-            return self._fail(rec, code, message or f"{code}")
+            code, message, status = self._create_errors.popleft()
+            return self._fail(rec, code, message or f"{code}", status)
         checked = self._validate(rec.json)
         if isinstance(checked, str):
             return self._fail(rec, "InvalidParameter", checked)
