@@ -237,19 +237,23 @@ async def test_signed_webhook_is_a_hint_and_polling_is_the_fallback(tmp_path):
 
 async def test_bad_key_and_retired_model(tmp_path):
     """A wrong key takes the channel out; a retired model id answers 404 and counts as
-    ModelRetired at submit (the core then tries another channel; with none, a 503)."""
+    ModelRetired at submit (the core then tries another channel; with none, a 503 that
+    says the vendor retired the model)."""
     fake = FakeGemini()
     async with fake.serve():
         bad = channel(fake)
         bad["credentials"] = {"api_key": "wrong"}
         retired = {**channel(fake), "name": "old", "model_map": {"gemini-omni-flash": "gemini-omni-flash-preview"}}
-        for ch, outcome in ((bad, "channel_error"), (retired, "model_retired")):
+        for ch, outcome, code in (
+            (bad, "channel_error", "no_channel_available"),
+            (retired, "model_retired", "model_retired"),
+        ):
             async with run_gateway(config(ch), tmp_path / ch["name"]) as gw:
                 key = await gw.token()
                 status, answer = await gw.post(
                     "/v1/video/generations", key, json={"model": "gemini-omni-flash", "prompt": "p"}
                 )
-                assert status == 503 and answer["error"]["code"] == "no_channel_available", answer
+                assert status == 503 and answer["error"]["code"] == code, answer
                 rows = await gw.gateway.store.db.fetchall("SELECT outcome FROM attempts")
                 assert [r["outcome"] for r in rows] == [outcome]
     assert [r.status for r in fake.recorded("POST")] == [400, 404]
