@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import secrets
 import socket
@@ -28,129 +26,34 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import structlog
 
-from . import billing, failpoints, outcomes
+from . import billing, outcomes
 from .auth import hash_key, key_hint, new_key
 from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
-    APIError,
-    ChannelUnusable,
-    ModelRetired,
-    Problem,
-    RequestInvalid,
-    TaskFailed,
-    TaskNotFound,
     VendorError,
-    VendorRateLimited,
-    VendorRejected,
-    VendorUnavailable,
     conflict,
     forbidden,
-    insufficient_quota,
     invalid,
     not_found,
-    rate_limited,
-    request_maybe_received,
-    server_error,
     unauthorized,
-    unavailable,
 )
 from .events import LocalNotifier, TaskNotifier
-from .lifecycle import TaskPhase, TaskStatus
+from .lifecycle import TaskPhase
 from .logs import SCRUB_KEY, ScrubSecrets
 from .media import LocalMedia, MediaStorage, open_media
 from .net import HTTP, parse_networks, url_refusal
-from .plugins import Plugins, VerbNotOffered, channel_secrets
+from .plugins import Plugins, channel_secrets
 from .prices import PriceError
 from .request import Size, VideoRequest
-from .store import DuplicateIdempotencyKey, InsufficientQuota, Store, TaskRecord, TokenRecord
-from .vendor import ARTIFACTS, CallContext, CancelOutcome, CancelResult, Channel, Model, SourceTask, VendorJob
-from .wire import job_from_json, job_to_json, request_from_json, request_to_json, video_object
+from .store import Store, TaskRecord, TokenRecord
+from .submitting import SubmitEngine, request_fingerprint
+from .vendor import ARTIFACTS, CallContext, CancelOutcome, CancelResult, Channel, SourceTask, VendorJob
+from .wire import job_from_json, request_from_json, video_object
 
 log = structlog.get_logger("vidgate.gateway")
-
-#: How long an Idempotency-Key replay waits for the first request's submit to finish.
-REPLAY_WAIT_SECONDS = 60.0
-#: ``_lookup_after_unclear_submit``: the vendor could not be asked.
-UNKNOWN = object()
-
-
-def _submit_outcome(error: VendorError) -> str:
-    """The attempt outcome operators see for a submit that failed with ``error``."""
-    for cls, outcome in (
-        (VendorRejected, "rejected"),
-        (TaskFailed, "rejected"),
-        (VendorRateLimited, "rate_limited"),
-        (ChannelUnusable, "channel_error"),
-        (ModelRetired, "model_retired"),
-        (TaskNotFound, "rejected"),
-    ):
-        if isinstance(error, cls):
-            return outcome
-    return "unavailable"
-
-
-def quota_exceeded() -> APIError:
-    """The 429 for a task that costs more than the key's remaining balance."""
-    return insufficient_quota("You exceeded your current quota: this task costs more than the key's remaining balance.")
-
-
-def idempotency_key_in_use() -> APIError:
-    """The retryable 409 while another request with the same Idempotency-Key is submitting."""
-    return conflict(
-        "Another request with this Idempotency-Key is being processed; retry shortly.",
-        "idempotency_key_in_use",
-        retryable=True,
-        retry_after=1,
-    )
-
-
-def model_retired(model: str, vendor_said: str) -> APIError:
-    """The 503 once every channel serving ``model`` answered that its vendor retired it."""
-    return unavailable(
-        f"The vendor retired the model '{model}' and no channel of this gateway serves it any more"
-        f" (the vendor said: {vendor_said}). Choose another model.",
-        "model_retired",
-        retryable=False,
-    )
-
-
-def new_task_id() -> str:
-    # 192 bits of randomness: unguessable, so ids leak nothing about other tasks.
-    return "video_" + secrets.token_hex(24)
-
-
-def capability_problems(request: VideoRequest, model: Model) -> list[Problem]:
-    """What ``request`` asks of ``model`` beyond what the model declares it can do."""
-    problems: list[Problem] = []
-    if model.seconds and request.seconds is not None and request.seconds not in model.seconds:
-        choices = sorted(model.seconds)
-        contiguous = len(choices) > 2 and choices == list(range(choices[0], choices[-1] + 1))
-        shown = f"between {choices[0]} and {choices[-1]}" if contiguous else ", ".join(map(str, choices))
-        problems.append(Problem("seconds", f"{model.name} makes videos of {shown} seconds, not {request.seconds}"))
-    if model.sizes and request.size is not None:
-        allowed = {Size.parse(s) for s in model.sizes} - {None}
-        if request.size not in allowed:
-            problems.append(
-                Problem("size", f"{model.name} makes the sizes {', '.join(model.sizes)}, not {request.size.text}")
-            )
-    if request.images and not model.image_to_video:
-        problems.append(Problem(request.images[0].param, f"{model.name} cannot start from an image"))
-    if not request.images and not model.text_to_video:
-        problems.append(
-            Problem("image", f"{model.name} only makes videos from an image; send image", "missing_required_parameter")
-        )
-    for ref in request.references:
-        if not (model.reference_videos if ref.kind == "video" else model.reference_audio):
-            problems.append(Problem(ref.param, f"{model.name} does not take {ref.kind} references"))
-    return problems
-
-
-def request_fingerprint(body: Any) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Gateway:
@@ -206,6 +109,7 @@ class Gateway:
             coordination.on_task_change = on_task_change
         store.render_task = self.render_task
         store.on_task_change = self._task_changed
+        self.submitter = SubmitEngine(self)
 
     def _task_changed(self, task_id: str) -> None:
         self.notifier.notify(task_id)
@@ -406,32 +310,6 @@ class Gateway:
 
     # -- submit ------------------------------------------------------------------------
 
-    def _resolve_model(self, token: TokenRecord, name: str) -> list[Channel]:
-        if (said := self.dispatcher.retired_everywhere(name, token.group)) is not None:
-            raise model_retired(name, said)
-        if name not in self.plugins.models or not self.dispatcher.serving(name):
-            raise invalid(
-                f"The model '{name}' does not exist or is not served by this gateway.", "model", "model_not_found"
-            )
-        if token.models is not None and name not in token.models:
-            raise forbidden(f"This API key may not use the model '{name}'.", "model")
-        channels = self.dispatcher.serving(name, token.group)
-        if not channels:
-            raise forbidden(f"The model '{name}' is not available to this API key's group.", "model")
-        return channels
-
-    def _plan(self, request: VideoRequest, channel: Channel) -> tuple[Model, VendorJob]:
-        model = self.plugins.model(request.model, channel.vendor)
-        assert model is not None
-        # What the model declares is the core's to enforce, before any plugin code runs.
-        problems = capability_problems(request, model)
-        if problems:
-            raise RequestInvalid(problems)
-        problems = self.plugins.validate(channel.vendor, request, model, channel)
-        if problems:
-            raise RequestInvalid(problems)
-        return model, self.plugins.map_request(channel.vendor, request, model, channel)
-
     async def submit(
         self,
         token: TokenRecord,
@@ -444,343 +322,17 @@ class Gateway:
         source: TaskRecord | None = None,
         operation: str | None = None,
     ) -> TaskRecord:
-        """Submit ``request``. A derived task (see :meth:`derive`) passes its completed
-        ``source`` and ``operation``; it runs on the source's channel. ``remix_source=X``
-        is the older spelling of ``source=X, operation="remix"``."""
-        if remix_source is not None:
-            source, operation = remix_source, "remix"
-        remix_source = source
+        """Submit ``request`` for ``token`` (see :meth:`vidgate.submitting.SubmitEngine.submit`)."""
         if webhook_url is not None:
             webhook_url = await self.check_webhook_url(webhook_url)
-        if idempotency_key is not None:
-            existing = await self.store.task_by_idempotency_key(token.id, idempotency_key)
-            if existing is not None:
-                return await self._replay(existing, fingerprint)
-
-        if remix_source is not None:
-            channels = (
-                [self.dispatcher.channels[remix_source.channel]]
-                if remix_source.channel in self.dispatcher.channels
-                else []
-            )
-            if not channels:
-                raise conflict("The channel that made this video is no longer configured.", "channel_gone")
-        else:
-            channels = self.dispatcher.order(self._resolve_model(token, request.model))
-        first = channels[0]
-        model, job = self._plan(request, first)
-        estimate = billing.estimate_facts(job)
-        try:
-            charge = billing.charge(self.config, request.model, estimate, token.group)
-        except PriceError as exc:
-            log.error("price_failed", model=request.model, error=str(exc), facts=estimate)
-            raise server_error(
-                f"The gateway cannot price this request for '{request.model}'; the operator was told.", "price_error"
-            ) from None
-        if token.remaining is not None and charge > token.remaining:
-            raise quota_exceeded()
-        now = time.time()
-        task = TaskRecord(
-            id=new_task_id(),
-            token_id=token.id,
-            model=request.model,
-            vendor=first.vendor,
-            channel=first.name,
-            status=TaskStatus.QUEUED,
-            phase=TaskPhase.SUBMITTING,
-            created_at=now,
-            updated_at=now,
-            prompt=request.prompt,
-            seconds=job.seconds,
-            size=job.size,
-            resolution=job.resolution,
-            charge=charge,
-            usage=estimate,
-            remixed_from=remix_source.id if remix_source and operation == "remix" else None,
-            derived_from=remix_source.id if remix_source else None,
-            operation=operation if remix_source else None,
+        return await self.submitter.submit(
+            token,
+            request,
             idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-            webhook_url=webhook_url or token.webhook_url,
-            deadline_at=now + self.deadline(first),
-            next_poll_at=now + self.config.worker.lease_seconds,
-            lease_owner=self.owner,
-            lease_until=now + self.config.worker.lease_seconds,
-        )
-        for _ in range(3):
-            try:
-                await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
-                break
-            except InsufficientQuota:
-                raise quota_exceeded() from None
-            except DuplicateIdempotencyKey:
-                existing = await self.store.task_by_idempotency_key(token.id, idempotency_key or "")
-                if existing is not None:
-                    return await self._replay(existing, fingerprint)
-                # The holder failed retryably meanwhile and released the key: a new attempt.
-                task = attrs.evolve(task, id=new_task_id())
-        else:
-            raise idempotency_key_in_use()
-
-        structlog.contextvars.bind_contextvars(task_id=task.id)
-        async with self.holding_lease(task.id):
-            return await self._dispatch(task, request, channels, job, remix_source, token.group)
-
-    async def _replay(self, existing: TaskRecord, fingerprint: str | None) -> TaskRecord:
-        """The answer to a retry with an Idempotency-Key already used.
-
-        While the first request is still submitting, wait (bounded) for its outcome, so
-        the retry never answers 200 for a task that then disappears. A task no vendor
-        took replays the error the first request got.
-        """
-        if existing.request_hash != fingerprint:
-            raise conflict(
-                "This Idempotency-Key was already used with a different request body.", "idempotency_key_reused"
-            )
-        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
-        delay = 0.01
-        while existing.phase == TaskPhase.SUBMITTING and not existing.finished:
-            if time.monotonic() >= deadline:
-                raise idempotency_key_in_use()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
-            current = await self.store.get_task(existing.id)
-            assert current is not None  # task rows are never deleted
-            existing = current
-        if existing.hidden:
-            if existing.submit_error:
-                raise APIError(**existing.submit_error)
-            raise not_found("The video made for this Idempotency-Key was deleted.")
-        return existing
-
-    async def _dispatch(
-        self,
-        task: TaskRecord,
-        request: VideoRequest,
-        channels: list[Channel],
-        first_job: VendorJob,
-        remix_source: TaskRecord | None,
-        group: str,
-    ) -> TaskRecord:
-        limited = 0
-        retired = 0
-        tried = 0
-        current = task.channel
-        last_error: VendorError | None = None
-        for channel in channels:
-            job = first_job
-            if channel is not channels[0]:
-                try:
-                    _, job = self._plan(request, channel)
-                except RequestInvalid as exc:
-                    await self.store.add_attempt(task.id, channel.name, "skipped", f"cannot map: {exc.message}")
-                    continue
-                try:
-                    other = billing.price(self.config, task.model, job, group)
-                except PriceError:
-                    other = None
-                if other != task.charge:
-                    await self.store.add_attempt(task.id, channel.name, "skipped", "would bill differently")
-                    continue
-            if not await self.dispatcher.breaker_allows(channel.name):
-                await self.store.add_attempt(task.id, channel.name, "skipped", "out of rotation")
-                continue
-            if channel.max_concurrent is not None:
-                # The task's own row counts while it sits on this channel.
-                others = await self.store.count_active(channel.name) - (current == channel.name)
-                if others >= channel.max_concurrent:
-                    await self.store.add_attempt(task.id, channel.name, "skipped", "at max_concurrent")
-                    continue
-            if not await self.dispatcher.rate_allows(channel):
-                limited += 1
-                await self.store.add_attempt(task.id, channel.name, "skipped", "rate_per_minute reached")
-                continue
-            # Taken last, so a skip above never holds a half-open channel's one probe.
-            ticket = await self.dispatcher.admit(channel.name)
-            if ticket is None:  # another request took the probe meanwhile
-                await self.store.add_attempt(task.id, channel.name, "skipped", "out of rotation")
-                continue
-            try:
-                tried += 1
-                current = channel.name
-                await self.store.try_channel(
-                    task.id,
-                    channel=channel.name,
-                    vendor=channel.vendor,
-                    job=job_to_json(job),
-                    usage=billing.estimate_facts(job),
-                )
-                maybe_received = False
-                try:
-                    submission = await self._submit_with_retries(task, channel, job, remix_source, request)
-                except Exception as exc:
-                    # What each error means at submit is the phase table's (vidgate.outcomes).
-                    crashed = not isinstance(exc, VendorError) and outcomes.classify(exc) is None
-                    error = outcomes.as_vendor_error(exc)
-                    rule = outcomes.rule(outcomes.Phase.SUBMIT, error)
-                    if crashed:
-                        # A plugin bug, quite possibly triggered by this request's input: it is
-                        # answered to this client but never counted against the channel, or any
-                        # client could take channels out of rotation (see vidgate.dispatch).
-                        log.exception("plugin_submit_crashed", channel=channel.name)
-                        await self.store.add_attempt(
-                            task.id, channel.name, "plugin_error", f"{type(exc).__name__}: {exc}"
-                        )
-                    else:
-                        await self.breaker_effect(channel, rule, error)
-                        await self.store.add_attempt(task.id, channel.name, _submit_outcome(error), self._detail(error))
-                        if isinstance(error, ModelRetired):
-                            self.dispatcher.retire(channel.name, task.model, error.message)
-                            retired += 1
-                    if rule.action is outcomes.Action.REJECT_CLIENT:
-                        code = outcomes.failure_code(rule, error)
-                        answer = invalid(error.message, error.param, code)
-                        await self._abandon(
-                            task, "invalid_request" if isinstance(error, VendorRejected) else code, answer
-                        )
-                        raise answer from None
-                    last_error = error
-                    if rule.action is outcomes.Action.RETRY_SAME_CHANNEL:
-                        limited += 1  # already retried on this channel by _submit_with_retries
-                        continue
-                    maybe_received = isinstance(error, VendorUnavailable) and error.maybe_received
-                    if crashed:
-                        maybe_received = request_maybe_received(exc)
-                    if not maybe_received:
-                        continue
-                if maybe_received:
-                    # The vendor may have created the task: look for it by our id before
-                    # sending the task anywhere else, or it would run (and bill) twice.
-                    found = await self._lookup_after_unclear_submit(task, channel, job, request)
-                    if found is None:
-                        continue  # the vendor says it has no such task
-                    if found is UNKNOWN:
-                        unconfirmed = unavailable(
-                            "The vendor did not confirm whether it accepted the task, so it was not sent"
-                            " elsewhere; you were not charged. Retry later.",
-                            "vendor_unconfirmed",
-                        )
-                        await self._abandon(task, "vendor_unconfirmed", unconfirmed)
-                        raise unconfirmed
-                    submission = found
-                await self.dispatcher.succeeded(channel.name)
-            finally:
-                await self.dispatcher.end_probe(channel.name, ticket)
-            await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
-            delay = self.next_poll_delay(channel, submission.poll_after)
-            now = time.time()
-            await self.store.submitted(
-                task.id,
-                handle=submission.handle,
-                vendor_task_id=submission.vendor_task_id,
-                next_poll_at=now + delay,
-                deadline_at=now + self.deadline(channel),
-            )
-            self.wakeup.set()
-            log.info("task_submitted", channel=channel.name, vendor=channel.vendor, model=task.model)
-            stored = await self.store.get_task(task.id)
-            assert stored is not None
-            if stored.cancel_requested_at is not None:
-                # Cancelled while the submit was in flight: the handle is known now.
-                stored = await self.carry_out_cancel(stored)
-            return stored
-
-        all_limited = tried == 0 and limited > 0 or (limited > 0 and limited == tried)
-        said = self.dispatcher.retired_everywhere(task.model, group) if retired else None
-        if said is not None:
-            refusal = model_retired(task.model, said)
-        elif all_limited:
-            refusal = rate_limited(
-                "Every channel serving this model is rate-limited; retry later.", "rate_limit_exceeded", retry_after=5
-            )
-        else:
-            refusal = unavailable(
-                "No channel could take the task right now; you were not charged. Retry later.", "no_channel_available"
-            )
-        await self._abandon(
-            task, "no_channel", refusal, last_error.message if last_error else "no channel is available"
-        )
-        raise refusal
-
-    async def _lookup_after_unclear_submit(
-        self, task: TaskRecord, channel: Channel, job: VendorJob, request: VideoRequest | None = None
-    ) -> Any:
-        """The vendor's task for ``task`` (a Submission), None when the vendor says it has
-        none, or :data:`UNKNOWN` when it cannot be asked (no ``recover``, or it failed)."""
-        ctx = self.context(task.id, channel, request)
-        try:
-            found = await self.plugins.recover(channel.vendor, job, ctx)
-        except VerbNotOffered:
-            await self.store.add_attempt(task.id, channel.name, "unconfirmed", "the vendor cannot be asked")
-            return UNKNOWN
-        except Exception as exc:  # the lookup is best effort; the submit already failed
-            ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
-            await self.store.add_attempt(task.id, channel.name, "lookup_failed", f"{type(exc).__name__}")
-            return UNKNOWN
-        if found is not None:
-            ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)
-            await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
-        return found
-
-    async def _submit_with_retries(
-        self,
-        task: TaskRecord,
-        channel: Channel,
-        job: VendorJob,
-        remix_source: TaskRecord | None,
-        request: VideoRequest | None = None,
-    ) -> Any:
-        ctx = self.context(task.id, channel, request)
-        retries = self.config.network.submit_retries
-        for attempt in range(retries + 1):
-            await self.dispatcher.note_sent(channel)
-            failpoints.hit("submit.before_vendor")
-            try:
-                if remix_source is not None:
-                    submission = await self.derive_call(task, remix_source, job, ctx)
-                else:
-                    submission = await self.plugins.submit(channel.vendor, job, ctx)
-                failpoints.hit("submit.after_vendor")
-                return submission
-            except VendorRateLimited as exc:
-                if attempt == retries:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
-                delay = min(max(delay, 0.0), self.config.network.max_retry_after_seconds)
-                ctx.log.info("submit_rate_limited", attempt=attempt + 1, retry_in=delay, vendor_code=exc.vendor_code)
-                await self.store.add_attempt(task.id, channel.name, "rate_limited", self._detail(exc))
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _detail(exc: VendorError) -> str:
-        parts = [exc.message]
-        if exc.vendor_code is not None:
-            parts.append(f"vendor_code={exc.vendor_code}")
-        if exc.request_id:
-            parts.append(f"request_id={exc.request_id}")
-        return " ".join(parts)
-
-    async def _abandon(self, task: TaskRecord, code: str, error: APIError, reason: str | None = None) -> None:
-        """A submit no channel accepted: refund, hide the row from the client, and keep the
-        answer ``error`` for replays.
-
-        Like Stripe and OpenAI, only a final answer is kept for the Idempotency-Key: a 4xx
-        replays as the same 4xx, while a retryable one (5xx, 429) releases the key, so a
-        later retry with it is a new attempt. Requests already waiting on this one still
-        get ``error`` (they hold the task id).
-        """
-        answer = {
-            "message": error.message,
-            "status": error.status,
-            "type": error.type,
-            "param": error.param,
-            "code": error.code,
-            "retryable": error.retryable,
-            "headers": dict(error.headers),
-        }
-        await self.store.abandon(
-            task.id, code=code, message=reason or error.message, answer=answer, release_key=bool(error.retryable)
+            fingerprint=fingerprint,
+            source=source if remix_source is None else remix_source,
+            operation=operation if remix_source is None else "remix",
+            webhook_url=webhook_url,
         )
 
     # -- access ------------------------------------------------------------------------
@@ -850,7 +402,7 @@ class Gateway:
                 if found.action is outcomes.Action.LEARN_ENDING:
                     result = CancelResult(CancelOutcome.FINISHED, f"the vendor no longer has the task: {exc.message}")
                 else:
-                    result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {self._detail(exc)}")
+                    result = CancelResult(CancelOutcome.REFUSED, f"cancel failed: {outcomes.attempt_detail(exc)}")
             except Exception as exc:  # a plugin bug must not keep the client's task alive
                 log.exception("plugin_cancel_crashed", task_id=task.id)
                 result = CancelResult(CancelOutcome.REFUSED, f"plugin error: {type(exc).__name__}: {exc}")

@@ -218,3 +218,14 @@ def as_vendor_error(exc: BaseException) -> VendorError:
     if found is not None:
         return found
     return VendorUnavailable(f"plugin error: {type(exc).__name__}", maybe_received=True)
+
+
+def attempt_detail(exc: VendorError) -> str:
+    """How an attempt records ``exc`` for operators: the message, the vendor's code and
+    request id when the plugin gave them."""
+    parts = [exc.message]
+    if exc.vendor_code is not None:
+        parts.append(f"vendor_code={exc.vendor_code}")
+    if exc.request_id:
+        parts.append(f"request_id={exc.request_id}")
+    return " ".join(parts)

@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..errors import APIError, invalid
-from ..gateway import Gateway, request_fingerprint
+from ..gateway import Gateway
 from ..request import Image, VideoRequest, parse_request
 from ..store import TaskRecord, TokenRecord
+from ..submitting import request_fingerprint
 from ..wire import video_object
 
 MAX_JSON_DEPTH = 64

@@ -31,9 +31,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import Problem, RequestInvalid, conflict, gone, invalid, not_found, range_not_satisfiable
-from ..gateway import request_fingerprint
 from ..media import EXTENSIONS, SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
 from ..request import MAX_IMAGE_BYTES, Image, image_from_bytes, prompt_problem
+from ..submitting import request_fingerprint
 from . import events
 from .common import (
     MAX_JSON_DEPTH,
