@@ -223,28 +223,11 @@ class SubmitEngine:
             if existing is not None:
                 return await self._replay(existing, fingerprint)
 
-        if remix_source is not None:
-            channels = (
-                [self.dispatcher.channels[remix_source.channel]]
-                if remix_source.channel in self.dispatcher.channels
-                else []
-            )
-            if not channels:
-                raise conflict("The channel that made this video is no longer configured.", "channel_gone")
-        else:
-            channels = self.dispatcher.order(self._resolve_model(token, request.model))
+        channels = self._channels(token, request, remix_source)
         first = channels[0]
         model, job = self._plan(request, first)
         estimate = billing.estimate_facts(job)
-        try:
-            charge = billing.charge(self.config, request.model, estimate, token.group)
-        except PriceError as exc:
-            log.error("price_failed", model=request.model, error=str(exc), facts=estimate)
-            raise server_error(
-                f"The gateway cannot price this request for '{request.model}'; the operator was told.", "price_error"
-            ) from None
-        if token.remaining is not None and charge > token.remaining:
-            raise quota_exceeded()
+        charge = self._price(request.model, estimate, token)
         now = time.time()
         task = TaskRecord(
             id=new_task_id(),
@@ -273,24 +256,54 @@ class SubmitEngine:
             lease_owner=self.gw.owner,
             lease_until=now + self.config.worker.lease_seconds,
         )
-        for _ in range(3):
-            try:
-                await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
-                break
-            except InsufficientQuota:
-                raise quota_exceeded() from None
-            except DuplicateIdempotencyKey:
-                existing = await self.store.task_by_idempotency_key(token.id, idempotency_key or "")
-                if existing is not None:
-                    return await self._replay(existing, fingerprint)
-                # The holder failed retryably meanwhile and released the key: a new attempt.
-                task = attrs.evolve(task, id=new_task_id())
-        else:
-            raise idempotency_key_in_use()
-
+        task, replayed = await self._store(task, request, job, token, fingerprint)
+        if replayed:
+            return task
         structlog.contextvars.bind_contextvars(task_id=task.id)
         async with self.gw.holding_lease(task.id):
             return await self._dispatch(task, request, channels, job, remix_source, token.group)
+
+    def _channels(self, token: TokenRecord, request: VideoRequest, source: TaskRecord | None) -> list[Channel]:
+        """The channels to offer the task to, in order: a derived task's source channel,
+        or those serving the model for the token's group."""
+        if source is None:
+            return self.dispatcher.order(self._resolve_model(token, request.model))
+        if source.channel not in self.dispatcher.channels:
+            raise conflict("The channel that made this video is no longer configured.", "channel_gone")
+        return [self.dispatcher.channels[source.channel]]
+
+    def _price(self, model: str, estimate: dict[str, Any], token: TokenRecord) -> int:
+        """The charge for ``estimate``; 429 beyond the token's balance, 500 when the
+        operator's price expression fails (logged for them)."""
+        try:
+            charge = billing.charge(self.config, model, estimate, token.group)
+        except PriceError as exc:
+            log.error("price_failed", model=model, error=str(exc), facts=estimate)
+            raise server_error(
+                f"The gateway cannot price this request for '{model}'; the operator was told.", "price_error"
+            ) from None
+        if token.remaining is not None and charge > token.remaining:
+            raise quota_exceeded()
+        return charge
+
+    async def _store(
+        self, task: TaskRecord, request: VideoRequest, job: VendorJob, token: TokenRecord, fingerprint: str | None
+    ) -> tuple[TaskRecord, bool]:
+        """Store ``task`` with its charge: ``(the stored task, False)``, or ``(its replay,
+        True)`` when another task already holds its Idempotency-Key."""
+        for _ in range(3):
+            try:
+                await self.store.create_task(task, request=request_to_json(request), job=job_to_json(job))
+                return task, False
+            except InsufficientQuota:
+                raise quota_exceeded() from None
+            except DuplicateIdempotencyKey:
+                existing = await self.store.task_by_idempotency_key(token.id, task.idempotency_key or "")
+                if existing is not None:
+                    return await self._replay(existing, fingerprint), True
+                # The holder failed retryably meanwhile and released the key: a new attempt.
+                task = attrs.evolve(task, id=new_task_id())
+        raise idempotency_key_in_use()
 
     async def _replay(self, existing: TaskRecord, fingerprint: str | None) -> TaskRecord:
         """The answer to a retry with an Idempotency-Key already used.
