@@ -1,8 +1,8 @@
 """One MiniMax API call: Bearer key, ``base_resp`` envelope, error classification.
 
 V1 answers HTTP 200 and puts the verdict in ``base_resp.status_code`` (0 = ok), so the
-code, not the HTTP status, decides; a non-2xx answer (a proxy, an overloaded front) is
-classified by its HTTP status.
+code, not the HTTP status, decides; a non-2xx answer (V2's errors, a proxy, an overloaded
+front) without a code is classified by its HTTP status.
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ async def call(
         err.http_status = status
         raise err
     if status >= 300:
-        text = f"{VENDOR} answered HTTP {status}"
+        # V2 errors ride on the HTTP status; its body shape is unconfirmed (error.message assumed).
+        error = data.get("error") if isinstance(data, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else None
+        text = f"{VENDOR}: {detail} (HTTP {status})" if detail else f"{VENDOR} answered HTTP {status}"
         if status in (401, 402, 403):
             raise ChannelUnusable(text, http_status=status)
         if status == 429:
