@@ -42,6 +42,8 @@ V2 = {m: {"768P": (5, 10), "1080P": (5, 10)} for m in ("MiniMax-H3", "MiniMax-H3
 ROLES = {"image_url": ("first_frame", "last_frame", "reference_image"), "video_url": ("reference_video",)}
 ROLES["audio_url"] = ("reference_audio",)
 HTTP = {"rate_limit": 429, "auth": 401, "rejected": 400}
+#: The HTTP status V2 gives each code (unconfirmed: §2.5 says only "HTTP status").
+CODE_HTTP = {1000: 500, 1001: 504, 1002: 429, 1004: 401, 1008: 402, 1026: 400, 1027: 400, 2013: 400}
 CODES = {"rate_limit": 1002, "auth": 1004, "rejected": 2013, "server": 1000}
 V1_WORDS = {"queued": "Queueing", "running": "Processing", "succeeded": "Success", "failed": "Fail"}
 
@@ -59,7 +61,24 @@ def _dims(resolution: str, image: str | None, ratio: str | None = None) -> tuple
 class FakeMiniMax(FakeVendor):
     vendor = "MiniMax"
     status_words = {**V1_WORDS, "unknown": "Rendering"}
-    v2 = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.v2 = False
+        self.refusals: list[tuple[int, str]] = []
+
+    def refuse(self, code: int, message: str = "refused", times: int = 1) -> None:
+        """Answer the next ``times`` creates (V1 or V2) with MiniMax error ``code``."""
+        self.refusals += [(code, message)] * times
+
+    def refusal(self, rec: Recorded) -> Response | None:
+        if not self.refusals:
+            return None
+        (code, message), *self.refusals = self.refusals
+        if not self.v2:
+            return self.reply(rec, code, message)
+        rec.status, rec.code = CODE_HTTP[code], code
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=CODE_HTTP[code])
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -101,7 +120,7 @@ class FakeMiniMax(FakeVendor):
         rec, refusal = await self.checked(request)
         body: Any = rec.json
         prompt = body.get("prompt") if isinstance(body, dict) else None
-        if refusal or (refusal := self.create_fault(prompt, rec)):
+        if refusal or (refusal := self.refusal(rec) or self.create_fault(prompt, rec)):
             rec.code = rec.code or json.loads(bytes(refusal.body))["base_resp"]["status_code"]
             return refusal
         if not isinstance(body, dict) or body.get("model") not in V1:
@@ -201,7 +220,7 @@ class FakeMiniMax(FakeVendor):
         body: Any = rec.json if isinstance(rec.json, dict) else {}
         content = body.get("content") if isinstance(body.get("content"), list) else []
         prompt = str(next((c.get("text") for c in content if isinstance(c, dict) and c.get("type") == "text"), ""))
-        if refusal or (refusal := self.create_fault(prompt, rec)):
+        if refusal or (refusal := self.refusal(rec) or self.create_fault(prompt, rec)):
             return refusal
         tiers = V2.get(body.get("model"), {})
         resolution, duration, ratio = body.get("resolution", "768P"), body.get("duration", 5), body.get("ratio")
