@@ -126,7 +126,7 @@ class FakeMiniMax(FakeVendor):
         if not isinstance(body, dict) or body.get("model") not in V1:
             return self.reply(rec, 2013, "invalid params, model")
         tiers, text_ok, last_ok = V1[body["model"]]
-        duration, resolution = body.get("duration", 6), body.get("resolution", next(iter(tiers)))
+        duration, resolution = body.get("duration", 6), body.get("resolution", "768P" if "768P" in tiers else "720P")
         first = body.get("first_frame_image")
         subject = body.get("subject_reference")
         if not (prompt or first) or len(prompt or "") > 2000:
@@ -137,6 +137,11 @@ class FakeMiniMax(FakeVendor):
             return self.reply(rec, 2013, "invalid params, subject_reference is required")
         if body["model"] != "S2V-01" and not text_ok and not first:
             return self.reply(rec, 2013, "invalid params, first_frame_image is required")
+        frames = [body[k] for k in ("first_frame_image", "last_frame_image") if k in body]
+        if any(not isinstance(f, str) or not f.startswith(("http", "data:image/")) for f in frames):
+            return self.reply(rec, 2013, "invalid params, images must be URLs or data URLs")
+        if first and body["model"].startswith("T2V"):
+            return self.reply(rec, 2013, "invalid params, first_frame_image is not supported")
         if "last_frame_image" in body and not last_ok:
             return self.reply(rec, 2013, "invalid params, last_frame_image is not supported")
         for key in ("prompt_optimizer", "fast_pretreatment", "aigc_watermark"):

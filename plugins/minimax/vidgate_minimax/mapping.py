@@ -170,6 +170,14 @@ def pixels(resolution: str, width: int | None = None, height: int | None = None)
     return f"{short}x{2 * round(short * h / w / 2)}"
 
 
+def _passthrough(request: VideoRequest) -> dict[str, Any]:
+    # Checked metadata goes through under MiniMax's names; our own fields are set after it.
+    body = {k: v for k, v in request.metadata.items() if k not in ("watermark", "resolution")}
+    if "watermark" in request.metadata:
+        body["aigc_watermark"] = request.metadata["watermark"]
+    return body
+
+
 def map_request(request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
     """``payload = {"api", "body", "images": {field: index}}`` on V1, ``{"api", "body",
     "content"}`` on V2 (images and references by index); submit fills them in."""
@@ -179,9 +187,7 @@ def map_request(request: VideoRequest, model: Model, channel: Channel) -> Vendor
     if rule.api == "v2":
         return _map_v2(request, model, channel, resolution)
     seconds = request.seconds or 6
-    body: dict[str, Any] = {k: v for k, v in request.metadata.items() if k not in ("watermark", "resolution")}
-    if "watermark" in request.metadata:
-        body["aigc_watermark"] = request.metadata["watermark"]
+    body = _passthrough(request)
     body.update(model=channel.vendor_model(model), prompt=request.prompt, duration=seconds, resolution=resolution)
     images: dict[str, int] = {}
     if request.images:
@@ -196,9 +202,7 @@ def map_request(request: VideoRequest, model: Model, channel: Channel) -> Vendor
 
 def _map_v2(request: VideoRequest, model: Model, channel: Channel, resolution: str) -> VendorJob:
     seconds = request.seconds or 5
-    body: dict[str, Any] = {k: v for k, v in request.metadata.items() if k not in ("watermark", "resolution")}
-    if "watermark" in request.metadata:
-        body["aigc_watermark"] = request.metadata["watermark"]
+    body = _passthrough(request)
     body.update(model=channel.vendor_model(model), resolution=resolution, duration=seconds)
     content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}] if request.prompt else []
     frames = iter(("first_frame", "last_frame"))

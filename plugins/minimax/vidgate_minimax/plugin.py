@@ -59,7 +59,8 @@ def _v2_result(task: Any) -> PollResult:
         error = task.get("error") if isinstance(task.get("error"), dict) else {}
         # V2 codes are unconfirmed: the V1 filter codes are taken to mean the same.
         code = "content_filtered" if str(error.get("code")) in ("1026", "1027") else "vendor_failed"
-        return PollResult("failed", error=TaskError(code, str(error.get("message") or "MiniMax failed the task")))
+        message = str(error.get("message") or "MiniMax failed the task")
+        return PollResult("failed", error=TaskError(code, message), vendor_status=word)
     if status != "completed":
         return PollResult(status, vendor_status=word)
     url = task.get("content", {}).get("url") if isinstance(task.get("content"), dict) else None
@@ -134,8 +135,9 @@ class MiniMax(VendorPlugin):
         except VendorRejected as exc:
             if exc.vendor_code in mapping.FILTERED:  # a failed task's reason comes in base_resp
                 return PollResult("failed", error=TaskError("content_filtered", exc.message), vendor_status="Fail")
-            # The query takes nothing but the task id: "invalid parameters" is that id.
-            raise TaskNotFound(exc.message, vendor_code=exc.vendor_code) from None
+            if exc.vendor_code == 2013:  # the query takes nothing but the id: it is unknown
+                raise TaskNotFound(exc.message, vendor_code=exc.vendor_code) from None
+            raise
         word = data.get("status")
         if word == "Fail":
             return PollResult("failed", error=TaskError("vendor_failed", "MiniMax failed the task"), vendor_status=word)
