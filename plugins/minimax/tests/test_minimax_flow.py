@@ -235,7 +235,7 @@ async def test_no_balance_fails_over_and_sensitive_input_is_400(tmp_path):
             assert len(creates(fake_b)) == 2  # refused once, never tried again
 
 
-async def test_v2_wire_shape_references_and_usage_seconds(tmp_path):
+async def test_v2_wire_shape_frames_references_and_metadata(tmp_path):
     async with env(tmp_path) as (gw, fake):
         key = await gw.token()
         refs = [PNG, "https://cdn.example.com/ref.mp4", "https://cdn.example.com/voice.mp3"]
