@@ -71,6 +71,7 @@ class TestMiniMaxV2Contract(contract.VendorContract):
     model = "MiniMax-H3"
     image_model = "MiniMax-H3-Max"
     request = {"seconds": 5}
+    batch_poll_path = "/v2/query/video_generation"
 
 
 def creates(fake: FakeMiniMax) -> list[Recorded]:
