@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vidgate import CallContext, Channel, PollResult
-from vidgate.errors import ChannelUnusable, VendorRateLimited, VendorRejected, VendorUnavailable
+from vidgate.errors import ChannelUnusable, TaskNotFound, VendorRateLimited, VendorRejected, VendorUnavailable
 from vidgate.request import parse_request
 from vidgate.testing import serve_app
 from vidgate_kling import plugin
@@ -98,7 +98,14 @@ async def test_poll_maps_statuses_and_reports_no_progress():
             seen.append(await plugin.poll(sub.handle, ctx))
         assert [r.status for r in seen] == ["in_progress", "in_progress", "completed"]
         assert all(r.progress is None for r in seen)
-        assert seen[-1].result == {"url": f"{ctx.channel.base_url}/cdn/{sub.vendor_task_id}.mp4"}
+        result = seen[-1].result
+        assert result["url"] == f"{ctx.channel.base_url}/cdn/{sub.vendor_task_id}.mp4"
+        kling_task = fake.tasks["text2video"][sub.vendor_task_id]
+        assert result["video_id"] == kling_task["task_result"]["videos"][0]["id"]
+        assert result["duration"] == 5.0 and result["created_at"] == kling_task["created_at"]
+        # std 5 s: 2 units, as the fake deducted them.
+        assert kling_task["final_unit_deduction"] == "2"
+        assert seen[-1].usage == {"credits": 2.0}
         fake.set_status("text2video", sub.vendor_task_id, "weird_new_state")
         assert await plugin.poll(sub.handle, ctx) == PollResult.unknown("weird_new_state")
         fake.set_status("text2video", sub.vendor_task_id, "submitted")
@@ -117,8 +124,9 @@ async def test_poll_errors_are_transient_and_unknown_task_is_not_a_failure():
         fake.malformed_polls(1, "missing")
         with pytest.raises(VendorUnavailable):
             await plugin.poll(sub.handle, ctx)
-        # Wrong family: Kling does not know the id there (1203), a rejection, never TaskFailed.
-        with pytest.raises(VendorRejected) as info:
+        # Wrong family: Kling does not know the id there (1203): the task is not found
+        # (the core fails it only after its not-found grace), never TaskFailed.
+        with pytest.raises(TaskNotFound) as info:
             await plugin.poll({"task_id": sub.vendor_task_id, "family": "image2video"}, ctx)
         assert info.value.vendor_code == 1203
 
