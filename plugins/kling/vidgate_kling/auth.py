@@ -98,9 +98,15 @@ def credential_problems(credentials: Mapping[str, Any]) -> list[str]:
     if api_key:
         return []
     if ak and not sk:
-        return ["credentials.secret_key: required with credentials.access_key (or give credentials.api_key instead)"]
+        return [
+            "credentials.secret_key: required by vendor 'kling' with credentials.access_key "
+            "(or give credentials.api_key instead)"
+        ]
     if sk and not ak:
-        return ["credentials.access_key: required with credentials.secret_key (or give credentials.api_key instead)"]
+        return [
+            "credentials.access_key: required by vendor 'kling' with credentials.secret_key "
+            "(or give credentials.api_key instead)"
+        ]
     if not ak and not sk:
         return [
             "credentials.api_key: required by vendor 'kling' "
