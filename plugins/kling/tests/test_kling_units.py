@@ -233,3 +233,32 @@ async def test_not_yet_valid_token_is_renewed_with_more_skew():
         import time as time_module
 
         fake_module.time = time_module
+
+
+async def test_pyjwt_interoperates_with_plugin_and_fake():
+    """Kling has no official Python SDK; its docs mint the AK/SK token with PyJWT. A
+    PyJWT token is what the fake accepts, and the plugin's token is what PyJWT verifies."""
+    import time
+
+    import jwt
+
+    from vidgate_kling.auth import mint_token
+
+    sk = "sk-unit-secret-long-enough-for-pyjwt-hs256"  # PyJWT warns below 32 bytes
+
+    ours, exp = mint_token(AK, sk)
+    claims = jwt.decode(ours, sk, algorithms=["HS256"], issuer=AK, options={"require": ["exp", "nbf", "iss"]})
+    assert claims["exp"] == exp and jwt.get_unverified_header(ours) == {"alg": "HS256", "typ": "JWT"}
+
+    fake = FakeKling(access_key=AK, secret_key=sk)
+    now = int(time.time())
+    good = jwt.encode({"iss": AK, "exp": now + 1800, "nbf": now - 5}, sk, algorithm="HS256", headers={"typ": "JWT"})
+    stale = jwt.encode({"iss": AK, "exp": now - 1, "nbf": now - 1805}, sk, algorithm="HS256")
+    async with serve_app(fake.app) as served, aiohttp.ClientSession() as http:
+        for token, code in ((good, 0), (stale, 1004)):
+            async with http.post(
+                served.url + "/v1/videos/text2video",
+                json={"prompt": "x", "model_name": "kling-v3", "duration": "12"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                assert (await resp.json())["code"] == code
