@@ -388,3 +388,27 @@ async def test_poll_many_leaves_out_what_the_list_does_not_show(tmp_path):
         assert answers[record.vendor_task_id].status == "in_progress"
         # One short page: the ghost is not looked for on further pages.
         assert len(fake.lists()) == 1
+
+
+async def test_extend_limits_three_minutes_and_thirty_days(tmp_path):
+    async with env(tmp_path) as (gw, fake):
+        key = await gw.token(quota=100)
+        source = await create(gw, key, prompt="a long road")
+        await completed(gw, key, source)
+        record = await gw.gateway.store.get_task(source["id"])
+        assert record is not None and record.handle is not None and record.result is not None
+        body = {"prompt": "further", "video": {"id": source["id"]}}
+        # A chain already at 178 s: another 5 s would pass Kling's 3 minutes.
+        await gw.gateway.store.update_task(
+            source["id"], only_if_active=False, handle={**record.handle, "total_seconds": 178}
+        )
+        status, answer = await gw.post("/v1/videos/extensions", key, json=body)
+        assert status == 400 and answer["error"]["param"] == "video", answer
+        # 31 days old: Kling has deleted it.
+        old = int((time.time() - 31 * 24 * 3600) * 1000)
+        await gw.gateway.store.update_task(
+            source["id"], only_if_active=False, handle=record.handle, result={**record.result, "created_at": old}
+        )
+        status, answer = await gw.post("/v1/videos/extensions", key, json=body)
+        assert status == 400 and "30 days" in answer["error"]["message"], answer
+        assert fake.creates("video-extend") == []
