@@ -286,59 +286,60 @@ async def test_malformed_poll_replies_do_not_fail_the_task(tmp_path):
         assert [r.code for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/")][:3] == [-1, -1, -1]
 
 
-@pytest.mark.parametrize(
-    "metadata, param",
-    [
-        ({"cfg_scale": "high"}, "metadata.cfg_scale"),
-        ({"cfg_scale": 2}, "metadata.cfg_scale"),
-        ({"mode": "ultra"}, "metadata.mode"),
-        ({"camera_control": "zoom"}, "metadata.camera_control"),
-        ({"negative_prompt": 5}, "metadata.negative_prompt"),
-        ({"dynamic_masks": {}}, "metadata.dynamic_masks"),
-        ({"sound": True}, "metadata.sound"),
-        ({"watermark_info": True}, "metadata.watermark_info"),
-        ({"model_name": "kling-v2-master"}, "metadata.model_name"),
-        ({"external_task_id": "mine"}, "metadata.external_task_id"),
-        ({"callback_url": "https://evil.example/"}, "metadata.callback_url"),
-        ({"duration": "10"}, "metadata.duration"),
-    ],
-)
-async def test_metadata_checks(tmp_path, metadata, param):
+METADATA_CASES = [
+    ({"cfg_scale": "high"}, "metadata.cfg_scale"),
+    ({"cfg_scale": 2}, "metadata.cfg_scale"),
+    ({"mode": "ultra"}, "metadata.mode"),
+    ({"camera_control": "zoom"}, "metadata.camera_control"),
+    ({"negative_prompt": 5}, "metadata.negative_prompt"),
+    ({"dynamic_masks": {}}, "metadata.dynamic_masks"),
+    ({"sound": True}, "metadata.sound"),
+    ({"watermark_info": True}, "metadata.watermark_info"),
+    ({"model_name": "kling-v2-master"}, "metadata.model_name"),
+    ({"external_task_id": "mine"}, "metadata.external_task_id"),
+    ({"callback_url": "https://evil.example/"}, "metadata.callback_url"),
+    ({"duration": "10"}, "metadata.duration"),
+]
+
+
+async def test_metadata_checks(tmp_path):
+    # One gateway for every case: each case is one request.
     async with kling_env(tmp_path) as (gw, fake):
         key = await gw.token()
-        status, body = await submit(gw, key, prompt="x", metadata=metadata)
-        assert status == 400, body
-        assert body["error"]["param"] == param
+        for metadata, param in METADATA_CASES:
+            status, body = await submit(gw, key, prompt="x", metadata=metadata)
+            assert status == 400, (metadata, body)
+            assert body["error"]["param"] == param, (metadata, body)
         assert fake.creates() == []
 
 
-@pytest.mark.parametrize(
-    "body, param",
-    [
-        ({"seconds": 7}, "seconds"),
-        ({"prompt": "x" * 2501}, "prompt"),
-        ({"model": "kling-v3", "seconds": 16}, "seconds"),
-        ({"model": "kling-v1-5"}, "image"),
-        ({"image": base64.b64encode(tiny_png(100, 400)).decode()}, "image"),
-        ({"images": [base64.b64encode(PNG).decode(), base64.b64encode(tiny_png(900, 300)).decode()]}, "images[1]"),
-        # Three images are reference images (multi-image2video): only kling-v1-6 has that.
-        ({"model": "kling-v1", "images": ["https://e.example/a.png"] * 3}, "images"),
-        ({"images": ["https://e.example/a.png"] * 5}, "images"),
-        (
-            {
-                "images": ["https://e.example/a.png", "https://e.example/b.png"],
-                "metadata": {"image_tail": "https://e.example/c.png"},
-            },
-            "metadata.image_tail",
-        ),
-    ],
-)
-async def test_request_checks(tmp_path, body, param):
+REQUEST_CASES = [
+    ({"seconds": 7}, "seconds"),
+    ({"prompt": "x" * 2501}, "prompt"),
+    ({"model": "kling-v3", "seconds": 16}, "seconds"),
+    ({"model": "kling-v1-5"}, "image"),
+    ({"image": base64.b64encode(tiny_png(100, 400)).decode()}, "image"),
+    ({"images": [base64.b64encode(PNG).decode(), base64.b64encode(tiny_png(900, 300)).decode()]}, "images[1]"),
+    # Three images are reference images (multi-image2video): only kling-v1-6 has that.
+    ({"model": "kling-v1", "images": ["https://e.example/a.png"] * 3}, "images"),
+    ({"images": ["https://e.example/a.png"] * 5}, "images"),
+    (
+        {
+            "images": ["https://e.example/a.png", "https://e.example/b.png"],
+            "metadata": {"image_tail": "https://e.example/c.png"},
+        },
+        "metadata.image_tail",
+    ),
+]
+
+
+async def test_request_checks(tmp_path):
     async with kling_env(tmp_path) as (gw, fake):
         key = await gw.token()
-        status, answer = await submit(gw, key, **{"prompt": "x", **body})
-        assert status == 400, answer
-        assert answer["error"]["param"] == param
+        for body, param in REQUEST_CASES:
+            status, answer = await submit(gw, key, **{"prompt": "x", **body})
+            assert status == 400, (body, answer)
+            assert answer["error"]["param"] == param, (body, answer)
         assert fake.creates() == []
 
 
