@@ -412,3 +412,24 @@ async def test_extend_limits_three_minutes_and_thirty_days(tmp_path):
         status, answer = await gw.post("/v1/videos/extensions", key, json=body)
         assert status == 400 and "30 days" in answer["error"]["message"], answer
         assert fake.creates("video-extend") == []
+
+
+async def test_omni_base_video_edit_is_settled_on_the_output_length(tmp_path):
+    async with env(tmp_path) as (gw, fake):
+        key = await gw.token(quota=100)
+        task = await create(
+            gw,
+            key,
+            model="kling-v3-omni",
+            prompt="make <<<video_1>>> snowy",
+            input_reference="https://videos.example.com/source.mp4",
+            metadata={"refer_type": "base", "keep_original_sound": "yes"},
+        )
+        done = await completed(gw, key, task)
+        body = fake.creates("omni-video")[0].json
+        assert body["video_list"] == [
+            {"video_url": "https://videos.example.com/source.mp4", "refer_type": "base", "keep_original_sound": "yes"}
+        ]
+        assert "aspect_ratio" not in body and "image_list" not in body
+        # The edit is as long as the input video (the fake's are 8 s), whatever was asked.
+        assert done["usage"]["seconds"] == 8.0 and done["usage"]["credits"] == 5.6
