@@ -113,7 +113,10 @@ async def test_text2video_completes_and_wire_shape(tmp_path):
             "external_task_id": task["id"],
         }
         polls = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/videos/")]
-        assert polls and all(r.path.startswith("/v1/videos/text2video/") for r in polls)
+        # Polled through the family's list (batch poll) or one by one, never another family.
+        assert polls and all(r.path.startswith("/v1/videos/text2video") for r in polls)
+        for r in fake.lists():
+            assert r.query == {"pageNum": "1", "pageSize": "500"}
         for r in polls:
             assert_valid_jwt(r.headers)
         # The result was fetched from the CDN with a plain GET, no Kling auth.
@@ -167,7 +170,7 @@ async def test_image2video_base64_png(tmp_path):
         assert create.json["duration"] == "5" and create.json["model_name"] == "kling-v1-6"
         assert create.json["external_task_id"] == task["id"]
         polls = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/videos/")]
-        assert polls and all(r.path.startswith("/v1/videos/image2video/") for r in polls)
+        assert polls and all(r.path.startswith("/v1/videos/image2video") for r in polls)
 
 
 async def test_image2video_url_and_tail(tmp_path):
@@ -179,6 +182,7 @@ async def test_image2video_url_and_tail(tmp_path):
             prompt="",
             model="kling-v2-1",
             images=["https://images.example.com/first.png", base64.b64encode(PNG).decode()],
+            metadata={"mode": "pro"},  # Kling: kling-v2-1 makes end frames in pro only
         )
         assert status == 200, task
         done = await gw.wait(task["id"], key)
@@ -187,7 +191,9 @@ async def test_image2video_url_and_tail(tmp_path):
         assert create.json["image"] == "https://images.example.com/first.png"
         assert create.json["image_tail"] == base64.b64encode(PNG).decode()
         assert create.json["model_name"] == "kling-v2-1"
+        assert create.json["mode"] == "pro"
         assert "prompt" not in create.json
+        assert done["size"] == "1920x1080"  # pro: 1080p
 
 
 async def test_model_map_sets_model_name(tmp_path):
@@ -202,16 +208,24 @@ async def test_model_map_sets_model_name(tmp_path):
             assert fake.creates()[0].json["model_name"] == "kling-v2-6"
 
 
-async def test_kling_failed_task_is_refunded(tmp_path):
+@pytest.mark.parametrize(
+    "message, code",
+    [
+        # Kling's moderation of the output: reported as a filtered result.
+        ("Failure to pass the risk control system", "content_filtered"),
+        ("Video generation failed, please try again", "vendor_failed"),
+    ],
+)
+async def test_kling_failed_task_is_refunded(tmp_path, message, code):
     async with kling_env(tmp_path) as (gw, fake):
-        fake.fail_next_task("Failure to pass the risk control system")
+        fake.fail_next_task(message)
         key = await gw.token(name="payer", quota=100)
         status, task = await submit(gw, key, prompt="something")
         assert status == 200, task
         done = await gw.wait(task["id"], key)
         assert done["status"] == "failed"
-        assert done["error"]["code"] == "vendor_failed"
-        assert "risk control" in done["error"]["message"]
+        assert done["error"]["code"] == code
+        assert done["error"]["message"] == message
         kinds = [e.kind for e in await gw.gateway.store.ledger() if e.task_id == task["id"]]
         assert sorted(kinds) == ["charge", "refund"]
         assert (await gw.gateway.store.token("payer")).used == 0
@@ -272,57 +286,60 @@ async def test_malformed_poll_replies_do_not_fail_the_task(tmp_path):
         assert [r.code for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/")][:3] == [-1, -1, -1]
 
 
-@pytest.mark.parametrize(
-    "metadata, param",
-    [
-        ({"cfg_scale": "high"}, "metadata.cfg_scale"),
-        ({"cfg_scale": 2}, "metadata.cfg_scale"),
-        ({"mode": "ultra"}, "metadata.mode"),
-        ({"camera_control": "zoom"}, "metadata.camera_control"),
-        ({"negative_prompt": 5}, "metadata.negative_prompt"),
-        ({"dynamic_masks": {}}, "metadata.dynamic_masks"),
-        ({"sound": True}, "metadata.sound"),
-        ({"watermark_info": True}, "metadata.watermark_info"),
-        ({"model_name": "kling-v2-master"}, "metadata.model_name"),
-        ({"external_task_id": "mine"}, "metadata.external_task_id"),
-        ({"callback_url": "https://evil.example/"}, "metadata.callback_url"),
-        ({"duration": "10"}, "metadata.duration"),
-    ],
-)
-async def test_metadata_checks(tmp_path, metadata, param):
+METADATA_CASES = [
+    ({"cfg_scale": "high"}, "metadata.cfg_scale"),
+    ({"cfg_scale": 2}, "metadata.cfg_scale"),
+    ({"mode": "ultra"}, "metadata.mode"),
+    ({"camera_control": "zoom"}, "metadata.camera_control"),
+    ({"negative_prompt": 5}, "metadata.negative_prompt"),
+    ({"dynamic_masks": {}}, "metadata.dynamic_masks"),
+    ({"sound": True}, "metadata.sound"),
+    ({"watermark_info": True}, "metadata.watermark_info"),
+    ({"model_name": "kling-v2-master"}, "metadata.model_name"),
+    ({"external_task_id": "mine"}, "metadata.external_task_id"),
+    ({"callback_url": "https://evil.example/"}, "metadata.callback_url"),
+    ({"duration": "10"}, "metadata.duration"),
+]
+
+
+async def test_metadata_checks(tmp_path):
+    # One gateway for every case: each case is one request.
     async with kling_env(tmp_path) as (gw, fake):
         key = await gw.token()
-        status, body = await submit(gw, key, prompt="x", metadata=metadata)
-        assert status == 400, body
-        assert body["error"]["param"] == param
+        for metadata, param in METADATA_CASES:
+            status, body = await submit(gw, key, prompt="x", metadata=metadata)
+            assert status == 400, (metadata, body)
+            assert body["error"]["param"] == param, (metadata, body)
         assert fake.creates() == []
 
 
-@pytest.mark.parametrize(
-    "body, param",
-    [
-        ({"seconds": 7}, "seconds"),
-        ({"prompt": "x" * 2501}, "prompt"),
-        ({"model": "kling-v3", "seconds": 16}, "seconds"),
-        ({"model": "kling-v1-5"}, "image"),
-        ({"image": base64.b64encode(tiny_png(100, 400)).decode()}, "image"),
-        ({"images": [base64.b64encode(PNG).decode(), base64.b64encode(tiny_png(900, 300)).decode()]}, "images[1]"),
-        ({"images": ["https://e.example/a.png"] * 3}, "images"),
-        (
-            {
-                "images": ["https://e.example/a.png", "https://e.example/b.png"],
-                "metadata": {"image_tail": "https://e.example/c.png"},
-            },
-            "metadata.image_tail",
-        ),
-    ],
-)
-async def test_request_checks(tmp_path, body, param):
+REQUEST_CASES = [
+    ({"seconds": 7}, "seconds"),
+    ({"prompt": "x" * 2501}, "prompt"),
+    ({"model": "kling-v3", "seconds": 16}, "seconds"),
+    ({"model": "kling-v1-5"}, "image"),
+    ({"image": base64.b64encode(tiny_png(100, 400)).decode()}, "image"),
+    ({"images": [base64.b64encode(PNG).decode(), base64.b64encode(tiny_png(900, 300)).decode()]}, "images[1]"),
+    # Three images are reference images (multi-image2video): only kling-v1-6 has that.
+    ({"model": "kling-v1", "images": ["https://e.example/a.png"] * 3}, "images"),
+    ({"images": ["https://e.example/a.png"] * 5}, "images"),
+    (
+        {
+            "images": ["https://e.example/a.png", "https://e.example/b.png"],
+            "metadata": {"image_tail": "https://e.example/c.png"},
+        },
+        "metadata.image_tail",
+    ),
+]
+
+
+async def test_request_checks(tmp_path):
     async with kling_env(tmp_path) as (gw, fake):
         key = await gw.token()
-        status, answer = await submit(gw, key, **{"prompt": "x", **body})
-        assert status == 400, answer
-        assert answer["error"]["param"] == param
+        for body, param in REQUEST_CASES:
+            status, answer = await submit(gw, key, **{"prompt": "x", **body})
+            assert status == 400, (body, answer)
+            assert answer["error"]["param"] == param, (body, answer)
         assert fake.creates() == []
 
 
@@ -415,7 +432,7 @@ async def test_callback_triggers_immediate_poll(tmp_path):
             done = await gw.wait(task["id"], key, timeout=10)
             assert done["status"] == "completed"
             assert time.monotonic() - started < 10  # far sooner than the 60 s poll interval
-            polls = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/videos/text2video/")]
+            polls = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/v1/videos/text2video")]
             assert len(polls) == 1  # the callback caused the only poll
 
 
@@ -433,7 +450,9 @@ async def test_recover_finds_task_by_external_task_id(tmp_path):
         submitted = await kling_plugin.submit(job, ctx)
         found = await kling_plugin.recover(job, ctx)
         assert found is not None
-        assert found.handle == submitted.handle == {"task_id": submitted.vendor_task_id, "family": "image2video"}
+        assert found.handle == submitted.handle
+        assert found.handle["task_id"] == submitted.vendor_task_id and found.handle["family"] == "image2video"
+        assert isinstance(found.handle["created_at"], int)
         lookup = fake.requests[-1]
         assert lookup.path == "/v1/videos/image2video/video_lost_answer_1"
         # A task Kling never received: None, so the gateway submits again.

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vidgate import CallContext, Channel, PollResult
-from vidgate.errors import ChannelUnusable, VendorRateLimited, VendorRejected, VendorUnavailable
+from vidgate.errors import ChannelUnusable, TaskNotFound, VendorRateLimited, VendorRejected, VendorUnavailable
 from vidgate.request import parse_request
 from vidgate.testing import serve_app
 from vidgate_kling import plugin
@@ -98,7 +98,14 @@ async def test_poll_maps_statuses_and_reports_no_progress():
             seen.append(await plugin.poll(sub.handle, ctx))
         assert [r.status for r in seen] == ["in_progress", "in_progress", "completed"]
         assert all(r.progress is None for r in seen)
-        assert seen[-1].result == {"url": f"{ctx.channel.base_url}/cdn/{sub.vendor_task_id}.mp4"}
+        result = seen[-1].result
+        assert result["url"] == f"{ctx.channel.base_url}/cdn/{sub.vendor_task_id}.mp4"
+        kling_task = fake.tasks["text2video"][sub.vendor_task_id]
+        assert result["video_id"] == kling_task["task_result"]["videos"][0]["id"]
+        assert result["duration"] == 5.0 and result["created_at"] == kling_task["created_at"]
+        # std 5 s: 2 units, as the fake deducted them.
+        assert kling_task["final_unit_deduction"] == "2"
+        assert seen[-1].usage == {"credits": 2.0}
         fake.set_status("text2video", sub.vendor_task_id, "weird_new_state")
         assert await plugin.poll(sub.handle, ctx) == PollResult.unknown("weird_new_state")
         fake.set_status("text2video", sub.vendor_task_id, "submitted")
@@ -117,8 +124,9 @@ async def test_poll_errors_are_transient_and_unknown_task_is_not_a_failure():
         fake.malformed_polls(1, "missing")
         with pytest.raises(VendorUnavailable):
             await plugin.poll(sub.handle, ctx)
-        # Wrong family: Kling does not know the id there (1203), a rejection, never TaskFailed.
-        with pytest.raises(VendorRejected) as info:
+        # Wrong family: Kling does not know the id there (1203): the task is not found
+        # (the core fails it only after its not-found grace), never TaskFailed.
+        with pytest.raises(TaskNotFound) as info:
             await plugin.poll({"task_id": sub.vendor_task_id, "family": "image2video"}, ctx)
         assert info.value.vendor_code == 1203
 
@@ -225,3 +233,32 @@ async def test_not_yet_valid_token_is_renewed_with_more_skew():
         import time as time_module
 
         fake_module.time = time_module
+
+
+async def test_pyjwt_interoperates_with_plugin_and_fake():
+    """Kling has no official Python SDK; its docs mint the AK/SK token with PyJWT. A
+    PyJWT token is what the fake accepts, and the plugin's token is what PyJWT verifies."""
+    import time
+
+    import jwt
+
+    from vidgate_kling.auth import mint_token
+
+    sk = "sk-unit-secret-long-enough-for-pyjwt-hs256"  # PyJWT warns below 32 bytes
+
+    ours, exp = mint_token(AK, sk)
+    claims = jwt.decode(ours, sk, algorithms=["HS256"], issuer=AK, options={"require": ["exp", "nbf", "iss"]})
+    assert claims["exp"] == exp and jwt.get_unverified_header(ours) == {"alg": "HS256", "typ": "JWT"}
+
+    fake = FakeKling(access_key=AK, secret_key=sk)
+    now = int(time.time())
+    good = jwt.encode({"iss": AK, "exp": now + 1800, "nbf": now - 5}, sk, algorithm="HS256", headers={"typ": "JWT"})
+    stale = jwt.encode({"iss": AK, "exp": now - 1, "nbf": now - 1805}, sk, algorithm="HS256")
+    async with serve_app(fake.app) as served, aiohttp.ClientSession() as http:
+        for token, code in ((good, 0), (stale, 1004)):
+            async with http.post(
+                served.url + "/v1/videos/text2video",
+                json={"prompt": "x", "model_name": "kling-v3", "duration": "12"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                assert (await resp.json())["code"] == code

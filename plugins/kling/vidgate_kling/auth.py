@@ -1,10 +1,17 @@
-"""Kling's JWT authentication, built with the standard library only.
+"""Kling's two credential styles, built with the standard library only.
 
-Kling authenticates every call with ``Authorization: Bearer <JWT>``: an HS256 token signed
-with the account's SecretKey whose ``iss`` is the AccessKey, ``exp`` 30 minutes ahead and
-``nbf`` 5 seconds in the past (clock-skew tolerance). Minting is cheap, but we still cache
-one token per channel in ``ctx.state`` and renew it when less than :data:`RENEW_MARGIN`
-seconds of life are left, so a burst of polls does not mint a token per request.
+Both are sent as ``Authorization: Bearer <token>``:
+
+* an **API key** (Kling's 2026 console): the key itself is the bearer token;
+* an **AccessKey/SecretKey** pair: an HS256 JWT signed with the SecretKey whose ``iss``
+  is the AccessKey, ``exp`` 30 minutes ahead and ``nbf`` 5 seconds in the past
+  (clock-skew tolerance). Minting is cheap, but we still cache one token per channel in
+  ``ctx.state`` and renew it when less than :data:`RENEW_MARGIN` seconds of life are
+  left, so a burst of polls does not mint a token per request and a render that outlives
+  one token (they can run longer than 30 minutes) is polled with a fresh one.
+
+An explicit ``api_key`` wins over an AK/SK pair on the same channel (the precedence of
+``vercel/ai`` ``packages/klingai``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 #: Token lifetime (seconds) that every known Kling client uses (the official example).
@@ -58,14 +65,21 @@ def mint_token(access_key: str, secret_key: str, now: float | None = None, nbf_s
     return token, exp
 
 
-def cached_token(state: MutableMapping[str, Any], access_key: str, secret_key: str, *, renew: bool = False) -> str:
+def cached_token(
+    state: MutableMapping[str, Any],
+    access_key: str,
+    secret_key: str,
+    *,
+    renew: bool = False,
+    now: float | None = None,
+) -> str:
     """The channel's cached token, minting a new one when missing, near expiry or ``renew``.
 
     The cache entry remembers which AccessKey it was minted for, so a config reload that
     changes the key never reuses a token of the old account.
     """
     entry = state.get(_STATE_KEY)
-    now = time.time()
+    now = time.time() if now is None else now
     if (
         not renew
         and isinstance(entry, dict)
@@ -76,3 +90,43 @@ def cached_token(state: MutableMapping[str, Any], access_key: str, secret_key: s
     token, exp = mint_token(access_key, secret_key, now, RENEW_NBF_SKEW if renew else NBF_SKEW)
     state[_STATE_KEY] = {"token": token, "exp": exp, "access_key": access_key}
     return token
+
+
+def credential_problems(credentials: Mapping[str, Any]) -> list[str]:
+    """What is missing from a channel's credentials, naming the keys (empty when usable)."""
+    api_key, ak, sk = (bool(credentials.get(k)) for k in ("api_key", "access_key", "secret_key"))
+    if api_key:
+        return []
+    if ak and not sk:
+        return [
+            "credentials.secret_key: required by vendor 'kling' with credentials.access_key "
+            "(or give credentials.api_key instead)"
+        ]
+    if sk and not ak:
+        return [
+            "credentials.access_key: required by vendor 'kling' with credentials.secret_key "
+            "(or give credentials.api_key instead)"
+        ]
+    if not ak and not sk:
+        return [
+            "credentials.api_key: required by vendor 'kling' "
+            "(or credentials.access_key and credentials.secret_key for a JWT-signed pair)"
+        ]
+    return []
+
+
+def bearer_token(state: MutableMapping[str, Any], credentials: Mapping[str, Any], *, renew: bool = False) -> str | None:
+    """The bearer token for a channel: its ``api_key``, else a JWT from its AK/SK pair;
+    None when neither is configured."""
+    api_key = credentials.get("api_key")
+    if api_key:
+        return str(api_key)
+    ak, sk = str(credentials.get("access_key") or ""), str(credentials.get("secret_key") or "")
+    if not ak or not sk:
+        return None
+    return cached_token(state, ak, sk, renew=renew)
+
+
+def uses_jwt(credentials: Mapping[str, Any]) -> bool:
+    """True when the channel signs JWTs (no ``api_key``): only then does renewing help."""
+    return not credentials.get("api_key")

@@ -21,7 +21,7 @@ from vidgate.errors import (
 )
 from vidgate.vendorhttp import join_url, retry_after, scrub, transport_errors
 
-from .auth import cached_token
+from .auth import bearer_token, uses_jwt
 
 #: Business codes (Kling "General Information" error table).
 AUTH_RETRY_CODES = frozenset({1003, 1004})  # token not yet valid / expired: renew once
@@ -59,26 +59,37 @@ def base_url(ctx: CallContext, default: str) -> str:
     return join_url(ctx.channel.base_url or default)
 
 
-async def call(ctx: CallContext, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+async def call(
+    ctx: CallContext,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Call Kling and return the whole success envelope (``code == 0``).
 
     Raises a :class:`vidgate.errors.VendorError` subclass otherwise. On 1003/1004 (token
-    not yet valid / expired) the token is renewed and the call retried exactly once.
-    The raised error carries ``http_status`` for callers that need it.
+    not yet valid / expired) a JWT is renewed and the call retried exactly once (an API
+    key cannot be renewed: the error stands). The raised error carries ``http_status``
+    for callers that need it.
     """
     creds = ctx.channel.credentials
-    access_key, secret_key = str(creds.get("access_key") or ""), str(creds.get("secret_key") or "")
-    if not access_key or not secret_key:
-        raise ChannelUnusable("Kling channel has no access_key/secret_key credentials")
     renewed = False
     while True:
-        token = cached_token(ctx.state, access_key, secret_key, renew=renewed)
+        token = bearer_token(ctx.state, creds, renew=renewed)
+        if token is None:
+            raise ChannelUnusable("Kling channel has neither api_key nor access_key/secret_key credentials")
         headers = {"Authorization": f"Bearer {token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         with transport_errors("Kling"):
             async with ctx.http.request(
-                method, url, headers=headers, data=None if body is None else json.dumps(body), timeout=ctx.timeout
+                method,
+                url,
+                headers=headers,
+                params=params,
+                data=None if body is None else json.dumps(body),
+                timeout=ctx.timeout,
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
@@ -99,7 +110,7 @@ async def call(ctx: CallContext, method: str, url: str, body: dict[str, Any] | N
         if code == 0:
             return envelope
         message = str(envelope.get("message") or "")
-        if code in AUTH_RETRY_CODES and not renewed:
+        if code in AUTH_RETRY_CODES and not renewed and uses_jwt(creds):
             ctx.log.info("kling_token_renewal", vendor_code=code, request_id=request_id)
             renewed = True
             continue

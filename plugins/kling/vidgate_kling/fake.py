@@ -1,9 +1,13 @@
 """A fake Kling API server, strict like the real one, for tests.
 
-It verifies the JWT exactly as Kling does, answers every call in Kling's envelope, keeps
-text2video and image2video tasks apart, accepts ``external_task_id`` in the query path,
-walks tasks ``submitted -> processing -> succeed`` as they are polled, and serves the
-result MP4 from its own host without auth. Switches inject Kling's error answers.
+It accepts Kling's two bearer credentials (the account's API key, or a JWT it verifies
+exactly as Kling does), answers every call in Kling's envelope, keeps the task spaces of
+the families (text2video, image2video, multi-image2video, omni-video, video-extend)
+apart, checks each model's families, durations, modes and sound, accepts
+``external_task_id`` in the query path, lists each family newest first
+(``pageNum``/``pageSize``), walks tasks ``submitted -> processing -> succeed`` as they are
+observed (queried or listed), reports ``final_unit_deduction``, and serves the result MP4
+from its own host without auth. Switches inject Kling's error answers.
 Every request is recorded in :attr:`FakeKling.requests` for wire-shape assertions.
 It is a :class:`vidgate.fakekit.FakeVendor`, so prompt keywords (``[429]``, ``[500]``,
 ``[unknown-status]``, ``[echo-key]``...) inject faults too.
@@ -12,10 +16,10 @@ Use it in your own tests::
 
     from vidgate_kling.fake import FakeKling
 
-    fake = FakeKling(access_key="ak", secret_key="sk")
+    fake = FakeKling(access_key="ak", secret_key="sk", api_key="key")
     async with fake.serve():
         ...  # channel {"vendor": "kling", "base_url": fake.url,
-             #          "credentials": {"access_key": "ak", "secret_key": "sk"}}
+             #          "credentials": {"api_key": "key"}}  (or access_key/secret_key)
 """
 
 from __future__ import annotations
@@ -44,11 +48,31 @@ from .auth import b64url_decode
 #: Bytes served as every result video: a real MP4.
 VIDEO = tiny_mp4()
 
-T2V_MODELS = frozenset(
-    {"kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo", "kling-v2-6", "kling-v3"}
-)
-I2V_MODELS = T2V_MODELS | {"kling-v1-5", "kling-v2-1"}
-FAMILIES = {"text2video": T2V_MODELS, "image2video": I2V_MODELS}
+#: What each Kling model_name serves, from the reference's model table (section 2.1).
+#: ``duration`` choices as strings; ``modes`` empty = Kling ignores ``mode`` for it.
+_STD = ("5", "10")
+_LONG = tuple(str(n) for n in range(3, 16))
+MODELS: dict[str, dict[str, Any]] = {
+    "kling-v1": {"families": {"text2video", "image2video", "video-extend"}, "durations": _STD},
+    "kling-v1-5": {"families": {"image2video"}, "durations": _STD},
+    "kling-v1-6": {
+        "families": {"text2video", "image2video", "multi-image2video", "video-extend"},
+        "durations": _STD,
+    },
+    "kling-v2-master": {"families": {"text2video", "image2video", "video-extend"}, "durations": _STD},
+    "kling-v2-1": {"families": {"image2video"}, "durations": _STD},
+    "kling-v2-1-master": {"families": {"text2video", "image2video", "video-extend"}, "durations": _STD},
+    "kling-v2-5-turbo": {"families": {"text2video", "image2video", "video-extend"}, "durations": _STD},
+    "kling-v2-6": {"families": {"text2video", "image2video", "video-extend"}, "durations": _STD, "sound": "pro"},
+    "kling-v3": {"families": {"text2video", "image2video", "video-extend"}, "durations": _LONG, "sound": "yes"},
+    "kling-video-o1": {"families": {"omni-video"}, "durations": tuple(str(n) for n in range(3, 11))},
+    "kling-v3-omni": {"families": {"omni-video"}, "durations": _LONG, "sound": "yes"},
+}
+FAMILIES = ("text2video", "image2video", "multi-image2video", "omni-video", "video-extend")
+#: How long the fake pretends every ``base`` reference video (and so its edit) is.
+BASE_VIDEO_SECONDS = "8"
+#: Legacy units per 5 s (new-api's table) for ``final_unit_deduction``.
+UNITS_PER_5S = {"std": 2.0, "pro": 3.5}
 
 #: HTTP status Kling uses for each business code (DOC error table).
 HTTP_FOR_CODE = {
@@ -103,8 +127,10 @@ def _ms() -> int:
 class FakeKling(FakeVendor):
     """State and switches of one fake Kling account.
 
-    * ``polls_to_finish``: a task is ``submitted`` until polled, ``processing`` on the
-      following polls, and final (``succeed``/``failed``) from this poll number on.
+    * ``api_key``: the account's API key (None: the account has none, only AK/SK).
+    * ``polls_to_finish``: a task is ``submitted`` until observed, ``processing`` on the
+      following observations, and final (``succeed``/``failed``) from this one on. A
+      query and a list page that shows the task are both observations.
     * :meth:`fail_creates`: the next N creates answer a business code (HTTP per Kling).
     * :meth:`fail_next_task`: the next created task ends ``failed`` with a message.
     * :meth:`malformed_polls`: the next N queries answer garbage (non-JSON or a task
@@ -121,10 +147,12 @@ class FakeKling(FakeVendor):
         secret_key: str = "fake-sk",
         polls_to_finish: int = 3,
         send_callbacks: bool = True,
+        api_key: str | None = "fake-kling-api-key",
         **kwargs: Any,
     ) -> None:
         super().__init__(secret=secret_key, polls_to_finish=polls_to_finish, result_bytes=VIDEO, **kwargs)
         self.access_key, self.secret_key, self.send_callbacks = access_key, secret_key, send_callbacks
+        self.api_key = api_key
         self.tasks: dict[str, dict[str, dict[str, Any]]] = {f: {} for f in FAMILIES}
         self._create_errors: deque[tuple[int, str | None]] = deque()
         self._fail_tasks: deque[str] = deque()
@@ -144,8 +172,9 @@ class FakeKling(FakeVendor):
         self._fail_tasks.append(message)
 
     def malformed_polls(self, times: int = 1, kind: str = "non_json") -> None:
-        """The next ``times`` queries answer ``kind``: ``non_json`` (an HTML page) or
-        ``missing`` (code 0 but a task without ``task_status``)."""
+        """The next ``times`` status reads (queries or list calls) answer ``kind``:
+        ``non_json`` (an HTML page) or ``missing`` (code 0 but tasks without
+        ``task_status``)."""
         self._malformed.extend([kind] * times)
 
     def set_status(self, family: str, task_id: str, status: str, message: str = "") -> dict[str, Any]:
@@ -165,6 +194,25 @@ class FakeKling(FakeVendor):
             if r.method == "POST"
             and r.path.startswith("/v1/videos/")
             and (family is None or r.path == f"/v1/videos/{family}")
+        ]
+
+    def lists(self, family: str | None = None) -> list[Recorded]:
+        """Recorded list calls (``GET /v1/videos/{family}``), optionally of one family."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "GET"
+            and r.path.count("/") == 3
+            and r.path.startswith("/v1/videos/")
+            and (family is None or r.path == f"/v1/videos/{family}")
+        ]
+
+    def queries(self) -> list[Recorded]:
+        """Recorded single-task queries (``GET /v1/videos/{family}/{id}``)."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "GET" and r.path.startswith("/v1/videos/") and r.path.count("/") == 4
         ]
 
     # -- the app ---------------------------------------------------------------------
@@ -195,7 +243,7 @@ class FakeKling(FakeVendor):
         return JSONResponse(body, status_code=rec.status)
 
     def _auth_error(self, request: Request) -> tuple[int, str] | None:
-        """Kling's JWT checks; returns ``(code, message)`` on failure."""
+        """Kling's bearer checks (an API key, or a JWT); returns ``(code, message)`` on failure."""
         header = request.headers.get("authorization")
         if not header:
             return 1001, "Authorization is empty"
@@ -204,6 +252,9 @@ class FakeKling(FakeVendor):
             return 1002, "Authorization is invalid"
         parts = token.split(".")
         if len(parts) != 3:
+            # Not a JWT: the account's API key, compared like a secret.
+            if self.api_key and hmac.compare_digest(token.encode(), self.api_key.encode()):
+                return None
             return 1002, "Authorization is invalid"
         try:
             head = json.loads(b64url_decode(parts[0]))
@@ -242,11 +293,12 @@ class FakeKling(FakeVendor):
                     {
                         "id": task["task_id"] + "0",
                         "url": f"{base}/cdn/{task['task_id']}.mp4",
-                        "duration": task["_duration"],
+                        "duration": task["_out_duration"],
                     }
                 ]
             }
-            task["final_unit_deduction"] = "1" if task["_duration"] == "5" else "2"
+            rate = UNITS_PER_5S.get(task["_mode"], UNITS_PER_5S["std"])
+            task["final_unit_deduction"] = f"{rate * float(task['_billed']) / 5:g}"
         if self.send_callbacks and task.get("_callback_url"):
             self.send_callback(task["_callback_url"], self._public(task))
 
@@ -264,38 +316,132 @@ class FakeKling(FakeVendor):
             return f"{field}: invalid base64 image"
         return None
 
+    def _video(self, video_id: Any) -> dict[str, Any] | None:
+        """The succeeded task whose result video has id ``video_id`` (any family)."""
+        for space in self.tasks.values():
+            for task in space.values():
+                for v in (task.get("task_result") or {}).get("videos", []):
+                    if v["id"] == video_id and task["task_status"] == "succeed":
+                        return task
+        return None
+
     def _validate(self, family: str, body: Any) -> str | None:
         if not isinstance(body, dict):
             return "request body must be a JSON object"
-        model = body.get("model_name", "kling-v1")
-        if model not in FAMILIES[family]:
+        if family == "video-extend":
+            return self._validate_extend(body)
+        # The legacy field "model" is still accepted and means kling-v1.
+        model = body.get("model_name") or "kling-v1"
+        spec = MODELS.get(model)
+        if spec is None or family not in spec["families"]:
             return f"model_name {model!r} is invalid for {family}"
         duration = body.get("duration", "5")
         if not isinstance(duration, str):
             return "duration must be a string"
-        allowed = {str(n) for n in range(3, 16)} if model == "kling-v3" else {"5", "10"}
+        allowed = ("5", "10") if family == "multi-image2video" else spec["durations"]
         if duration not in allowed:
             return f"duration {duration!r} is invalid for {model}"
         prompt = body.get("prompt")
         if prompt is not None and (not isinstance(prompt, str) or len(prompt) > 2500):
             return "prompt must be a string of at most 2500 characters"
+        multi_shot = body.get("multi_shot") is True
+        if body.get("mode", "std") not in ("std", "pro"):
+            return "mode is invalid"
+        sound = body.get("sound", "off")
+        if sound not in ("on", "off"):
+            return "sound must be on or off"
+        if sound == "on":
+            kind = spec.get("sound")
+            if kind is None:
+                return f"{model} does not support sound"
+            if kind == "pro" and body.get("mode") != "pro":
+                return "sound is only supported in pro mode"
+        multi_prompt = body.get("multi_prompt")
+        if multi_prompt is not None and (not isinstance(multi_prompt, list) or len(multi_prompt) > 6):
+            return "multi_prompt must be a list of at most 6 shots"
+        if "element_list" in body and "voice_list" in body:
+            return "element_list and voice_list cannot be used together"
         if family == "text2video":
-            if not prompt:
+            if not prompt and not multi_shot:
                 return "prompt is required"
             if body.get("aspect_ratio", "16:9") not in ("16:9", "9:16", "1:1"):
                 return "aspect_ratio is invalid"
-        else:
+        elif family == "image2video":
             # aspect_ratio is not in the image2video schema; like Kling, ignore it.
             if not body.get("image") and not body.get("image_tail"):
                 return "image or image_tail is required"
             for field in ("image", "image_tail", "static_mask"):
                 if field in body and (err := self._check_image(body[field], field)):
                     return err
-        if body.get("mode", "std") not in ("std", "pro"):
-            return "mode is invalid"
+            masks = body.get("static_mask") or body.get("dynamic_masks") or body.get("camera_control")
+            if body.get("image_tail") and masks:
+                return "image_tail, masks and camera_control cannot be used together"
+        elif family == "multi-image2video":
+            images = body.get("image_list")
+            if not isinstance(images, list) or not 1 <= len(images) <= 4:
+                return "image_list must hold 1 to 4 images"
+            for i, item in enumerate(images):
+                if not isinstance(item, dict) or (err := self._check_image(item.get("image"), f"image_list[{i}]")):
+                    return err or f"image_list[{i}] must be an object with image"
+            if body.get("aspect_ratio", "16:9") not in ("16:9", "9:16", "1:1"):
+                return "aspect_ratio is invalid"
+        else:
+            if err := self._validate_omni(body, prompt, multi_shot):
+                return err
         cfg = body.get("cfg_scale", 0.5)
         if isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not 0 <= cfg <= 1:
             return "cfg_scale must be a number in [0, 1]"
+        return self._validate_common(body)
+
+    def _validate_omni(self, body: dict[str, Any], prompt: Any, multi_shot: bool) -> str | None:
+        if not prompt and not multi_shot:
+            return "prompt is required"
+        images = body.get("image_list", [])
+        videos = body.get("video_list", [])
+        if not isinstance(images, list) or not isinstance(videos, list):
+            return "image_list and video_list must be lists"
+        types = []
+        for i, item in enumerate(images):
+            if not isinstance(item, dict) or (err := self._check_image(item.get("image"), f"image_list[{i}]")):
+                return err or f"image_list[{i}] must be an object with image"
+            kind = item.get("type")
+            if kind not in (None, "first_frame", "end_frame"):
+                return f"image_list[{i}].type is invalid"
+            types.append(kind)
+        if "end_frame" in types and "first_frame" not in types:
+            return "end_frame requires a first_frame"
+        if len(images) > (4 if videos else 7):
+            return "too many images"
+        for i, v in enumerate(videos):
+            if not isinstance(v, dict) or not str(v.get("video_url", "")).startswith(("http://", "https://")):
+                return f"video_list[{i}].video_url must be a URL"
+            if v.get("refer_type", "base") not in ("base", "feature"):
+                return f"video_list[{i}].refer_type is invalid"
+        base = any(v.get("refer_type") == "base" for v in videos)
+        if "first_frame" not in types and not base and body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+            return "aspect_ratio is required without a first frame or a base video"
+        if videos and body.get("sound") == "on":
+            return "sound must be off when video_list is given"
+        return None
+
+    def _validate_extend(self, body: dict[str, Any]) -> str | None:
+        source = self._video(body.get("video_id"))
+        if not body.get("video_id"):
+            return "video_id is required"
+        if source is None:
+            return "video_id does not exist"
+        if _ms() - source["created_at"] > 30 * 24 * 3600 * 1000:
+            return "the video is older than 30 days"
+        if source["_model"] == "kling-v1-5":
+            return "videos made by kling-v1-5 cannot be extended"
+        if float(source["_out_duration"]) + 5 > 180:
+            return "the extended video would be longer than 3 minutes"
+        prompt = body.get("prompt")
+        if prompt is not None and (not isinstance(prompt, str) or len(prompt) > 2500):
+            return "prompt must be a string of at most 2500 characters"
+        return self._validate_common(body)
+
+    def _validate_common(self, body: dict[str, Any]) -> str | None:
         ext = body.get("external_task_id")
         if ext is not None:
             if not isinstance(ext, str):
@@ -306,12 +452,21 @@ class FakeKling(FakeVendor):
             return "callback_url must be a string"
         return None
 
-    def _new_job(self, task_id: str, body: dict[str, Any]) -> FakeJob:
+    @staticmethod
+    def _first_image(body: dict[str, Any]) -> Any:
+        if body.get("image") or body.get("image_tail"):
+            return body.get("image") or body.get("image_tail")
+        images = body.get("image_list") or []
+        return images[0].get("image") if images else None
+
+    def _new_job(self, task_id: str, body: dict[str, Any], family: str, seconds: str) -> FakeJob:
         job = self.new_job(
             body.get("prompt"),
-            seconds=int(body.get("duration", "5")),
+            seconds=int(float(seconds)),
             job_id=task_id,
-            image=body.get("image") or body.get("image_tail"),
+            image=self._first_image(body),
+            family=family,
+            body=body,
         )
         if self._fail_tasks:
             job.error = self._fail_tasks.popleft()
@@ -326,10 +481,22 @@ class FakeKling(FakeVendor):
                 return task
         return None
 
+    def _observe(self, task: dict[str, Any]) -> dict[str, Any]:
+        """Count one observation of ``task`` (a query or a list entry); its public object."""
+        job = task["_job"]
+        if task.get("_manual"):
+            job.polls += 1
+            return self._public(task)
+        state = self.advance(job)
+        if state == "unknown":
+            return {**self._public(task), "task_status": WORDS["unknown"]}
+        self._set(task, WORDS[state], (job.error or "") if state == "failed" else "")
+        return self._public(task)
+
     # -- endpoints -------------------------------------------------------------------
 
     def _refuse(self, request: Request, rec: Recorded, family: str) -> Response | None:
-        """What every business endpoint checks first: a known family, then the JWT."""
+        """What every business endpoint checks first: a known family, then the bearer."""
         if family not in FAMILIES:
             return self._reply(rec, 1202, "invalid request path")
         if err := self._auth_error(request):
@@ -351,17 +518,35 @@ class FakeKling(FakeVendor):
             return refusal
         now = _ms()
         task_id = str(next(self._kling_ids))
+        info: dict[str, Any] = {"external_task_id": body["external_task_id"]} if body.get("external_task_id") else {}
+        if family == "video-extend":
+            # Kling extends with the source's model and mode, by 4-5 s; the result is the
+            # whole extended video (its duration the new total).
+            source = self._video(body["video_id"])
+            assert source is not None
+            model, mode, billed = source["_model"], source["_mode"], "5"
+            out = f"{float(source['_out_duration']) + 5:g}"
+            info["parent_video"] = dict(source["task_result"]["videos"][0])
+        else:
+            model = body.get("model_name") or "kling-v1"
+            mode = body.get("mode") or ("pro" if family == "omni-video" else "std")
+            billed = out = body.get("duration", "5")
+            if any(v.get("refer_type") == "base" for v in body.get("video_list", [])):
+                billed = out = BASE_VIDEO_SECONDS  # an edit is as long as its input video
         task: dict[str, Any] = {
             "task_id": task_id,
             "task_status": "submitted",
             "task_status_msg": "",
-            "task_info": {"external_task_id": body["external_task_id"]} if body.get("external_task_id") else {},
+            "task_info": info,
             "created_at": now,
             "updated_at": now,
-            "_duration": body.get("duration", "5"),
+            "_model": model,
+            "_mode": mode,
+            "_billed": billed,
+            "_out_duration": out,
             "_callback_url": body.get("callback_url"),
             "_host": str(request.base_url),
-            "_job": self._new_job(task_id, body),
+            "_job": self._new_job(task_id, body, family, billed),
         }
         if "watermark_info" in body:
             task["watermark_info"] = body["watermark_info"]
@@ -392,15 +577,7 @@ class FakeKling(FakeVendor):
             )
         if task is None:
             return self._reply(rec, 1203, "task not found")
-        job = task["_job"]
-        if task.get("_manual"):
-            job.polls += 1
-            return self._reply(rec, 0, data=self._public(task))
-        state = self.advance(job)
-        if state == "unknown":
-            return self._reply(rec, 0, data={**self._public(task), "task_status": WORDS["unknown"]})
-        self._set(task, WORDS[state], (job.error or "") if state == "failed" else "")
-        return self._reply(rec, 0, data=self._public(task))
+        return self._reply(rec, 0, data=self._observe(task))
 
     async def _list(self, request: Request) -> Response:
         rec = await self.record(request)
@@ -414,8 +591,29 @@ class FakeKling(FakeVendor):
             return self._reply(rec, 1201, "pageNum/pageSize must be integers")
         if not (1 <= page <= 1000 and 1 <= size <= 500):
             return self._reply(rec, 1201, "pageNum/pageSize out of range")
-        tasks = sorted(self.tasks[family].values(), key=lambda t: t["created_at"], reverse=True)
-        return self._reply(rec, 0, data=[self._public(t) for t in tasks[(page - 1) * size : page * size]])
+        tasks = sorted(self.tasks[family].values(), key=lambda t: (t["created_at"], t["task_id"]), reverse=True)
+        shown = tasks[(page - 1) * size : page * size]
+        # A poll fault a listed task carries ([500], [malformed], [slow]) hits the list call.
+        faulty = next(
+            (
+                t["_job"]
+                for t in shown
+                if t["task_status"] in ("submitted", "processing")
+                and any(f in t["_job"].faults for f in ("500", "malformed", "slow"))
+            ),
+            None,
+        )
+        if refusal := await self.poll_fault(faulty, rec):
+            return refusal
+        if self._malformed:
+            kind = self._malformed.popleft()
+            rec.code = -1
+            if kind == "non_json":
+                return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
+            garbled = [{"task_id": t["task_id"]} for t in shown]
+            return JSONResponse({"code": 0, "message": "SUCCEED", "request_id": secrets.token_hex(16), "data": garbled})
+        data = [self._observe(t) if t["task_status"] in ("submitted", "processing") else self._public(t) for t in shown]
+        return self._reply(rec, 0, data=data)
 
     async def _cdn(self, request: Request) -> Response:
         # Kling's CDN needs no auth; unknown names are 404 like an expired asset.
