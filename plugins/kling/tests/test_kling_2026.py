@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vidgate import Channel
-from vidgate.testing import run_gateway, serve_app, tiny_png
+from vidgate.testing import force_task_state, run_gateway, serve_app, tiny_png
 from vidgate.worker import Worker
 from vidgate_kling import plugin as kling_plugin
 from vidgate_kling.auth import RENEW_MARGIN, cached_token, mint_token
@@ -353,7 +353,7 @@ async def test_fifty_in_flight_tasks_cost_a_few_list_calls_per_interval(tmp_path
         ids = [t["id"] for t in await asyncio.gather(*(create(gw, key, **b) for b in bodies))]
         # Every task due now, as after a long interval; the worker starts afterwards.
         for task_id in ids:
-            await gw.gateway.store.update_task(task_id, next_poll_at=time.time())
+            await gw.gateway.store.make_due(task_id)
         stop = asyncio.Event()
         worker = asyncio.create_task(Worker(gw.gateway).run(stop))
         try:
@@ -399,15 +399,13 @@ async def test_extend_limits_three_minutes_and_thirty_days(tmp_path):
         assert record is not None and record.handle is not None and record.result is not None
         body = {"prompt": "further", "video": {"id": source["id"]}}
         # A chain already at 178 s: another 5 s would pass Kling's 3 minutes.
-        await gw.gateway.store.update_task(
-            source["id"], only_if_active=False, handle={**record.handle, "total_seconds": 178}
-        )
+        await force_task_state(gw.gateway.store, source["id"], handle={**record.handle, "total_seconds": 178})
         status, answer = await gw.post("/v1/videos/extensions", key, json=body)
         assert status == 400 and answer["error"]["param"] == "video", answer
         # 31 days old: Kling has deleted it.
         old = int((time.time() - 31 * 24 * 3600) * 1000)
-        await gw.gateway.store.update_task(
-            source["id"], only_if_active=False, handle=record.handle, result={**record.result, "created_at": old}
+        await force_task_state(
+            gw.gateway.store, source["id"], handle=record.handle, result={**record.result, "created_at": old}
         )
         status, answer = await gw.post("/v1/videos/extensions", key, json=body)
         assert status == 400 and "30 days" in answer["error"]["message"], answer
