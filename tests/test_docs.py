@@ -31,3 +31,15 @@ def test_readme_commands_are_marked_for_ci():
     second = readme.index("<!-- test-command -->")
     assert first < second < readme.index("## ")  # the two commands come first
     assert "vidgate serve" in readme[first:second]
+
+
+def test_the_readme_test_command_installs_every_bundled_plugin():
+    """A plugin added to plugins/ but left out of the README's test command would have its
+    tests collected but not its package installed (or its SDK extra missing) in CI."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    command = readme[readme.index("<!-- test-command -->") : readme.index("<!-- /test-command -->")]
+    for folder in sorted(p.parent for p in (root / "plugins").glob("*/pyproject.toml")):
+        extra = "[test]" if "\ntest = " in (folder / "pyproject.toml").read_text() else ""
+        wanted = f"plugins/{folder.name}{extra}"
+        assert f"-e {wanted} " in command or f"-e '{wanted}' " in command, f"README test command lacks {wanted}"
