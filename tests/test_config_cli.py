@@ -152,11 +152,11 @@ def test_check_config_asks_the_plugin_about_each_channel(tmp_path):
         [[channels]]
         name = "gemini"
         vendor = "veo"
+        [channels.options]
+        surface = "gemini"
         [[channels]]
         name = "vertex"
         vendor = "veo"
-        [channels.options]
-        surface = "vertex"
         [[channels]]
         name = "kling"
         vendor = "kling"
@@ -174,8 +174,8 @@ def test_check_config_asks_the_plugin_about_each_channel(tmp_path):
 async def test_gateway_refuses_to_start_with_an_unusable_channel(tmp_path):
     from vidgate.testing import run_gateway
 
-    config = {"channels": [{"name": "gemini", "vendor": "veo"}]}
+    config = {"channels": [{"name": "vertex", "vendor": "veo"}]}
     with pytest.raises(ConfigError) as info:
         async with run_gateway(config, tmp_path):
             pass
-    assert "channels[0].credentials.api_key" in str(info.value)
+    assert "channels[0].credentials.service_account" in str(info.value)
