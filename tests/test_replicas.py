@@ -75,7 +75,9 @@ def write_config(path, store_url, vendor_port, data):
         enabled = false  # `vidgate serve` is API only here; the workers run on their own
         tick_seconds = 0.05
         concurrency = 32
-        lease_seconds = 3  # a killed worker's tasks come back after this
+        # A killed worker's tasks come back after this; long enough that a live API starved
+        # of CPU (the suite runs on every core) still renews its leases in time.
+        lease_seconds = 6
         [plugins]
         enabled = ["sora"]
         [[channels]]

@@ -39,14 +39,9 @@ class APIError(VidgateError):
         Exception.__init__(self, self.message)
 
     def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        """The JSON body (what :class:`vidgate.wire.ErrorBody` publishes), for callers
+        outside the HTTP layer (webhook and replay records)."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 # Named constructors, one per kind of answer: call sites say what happened, never the

@@ -35,6 +35,8 @@ from .errors import Problem, RequestInvalid
 
 MAX_PROMPT_CHARS = 32_000
 MAX_SECONDS = 600
+#: What a ``seconds`` string may be (OpenAI sends ``"4"``); the OpenAPI document says the same.
+SECONDS_DIGITS = r"[0-9]{1,6}"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGES = 8
 MAX_DIMENSION = 8192
@@ -344,7 +346,7 @@ def _as_seconds(value: Any, param: str, problems: list[Problem]) -> int | None:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(SECONDS_DIGITS, value.strip()):
         number = int(value.strip())
     else:
         problems.append(Problem(param, f"must be a whole number of seconds, got {value!r:.40}"))

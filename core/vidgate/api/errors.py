@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import APIError, server_error
+from ..wire import ErrorBody, ErrorDetail, to_json
 
 log = structlog.get_logger("vidgate.api")
 
@@ -19,7 +20,8 @@ def error_response(exc: APIError) -> JSONResponse:
     if exc.retryable is not None:
         # The OpenAI SDK retries 409/429/5xx unless told otherwise.
         headers["x-should-retry"] = "true" if exc.retryable else "false"
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    body = ErrorBody(error=ErrorDetail(message=exc.message, type=exc.type, param=exc.param, code=exc.code))
+    return JSONResponse(to_json(body), status_code=exc.status, headers=headers)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..vendor import DERIVE_OPERATIONS, Model
+from ..wire import ModelCapabilities, ModelInfo, ModelList, to_json
 from ..worker import poll_now
 from .common import gateway, read_body, token
 
@@ -24,8 +25,8 @@ async def models(request: Request) -> Response:
         vendors = gw.plugins.models.get(name, {})
         owner = next(iter(vendors), "vidgate")
         served = [m for ch in gw.dispatcher.serving(name, caller.group) if (m := gw.plugins.model(name, ch.vendor))]
-        data.append({"id": name, "object": "model", "created": 0, "owned_by": owner, **model_facts(served)})
-    return JSONResponse({"object": "list", "data": data})
+        data.append(ModelInfo(id=name, object="model", created=0, owned_by=owner, **model_facts(served)))
+    return JSONResponse(to_json(ModelList(object="list", data=data)))
 
 
 # What GET /v1/models says a model can do: its kinds of input, and the derived tasks
@@ -48,7 +49,7 @@ def model_facts(models: list[Model]) -> dict[str, Any]:
             seconds = set(m.seconds) if seconds is None else seconds & set(m.seconds)
     defaults = [m.default_seconds for m in models if m.default_seconds is not None]
     return {
-        "capabilities": caps,
+        "capabilities": ModelCapabilities(**caps),
         "seconds": sorted(seconds or ()),
         "default_seconds": defaults[0] if defaults else None,
         "description": next((m.description for m in models if m.description), ""),

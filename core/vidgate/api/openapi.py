@@ -17,7 +17,9 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..media import VARIANTS
-from ..request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SECONDS
+from ..request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SECONDS, SECONDS_DIGITS
+from ..schema import schemas
+from ..wire import RESPONSE_RECORDS
 from .videos import MAX_LIST_LIMIT
 
 JSON = "application/json"
@@ -40,7 +42,7 @@ _SECONDS = {
     "description": 'Clip length in seconds: an integer or a string of digits (OpenAI sends "4").',
     "anyOf": [
         {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS},
-        {"type": "string", "pattern": r"^\s*[0-9]{1,3}\s*$"},
+        {"type": "string", "pattern": rf"^\s*{SECONDS_DIGITS}\s*$"},
     ],
 }
 
@@ -83,6 +85,8 @@ _WEBHOOK_URL = {
     "address; anything else is a 400 naming `webhook_url`. Default: the token's webhook URL.",
 }
 
+#: Request bodies (parsed by hand, so stated here) and the few objects no record types;
+#: the response records' schemas are derived from :mod:`vidgate.wire` (below).
 SCHEMAS: dict[str, Any] = {
     "VideoGenerationRequest": {
         "type": "object",
@@ -201,84 +205,6 @@ SCHEMAS: dict[str, Any] = {
             "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
         },
     },
-    "DerivedFrom": {
-        "type": "object",
-        "required": ["video_id", "operation"],
-        "properties": {
-            "video_id": {"type": "string", "description": "The source task."},
-            "operation": {"type": "string", "enum": ["remix", "extend", "edit"]},
-        },
-    },
-    "VideoError": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {
-            "code": {"type": "string", "description": "Why the task failed, e.g. `content_policy`, `timeout`."},
-            "message": {"type": "string"},
-        },
-    },
-    "Video": {
-        "type": "object",
-        "description": "A task. A superset of OpenAI's Video object: its 13 fields plus `task_id` (same as "
-        "`id`) and `url` (where to download the finished video). Vendor ids and URLs never appear.",
-        "required": [
-            "id",
-            "task_id",
-            "object",
-            "model",
-            "status",
-            "progress",
-            "created_at",
-            "completed_at",
-            "expires_at",
-            "prompt",
-            "seconds",
-            "size",
-            "error",
-            "remixed_from_video_id",
-            "derived_from",
-            "url",
-            "usage",
-        ],
-        "properties": {
-            "id": {"type": "string", "examples": ["video_3f2a…"]},
-            "task_id": {"type": "string", "description": "Same as `id`."},
-            "object": {"const": "video"},
-            "model": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["queued", "in_progress", "completed", "failed", "cancelled"],
-                "description": "`cancelled` is terminal, like `completed` and `failed`.",
-            },
-            "progress": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 100,
-                "description": "Approximate percent; 100 only when completed.",
-            },
-            "created_at": {"type": "integer", "description": "Unix seconds."},
-            "completed_at": {"type": ["integer", "null"], "description": "Unix seconds; set when finished."},
-            "expires_at": {
-                "type": ["integer", "null"],
-                "description": "Unix seconds after which the stored media may be deleted.",
-            },
-            "prompt": {"type": ["string", "null"]},
-            "seconds": {"type": ["string", "null"], "description": "Clip length the vendor makes, as a string."},
-            "size": {"type": ["string", "null"], "description": "`WxH` or `W:H` the vendor makes."},
-            "error": nullable(ref("VideoError")),
-            "remixed_from_video_id": {"type": ["string", "null"]},
-            "derived_from": {
-                **nullable(ref("DerivedFrom")),
-                "description": "For a remix, extension or edit: the source task and the operation.",
-            },
-            "url": {
-                "type": ["string", "null"],
-                "format": "uri",
-                "description": "`/v1/videos/{id}/content` on this gateway, once completed.",
-            },
-            "usage": nullable(ref("Usage")),
-        },
-    },
     "Usage": {
         "type": "object",
         "description": "What the task was billed for, once it is finished and billed (null before): the usage "
@@ -302,55 +228,6 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": {"type": ["number", "string"]},
     },
-    "VideoList": {
-        "type": "object",
-        "required": ["object", "data", "first_id", "last_id", "has_more"],
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": ref("Video")},
-            "first_id": {"type": ["string", "null"]},
-            "last_id": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
-            "has_more": {"type": "boolean"},
-        },
-    },
-    "VideoDeleted": {
-        "type": "object",
-        "required": ["id", "object", "deleted"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "video.deleted"},
-            "deleted": {"const": True},
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["id", "object", "created", "owned_by"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "model"},
-            "created": {"type": "integer"},
-            "owned_by": {"type": "string", "description": "The vendor serving the model."},
-            "capabilities": {
-                "type": "object",
-                "description": "What the model can do for this key (true when a vendor serving it can).",
-                "properties": {
-                    k: {"type": "boolean"} for k in ("text_to_video", "image_to_video", "remix", "extend", "edit")
-                },
-            },
-            "seconds": {
-                "type": "array",
-                "items": {"type": "integer"},
-                "description": "Accepted durations; empty means any.",
-            },
-            "default_seconds": {"type": ["integer", "null"]},
-            "description": {"type": "string"},
-        },
-    },
-    "ModelList": {
-        "type": "object",
-        "required": ["object", "data"],
-        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}},
-    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -372,37 +249,9 @@ SCHEMAS: dict[str, Any] = {
             "error": {"type": ["string", "null"]},
         },
     },
-    "Error": {
-        "type": "object",
-        "description": "The one error shape (OpenAI's), parsed by the openai SDKs.",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type", "param", "code"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {
-                        "type": "string",
-                        "examples": [
-                            "invalid_request_error",
-                            "authentication_error",
-                            "permission_error",
-                            "rate_limit_error",
-                            "insufficient_quota",
-                            "server_error",
-                        ],
-                    },
-                    "param": {
-                        "type": ["string", "null"],
-                        "description": "The offending field, e.g. `size` or `metadata.fps`.",
-                    },
-                    "code": {"type": ["string", "null"]},
-                },
-            }
-        },
-    },
 }
+
+SCHEMAS.update(schemas(*RESPONSE_RECORDS))
 
 # -- responses ---------------------------------------------------------------------------
 

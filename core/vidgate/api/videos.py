@@ -34,17 +34,18 @@ from ..errors import Problem, RequestInvalid, conflict, gone, invalid, not_found
 from ..media import EXTENSIONS, SERVABLE_TYPES, VARIANTS, MediaReader, MediaStorage
 from ..request import MAX_IMAGE_BYTES, Image, image_from_bytes, prompt_problem
 from ..submitting import request_fingerprint
+from ..wire import VideoDeleted, VideoList, to_json, video_record
 from . import events
 from .common import (
     MAX_JSON_DEPTH,
     _depth,
+    content_url,
     created_response,
     gateway,
     idempotency_key,
     loads_strict,
     read_body,
     read_json,
-    task_json,
     task_response,
     token,
     unified_request,
@@ -219,22 +220,20 @@ async def list_videos(request: Request) -> Response:
     tasks = await gw.store.list_tasks(caller.id, after=after, limit=limit + 1, order=order)
     has_more = len(tasks) > limit
     tasks = tasks[:limit]
-    data = [task_json(request, t) for t in tasks]
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": tasks[0].id if tasks else None,
-            "last_id": tasks[-1].id if tasks else None,
-            "has_more": has_more,
-        }
+    page = VideoList(
+        object="list",
+        data=[video_record(t, content_url(request, t)) for t in tasks],
+        first_id=tasks[0].id if tasks else None,
+        last_id=tasks[-1].id if tasks else None,
+        has_more=has_more,
     )
+    return JSONResponse(to_json(page))
 
 
 async def delete(request: Request) -> Response:
     caller = await token(request)
     task = await gateway(request).delete(caller, request.path_params["video_id"])
-    return JSONResponse({"id": task.id, "object": "video.deleted", "deleted": True})
+    return JSONResponse(to_json(VideoDeleted(id=task.id, object="video.deleted", deleted=True)))
 
 
 async def content(request: Request) -> Response:
