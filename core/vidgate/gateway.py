@@ -418,7 +418,7 @@ class Gateway:
         return channels
 
     def _plan(self, request: VideoRequest, channel: Channel) -> tuple[Model, VendorJob]:
-        model = self.plugins.model(request.model, channel.vendor)
+        model = self.plugins.model(request.model, channel.vendor, channel.name)
         assert model is not None
         # What the model declares is the core's to enforce, before any plugin code runs.
         problems = capability_problems(request, model)
@@ -1019,7 +1019,7 @@ class Gateway:
         return self.can_derive(task, "remix")
 
     def can_derive(self, task: TaskRecord, operation: str) -> bool:
-        model = self.plugins.model(task.model, task.vendor)
+        model = self.plugins.model(task.model, task.vendor, task.channel)
         return bool(model and model.can(operation))
 
     def check_remix(self, task: TaskRecord) -> None:

@@ -458,6 +458,11 @@ class VendorPlugin:
             if not channel.credentials.get(key)
         ]
 
+    def channel_models(self, channel: Channel) -> list[Model]:
+        """Models ``channel`` adds from its own config (default: none); see
+        ``vidgate_channel_models``. Only called for channels :meth:`validate_channel` accepts."""
+        return []
+
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         """Return the problems this vendor has with ``request`` (empty if none)."""
         return []
@@ -565,6 +570,10 @@ class VendorPlugin:
     @hookimpl
     def vidgate_validate_channel(self, vendor: str, channel: Channel) -> list[str] | None:
         return self.validate_channel(channel) if self._mine(vendor) else None
+
+    @hookimpl
+    def vidgate_channel_models(self, vendor: str, channel: Channel) -> list[Model] | None:
+        return self.channel_models(channel) if self._mine(vendor) else None
 
     @hookimpl
     def vidgate_validate_request(
