@@ -13,6 +13,7 @@ the field names and allowed values below come from fal's model pages and are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -253,8 +254,18 @@ def app_for(name: str, channel: Channel) -> FalApp:
     return app
 
 
-def _ratio(request: VideoRequest) -> str | None:
-    return None if request.size is None else f"{request.size.ratio_w}:{request.size.ratio_h}"
+def _ratio(request: VideoRequest, spec: FalApp) -> str | None:
+    """The requested ratio; for a pixel size, the model's ratio it rounds to (854x480 is
+    16:9) when within 2 %, so pixel sizes are not refused for a rounding."""
+    size = request.size
+    if size is None:
+        return None
+    exact = f"{size.ratio_w}:{size.ratio_h}"
+    if size.width is None or not spec.aspect_ratios or exact in spec.aspect_ratios:
+        return exact
+    nearest = size.nearest_ratio(spec.aspect_ratios)
+    w, h = (int(x) for x in nearest.split(":"))
+    return nearest if abs(math.log(size.ratio / (w / h))) < 0.02 else exact
 
 
 def _tier(request: VideoRequest) -> str | None:
@@ -304,7 +315,7 @@ def validate(request: VideoRequest, app: FalApp) -> list[Problem]:
             problems.append(Problem(request.images[1].param, "this model takes one image (no last frame)"))
         elif len(request.images) > 2:
             problems.append(Problem(request.images[2].param, "at most two images: the first and the last frame"))
-    ratio, tier = _ratio(request), _tier(request)
+    ratio, tier = _ratio(request, app), _tier(request)
     if request.size is not None and ratio is not None:
         if app.aspect_ratio_field:
             if app.aspect_ratios and ratio not in app.aspect_ratios:
@@ -339,7 +350,7 @@ def map_request(request: VideoRequest, name: str, app: FalApp) -> VendorJob:
     body: dict[str, Any] = {**app.input, **request.metadata, app.prompt_field: request.prompt}
     if app.duration_field and (request.seconds is not None or app.durations):
         body[app.duration_field] = _duration(app, seconds)
-    ratio, tier = _ratio(request), _tier(request)
+    ratio, tier = _ratio(request, app), _tier(request)
     ratio = ratio if app.aspect_ratio_field else None
     if app.aspect_ratio_field and (ratio or app.default_aspect_ratio) and not image_mode:
         body[app.aspect_ratio_field] = ratio or app.default_aspect_ratio
