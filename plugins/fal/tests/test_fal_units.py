@@ -50,3 +50,16 @@ def test_pixels_for_tiers():
     assert mapping._pixels("720p", "16:9") == "1280x720"
     assert mapping._pixels("1080p", "9:16") == "1080x1920"
     assert mapping._pixels(None, "16:9") is None
+
+
+def test_empty_string_means_no_such_input():
+    apps, problems = mapping.parse_models({"t": {"text_app": "a/b", "aspect_ratio_field": "", "duration_field": ""}})
+    assert problems == [] and apps["t"].aspect_ratio_field is None and apps["t"].duration_field is None
+
+
+def test_config_types_are_strict():
+    _, problems = mapping.parse_models({"t": {"text_app": "a/b", "durations": [True], "default_duration": 5.5}})
+    assert problems == [
+        "options.models.t.durations[0]: invalid value for type, expected int",
+        "options.models.t.default_duration: invalid value for type, expected int",
+    ], problems

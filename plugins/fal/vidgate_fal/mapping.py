@@ -27,6 +27,11 @@ DURATION_FORMATS = ("string", "integer", "seconds")  # "5" | 5 | "5s"
 TIERS = {"360p": 360, "480p": 480, "512p": 512, "540p": 540, "580p": 580, "720p": 720, "768p": 768, "1080p": 1080}
 
 
+def _optional(value: str | None) -> str | None:
+    # TOML has no null: "" in an operator's table means "the model has no such input".
+    return value or None
+
+
 @attrs.frozen
 class FalApp:
     """How one public model maps onto fal app(s).
@@ -42,21 +47,21 @@ class FalApp:
     * ``input``: fixed extra input sent with every request (e.g. ``{generate_audio = false}``).
     """
 
-    text_app: str | None = None
-    image_app: str | None = None
+    text_app: str | None = attrs.field(default=None, converter=_optional)
+    image_app: str | None = attrs.field(default=None, converter=_optional)
     prompt_field: str = "prompt"
-    image_field: str | None = "image_url"
-    last_frame_field: str | None = None
-    duration_field: str | None = "duration"
+    image_field: str | None = attrs.field(default="image_url", converter=_optional)
+    last_frame_field: str | None = attrs.field(default=None, converter=_optional)
+    duration_field: str | None = attrs.field(default="duration", converter=_optional)
     duration_format: str = "string"
     durations: tuple[int, ...] = ()
     default_duration: int = 5
-    resolution_field: str | None = None
+    resolution_field: str | None = attrs.field(default=None, converter=_optional)
     resolutions: tuple[str, ...] = ()
-    default_resolution: str | None = None
-    aspect_ratio_field: str | None = "aspect_ratio"
+    default_resolution: str | None = attrs.field(default=None, converter=_optional)
+    aspect_ratio_field: str | None = attrs.field(default="aspect_ratio", converter=_optional)
     aspect_ratios: tuple[str, ...] = ()
-    default_aspect_ratio: str | None = None
+    default_aspect_ratio: str | None = attrs.field(default=None, converter=_optional)
     video_path: str = "video.url"
     input: dict[str, Any] = attrs.field(factory=dict)
     description: str = ""
@@ -179,12 +184,36 @@ CATALOGUE: dict[str, FalApp] = {
 }
 
 
-def _converter() -> cattrs.Converter:
-    # The gateway's own strict converter (unknown keys are errors, no bool as a number),
-    # so an options.models table is checked exactly like the rest of the config.
-    from vidgate.config import _converter as gateway_converter
+def strict_converter() -> cattrs.Converter:
+    """A converter as strict as the gateway's config loader: unknown keys are errors, no
+    bool where a number goes, no number where a string goes. (Not ``vidgate.config``'s own
+    converter: there a bool field of a class structured later dispatches to its number
+    hook, since ``bool`` subclasses ``int``, and ``true`` is refused.)"""
+    conv = cattrs.Converter(forbid_extra_keys=True)
 
-    return gateway_converter
+    def number(value: Any, cls: type) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        if cls is int and isinstance(value, float):
+            raise TypeError(f"expected a whole number, got {value!r}")
+        return cls(value)
+
+    def exact(kind: type) -> Any:
+        def check(value: Any, _: type) -> Any:
+            if not isinstance(value, kind):
+                raise TypeError(f"expected {kind.__name__}, got {value!r}")
+            return value
+
+        return check
+
+    conv.register_structure_hook(int, number)
+    conv.register_structure_hook(float, number)
+    conv.register_structure_hook(bool, exact(bool))
+    conv.register_structure_hook(str, exact(str))
+    return conv
+
+
+_CONVERTER = strict_converter()
 
 
 def config_messages(exc: Exception, where: str) -> list[str]:
@@ -213,7 +242,7 @@ def parse_models(raw: Any) -> tuple[dict[str, FalApp], list[str]]:
             problems.append(f"{where}: must be a table")
             continue
         try:
-            app = _converter().structure(dict(entry), FalApp)
+            app = _CONVERTER.structure(dict(entry), FalApp)
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
             problems.extend(config_messages(exc, where))
             continue
