@@ -334,13 +334,28 @@ def _owned(app: FalApp) -> dict[str, str]:
     return owned
 
 
+def unified_params(app: FalApp) -> dict[str, str]:
+    """The client's field for each input the vendor may name in a refusal."""
+    names = {app.prompt_field: "prompt"}
+    for field, param in (
+        (app.image_field, "image"),
+        (app.last_frame_field, "images[1]"),
+        (app.duration_field, "seconds"),
+        (app.resolution_field, "size"),
+        (app.aspect_ratio_field, "size"),
+    ):
+        if field:
+            names[field] = param
+    return names
+
+
 def validate(request: VideoRequest, app: FalApp) -> list[Problem]:
     problems = []
     for key, why in _owned(app).items():
         if key in request.metadata:
             problems.append(Problem(f"metadata.{key}", why))
     if len(request.images) > 1:
-        if not app.last_frame_field or not request.images[0]:
+        if not app.last_frame_field:
             problems.append(Problem(request.images[1].param, "this model takes one image (no last frame)"))
         elif len(request.images) > 2:
             problems.append(Problem(request.images[2].param, "at most two images: the first and the last frame"))
@@ -396,7 +411,14 @@ def map_request(request: VideoRequest, name: str, app: FalApp) -> VendorJob:
             images[app.last_frame_field] = 1
     size = _pixels(resolution, ratio or app.default_aspect_ratio) or (ratio or app.default_aspect_ratio or "")
     return VendorJob(
-        payload={"app": app_id, "input": body, "images": images, "video_path": app.video_path, "model": name},
+        payload={
+            "app": app_id,
+            "input": body,
+            "images": images,
+            "video_path": app.video_path,
+            "model": name,
+            "params": unified_params(app),
+        },
         seconds=seconds,
         size=size,
         resolution=resolution,

@@ -26,7 +26,7 @@ from vidgate import (
     VendorPlugin,
     VideoRequest,
 )
-from vidgate.errors import ModelRetired, VendorUnavailable
+from vidgate.errors import ModelRetired, VendorError, VendorRejected, VendorUnavailable
 
 from . import mapping
 from .client import call, detail, fail, url
@@ -49,6 +49,14 @@ def app_root(app: str) -> str:
 def _request_url(ctx: CallContext, handle: Mapping[str, Any], *tail: str) -> str:
     rid = quote(str(handle["request_id"]), safe="")
     return url(ctx, app_root(str(handle["app"])), "requests", rid, *tail)
+
+
+def _unified(err: VendorError, job: VendorJob) -> VendorError:
+    """Name the client's field (``seconds``, ``size``, ...) in a refusal naming the app's input."""
+    if isinstance(err, VendorRejected) and err.param:
+        params = job.payload.get("params") or {}
+        err.param = params.get(err.param, f"metadata.{err.param}")
+    return err
 
 
 class Fal(VendorPlugin):
@@ -113,7 +121,7 @@ class Fal(VendorPlugin):
             message, _ = detail(body)
             raise ModelRetired(f"fal: {message or f'no app {app}'}", http_status=404)
         if status >= 400:
-            raise fail(ctx, status, body, headers, "submit")
+            raise _unified(fail(ctx, status, body, headers, "submit"), job)
         rid = body.get("request_id") if isinstance(body, dict) else None
         if not isinstance(rid, str) or not rid:
             raise VendorUnavailable("fal accepted the request but gave no request_id", http_status=status)

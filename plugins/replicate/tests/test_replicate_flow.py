@@ -132,7 +132,7 @@ async def test_vendor_422_is_a_400_naming_the_input(tmp_path):
         status, err = await gw.post(
             "/v1/video/generations", key, json={"model": "my-seedance", "prompt": "x", "seconds": 7}
         )
-        assert status == 400 and err["error"]["param"] == "duration", err
+        assert status == 400 and err["error"]["param"] == "seconds", err  # Replicate named input.duration
         assert "must be one of" in err["error"]["message"] and fake.creates()[0].status == 422
 
 

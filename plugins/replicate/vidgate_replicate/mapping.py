@@ -297,6 +297,21 @@ def _owned(spec: ReplicateModel) -> dict[str, str]:
     return owned
 
 
+def unified_params(spec: ReplicateModel) -> dict[str, str]:
+    """The client's field for each input the vendor may name in a refusal."""
+    names = {spec.prompt_field: "prompt"}
+    for field, param in (
+        (spec.image_field, "image"),
+        (spec.last_frame_field, "images[1]"),
+        (spec.duration_field, "seconds"),
+        (spec.resolution_field, "size"),
+        (spec.aspect_ratio_field, "size"),
+    ):
+        if field:
+            names[field] = param
+    return names
+
+
 def validate(request: VideoRequest, spec: ReplicateModel) -> list[Problem]:
     problems = [Problem(f"metadata.{k}", why) for k, why in _owned(spec).items() if k in request.metadata]
     if len(request.images) > 1:
@@ -358,6 +373,7 @@ def map_request(request: VideoRequest, name: str, spec: ReplicateModel) -> Vendo
             "images": images,
             "video_path": spec.video_path,
             "public": name,
+            "params": unified_params(spec),
         },
         seconds=seconds,
         size=size,

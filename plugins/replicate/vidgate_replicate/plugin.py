@@ -27,7 +27,7 @@ from vidgate import (
     VideoRequest,
     verify_standard_webhook,
 )
-from vidgate.errors import ModelRetired, VendorUnavailable
+from vidgate.errors import ModelRetired, VendorError, VendorRejected, VendorUnavailable
 
 from . import mapping
 from .client import call, fail, problem, url
@@ -44,6 +44,14 @@ def _usage(prediction: Mapping[str, Any]) -> dict[str, Any] | None:
     if isinstance(predict_time, (int, float)) and not isinstance(predict_time, bool):
         return {"compute_seconds": float(predict_time)}
     return None
+
+
+def _unified(err: VendorError, job: VendorJob) -> VendorError:
+    """Name the client's field (``seconds``, ``size``, ...) in a refusal naming the model's input."""
+    if isinstance(err, VendorRejected) and err.param:
+        params = job.payload.get("params") or {}
+        err.param = params.get(err.param, f"metadata.{err.param}")
+    return err
 
 
 class Replicate(VendorPlugin):
@@ -121,7 +129,7 @@ class Replicate(VendorPlugin):
             message, _ = problem(answer)
             raise ModelRetired(f"Replicate: {message or f'no model {model}'}", http_status=404)
         if status >= 400:
-            raise fail(ctx, status, answer, headers, "create")
+            raise _unified(fail(ctx, status, answer, headers, "create"), job)
         pid = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(pid, str) or not pid:
             raise VendorUnavailable("Replicate accepted the prediction but gave no id", http_status=status)
