@@ -105,3 +105,14 @@ async def test_metadata_cannot_change_the_billed_model(tmp_path):
         )
         assert status == 400 and answer["error"]["param"] == "metadata.model"
         assert (await gw.gateway.store.token("t")).used == 0
+
+
+def test_compute_seconds_is_a_usage_fact():
+    # Vendors that bill hardware time report it apart from the clip length.
+    from vidgate.billing import actual_facts, charge
+    from vidgate.config import parse_config
+
+    config = parse_config({"models": {"m": {"price": "0.5 * compute_seconds + 0 * seconds"}}})
+    facts = actual_facts({"seconds": 5, "count": 1}, {"compute_seconds": 12.5, "bogus": 1})
+    assert facts == {"seconds": 5, "count": 1, "compute_seconds": 12.5}
+    assert charge(config, "m", facts, "default") == to_micro(6.25)

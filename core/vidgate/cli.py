@@ -504,9 +504,13 @@ def _check_config(args: argparse.Namespace) -> int:
         if vendor is None:
             problems.append(f"{config.source}: channels[{i}].vendor: no enabled plugin provides vendor {ch.vendor!r}")
             continue
-        for message in plugins.validate_channel(to_channel(ch, plugins)):
+        channel = to_channel(ch, plugins)
+        messages = plugins.validate_channel(channel)
+        for message in messages:
             problems.append(f"{config.source}: channels[{i}].{message}")
         known = set(plugins.vendor_models(ch.vendor))
+        if not messages:
+            known.update(n for m in plugins.channel_models(channel) for n in (m.name, *m.aliases))
         for m in ch.models:
             if m not in known and m not in ch.model_map:
                 problems.append(f"{config.source}: channels[{i}].models: {m!r} is not a model of vendor {ch.vendor!r}")

@@ -161,6 +161,8 @@ class Dispatcher:
             if problems := plugins.validate_channel(channel):
                 index = config.channels.index(cfg)
                 raise ConfigError("; ".join(f"{config.source}: channels[{index}].{problem}" for problem in problems))
+            if extra := plugins.add_channel_models(channel, plugins.channel_models(channel)):
+                channel = attrs.evolve(channel, models=tuple(dict.fromkeys((*channel.models, *extra))))
             self.channels[cfg.name] = channel
             self.cooldowns[cfg.name] = cfg.cooldown_seconds
         #: ``(channel, public model)`` pairs whose vendor said the model is retired, with

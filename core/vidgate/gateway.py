@@ -505,7 +505,7 @@ class Gateway:
         return self.can_derive(task, "remix")
 
     def can_derive(self, task: TaskRecord, operation: str) -> bool:
-        model = self.plugins.model(task.model, task.vendor)
+        model = self.plugins.model(task.model, task.vendor, task.channel)
         return bool(model and model.can(operation))
 
     def check_remix(self, task: TaskRecord) -> None:

@@ -81,6 +81,22 @@ def vidgate_validate_channel(vendor: str, channel: Channel) -> list[str] | None:
 
 
 @hookspec
+def vidgate_channel_models(vendor: str, channel: Channel) -> list[Model] | None:
+    """The models a configured channel of ``vendor`` adds from its own settings.
+
+    For vendors that resell an open catalogue (a queue serving hundreds of models), an
+    operator describes a model the plugin does not know in the channel's config (its
+    ``options`` or ``model_map``); the plugin turns that into :class:`vidgate.Model`
+    entries here. Each becomes a public model served by this channel only (on this
+    channel it wins over a registered model of the same name). Called at start-up and
+    by ``vidgate check-config``, after ``vidgate_validate_channel`` found no problem.
+    Do no I/O.
+
+    :return: the channel's extra models (empty when none), or ``None`` for other vendors.
+    """
+
+
+@hookspec
 def vidgate_validate_request(
     vendor: str, request: VideoRequest, model: Model, channel: Channel
 ) -> list[Problem] | None:

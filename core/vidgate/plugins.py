@@ -83,6 +83,10 @@ class Plugins:
         self.impls: dict[str, VendorPlugin] = {}
         # public model name -> vendor name -> Model
         self.models: dict[str, dict[str, Model]] = {}
+        # channel name -> public model name -> Model, from vidgate_channel_models
+        self.channel_only: dict[str, dict[str, Model]] = {}
+        # (public name, vendor) pairs only channels define: not served by the vendor's other channels
+        self._channel_names: set[tuple[str, str]] = set()
         self._build_registry()
 
     # -- loading -----------------------------------------------------------------------
@@ -177,12 +181,48 @@ class Plugins:
 
     # -- lookups ---------------------------------------------------------------------
 
-    def model(self, public: str, vendor: str) -> Model | None:
+    def model(self, public: str, vendor: str, channel: str | None = None) -> Model | None:
+        """The Model behind ``public`` for ``vendor``; a model ``channel`` defines in its
+        config (:meth:`add_channel_models`) wins on that channel."""
+        if channel is not None and (own := self.channel_only.get(channel, {}).get(public)) is not None:
+            return own
         return self.models.get(public, {}).get(vendor)
 
+    def channel_models(self, channel: Channel) -> list[Model]:
+        """The models ``channel`` adds from its config (``vidgate_channel_models``)."""
+        found: list[Model] = []
+        with scrubbing(channel_secrets(channel)):
+            if (impl := self.impls.get(channel.vendor)) is not None:
+                answers = [impl.channel_models(channel)]
+            else:
+                answers = self.pm.hook.vidgate_channel_models(vendor=channel.vendor, channel=channel)
+            for answer in answers:
+                found.extend(m for m in answer if isinstance(m, Model))
+        return found
+
+    def add_channel_models(self, channel: Channel, models: Iterable[Model]) -> tuple[str, ...]:
+        """Make ``models`` routable on ``channel``; returns their public names (with aliases)."""
+        names: list[str] = []
+        own = self.channel_only.setdefault(channel.name, {})
+        for model in models:
+            for public in (model.name, *model.aliases):
+                own[public] = model
+                # Known to the registry so the name resolves; the channel's own entry wins.
+                vendors = self.models.setdefault(public, {})
+                if channel.vendor not in vendors:
+                    vendors[channel.vendor] = model
+                    self._channel_names.add((public, channel.vendor))
+                names.append(public)
+        return tuple(names)
+
     def vendor_models(self, vendor: str) -> list[str]:
-        """Every public name (with aliases) the vendor serves."""
-        return [name for name, vendors in self.models.items() if vendor in vendors]
+        """Every public name (with aliases) the vendor's plugin registered (not the names
+        single channels add from their config)."""
+        return [
+            name
+            for name, vendors in self.models.items()
+            if vendor in vendors and (name, vendor) not in self._channel_names
+        ]
 
     # -- calling vendors -------------------------------------------------------------------
 

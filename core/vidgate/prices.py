@@ -32,6 +32,7 @@ FACTS: dict[str, Any] = {
     "video_tokens": 0,
     "audio_tokens": 0,
     "credits": 0,  # vendor credits / units
+    "compute_seconds": 0,  # compute time the vendor ran the job for (hardware-time billing)
 }
 STRING_FACTS = frozenset({"resolution", "size"})
 # A typical task, to check an expression at config load: every name must be known and

@@ -191,7 +191,7 @@ class SubmitEngine:
         return channels
 
     def _plan(self, request: VideoRequest, channel: Channel) -> tuple[Model, VendorJob]:
-        model = self.plugins.model(request.model, channel.vendor)
+        model = self.plugins.model(request.model, channel.vendor, channel.name)
         assert model is not None
         # What the model declares is the core's to enforce, before any plugin code runs.
         problems = capability_problems(request, model)

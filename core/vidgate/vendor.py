@@ -460,6 +460,11 @@ class VendorPlugin:
             if not channel.credentials.get(key)
         ]
 
+    def channel_models(self, channel: Channel) -> list[Model]:
+        """Models ``channel`` adds from its own config (default: none); see
+        ``vidgate_channel_models``. Only called for channels :meth:`validate_channel` accepts."""
+        return []
+
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         """Return the problems this vendor has with ``request`` (empty if none)."""
         return []

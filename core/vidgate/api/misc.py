@@ -24,7 +24,8 @@ async def models(request: Request) -> Response:
     for name in gw.models_for(caller):
         vendors = gw.plugins.models.get(name, {})
         owner = next(iter(vendors), "vidgate")
-        served = [m for ch in gw.dispatcher.serving(name, caller.group) if (m := gw.plugins.model(name, ch.vendor))]
+        channels = gw.dispatcher.serving(name, caller.group)
+        served = [m for ch in channels if (m := gw.plugins.model(name, ch.vendor, ch.name))]
         data.append(ModelInfo(id=name, object="model", created=0, owned_by=owner, **model_facts(served)))
     return JSONResponse(to_json(ModelList(object="list", data=data)))
 

@@ -1,0 +1,65 @@
+"""The mapping pieces on their own."""
+
+from __future__ import annotations
+
+from vidgate import Channel
+from vidgate_fal import mapping
+from vidgate_fal.plugin import app_root
+
+
+def test_app_root_drops_the_subpath():
+    assert app_root("fal-ai/kling-video/v2.1/master/text-to-video") == "fal-ai/kling-video"
+    assert app_root("fal-ai/veo3") == "fal-ai/veo3"
+    assert app_root("workflows/me/flow/x") == "workflows/me/flow"
+
+
+def test_find_video_follows_the_path():
+    out = {"video": {"url": "https://v3.fal.media/a.mp4"}, "videos": [{"url": "https://b"}]}
+    assert mapping.find_video(out, "video.url") == "https://v3.fal.media/a.mp4"
+    assert mapping.find_video(out, "video") == "https://v3.fal.media/a.mp4"
+    assert mapping.find_video(out, "videos.0.url") == "https://b"
+    assert mapping.find_video(out, "videos.3.url") is None
+    assert mapping.find_video({"video": None}, "video.url") is None
+
+
+def test_catalogue_entries_are_valid_and_cover_the_families():
+    assert len(mapping.CATALOGUE) >= 6
+    for name, app in mapping.CATALOGUE.items():
+        assert app.problems() == [], name
+    apps = " ".join(str(a.text_app or a.image_app) for a in mapping.CATALOGUE.values())
+    for family in ("kling", "hailuo", "seedance", "pika", "veo", "wan"):
+        assert family in apps
+
+
+def test_channel_apps_from_options_and_model_map():
+    ch = Channel(
+        name="a",
+        vendor="fal",
+        options={"models": {"x-1": {"image_app": "me/x/image-to-video"}}},
+        model_map={"y-1": "me/y/image-to-video", "kling-2.1-master": "fal-ai/kling-video/v2.5/text-to-video"},
+    )
+    apps = mapping.channel_apps(ch)
+    assert set(apps) == {"x-1", "y-1"}  # a catalogue name in model_map is a re-point, not a new model
+    assert apps["y-1"].image_app == "me/y/image-to-video" and apps["y-1"].text_app is None
+    assert mapping.app_for("kling-2.1-master", ch).text_app == "fal-ai/kling-video/v2.5/text-to-video"
+    _, problems = mapping.parse_models({"z": {"text_app": "a/b", "duration_format": "ms"}})
+    assert problems == ["options.models.z.duration_format: must be one of string, integer, seconds"]
+
+
+def test_pixels_for_tiers():
+    assert mapping._pixels("720p", "16:9") == "1280x720"
+    assert mapping._pixels("1080p", "9:16") == "1080x1920"
+    assert mapping._pixels(None, "16:9") is None
+
+
+def test_empty_string_means_no_such_input():
+    apps, problems = mapping.parse_models({"t": {"text_app": "a/b", "aspect_ratio_field": "", "duration_field": ""}})
+    assert problems == [] and apps["t"].aspect_ratio_field is None and apps["t"].duration_field is None
+
+
+def test_config_types_are_strict():
+    _, problems = mapping.parse_models({"t": {"text_app": "a/b", "durations": [True], "default_duration": 5.5}})
+    assert problems == [
+        "options.models.t.durations[0]: invalid value for type, expected int",
+        "options.models.t.default_duration: invalid value for type, expected int",
+    ], problems
