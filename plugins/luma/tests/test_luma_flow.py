@@ -1,4 +1,5 @@
-"""End-to-end: the whole gateway over HTTP, the luma plugin, and the fake Dream Machine API."""
+"""End-to-end: the whole gateway over HTTP, the luma plugin, and the fake Dream Machine API
+(``options.surface = "dream-machine"``; the Agents surface is in test_luma_agents_flow.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def channel(fake: FakeLuma, name: str = "luma-a", key: str | None = None, **extr
         "vendor": "luma",
         "base_url": fake.url,
         "credentials": {"api_key": key or fake.secret},
-        "options": {"poll_interval": 0.05},
+        "options": {"poll_interval": 0.05, "surface": "dream-machine"},
         **extra,
     }
 
