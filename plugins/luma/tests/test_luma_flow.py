@@ -187,3 +187,35 @@ async def test_callback_url_is_sent_and_callbacks_are_hints(tmp_path):
             assert status == 200, answer
             status, bad = await gw.post("/v1/callbacks/luma-a", data=b"not json")
             assert status == 400, bad
+
+
+async def test_21_9_sizes_map_to_luma_s_21_9(tmp_path):
+    """``Size`` reduces 21:9 to 7:3; both spellings (and 1680x720) are Luma's 21:9."""
+    async with env(tmp_path) as (gw, fake, key):
+        for size in ("21:9", "1680x720", "9:21"):
+            status, task = await gw.post(
+                "/v1/video/generations", key, json={"model": "ray-2", "prompt": size, "size": size}
+            )
+            assert status == 200, task
+    assert [r.json["aspect_ratio"] for r in fake.creates()] == ["21:9", "21:9", "9:21"]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "options", "surface"),
+    [
+        ("", {}, "agents"),  # a channel with only an api_key: the Agents API since December 2026
+        ("https://api.lumalabs.ai/dream-machine/v1", {}, "dream-machine"),  # written for the old default
+        ("https://relay.example/luma", {}, "agents"),
+        ("https://relay.example/luma", {"surface": "dream-machine"}, "dream-machine"),
+        ("https://api.lumalabs.ai/dream-machine/v1", {"surface": "Agents"}, "agents"),
+    ],
+)
+def test_the_surface_of_a_channel(base_url, options, surface):
+    from vidgate import Channel
+    from vidgate_luma.client import base_url as base_of
+    from vidgate_luma.client import surface_of
+
+    ch = Channel("c", "luma", base_url=base_url, credentials={"api_key": "k"}, options=options)
+    assert surface_of(ch) == surface
+    expected = base_url or "https://agents.lumalabs.ai/v1"
+    assert base_of(ch, surface) == expected

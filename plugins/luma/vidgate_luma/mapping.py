@@ -485,7 +485,7 @@ def map_agents(request: VideoRequest, model: Model, channel: Channel) -> VendorJ
             body["aspect_ratio"] = ratio
         body["source"] = dict(SOURCE) if request.operation == "edit" else _video_source(request)
     body["video"] = video
-    size = agents_pixels(ratio, tier) if request.size is None or request.size.width is not None else ratio
+    size = agents_pixels(ratio, tier)  # nominal: short side = the tier
     return VendorJob(
         payload={"surface": "agents", "body": body},
         seconds=seconds,
