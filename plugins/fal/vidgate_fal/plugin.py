@@ -29,6 +29,7 @@ from vidgate import (
 from vidgate.errors import ModelRetired, VendorUnavailable
 
 from . import mapping
+from .auth import DEFAULT_JWKS_URL, WebhookVerifier
 from .client import call, detail, fail, url
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
@@ -66,10 +67,17 @@ class Fal(VendorPlugin):
     credentials = ("api_key",)
     description = "fal.ai queue: Kling, Hailuo, Seedance, Pika, Veo, Wan and any fal video app"
 
+    def __init__(self) -> None:
+        self._verifier = WebhookVerifier()
+
     # -- configuration ----------------------------------------------------------------
 
     def validate_channel(self, channel: Channel) -> list[str]:
-        return [*super().validate_channel(channel), *mapping.CATALOGUE.channel_problems(channel)]
+        problems = [*super().validate_channel(channel), *mapping.CATALOGUE.channel_problems(channel)]
+        jwks = channel.options.get("webhook_jwks_url")
+        if jwks is not None and not (isinstance(jwks, str) and jwks.startswith(("https://", "http://"))):
+            problems.append("options.webhook_jwks_url: must be an http(s) URL")
+        return problems
 
     def channel_models(self, channel: Channel) -> list[Model]:
         return mapping.CATALOGUE.channel_models(channel)
@@ -171,15 +179,17 @@ class Fal(VendorPlugin):
             return CancelResult(CancelOutcome.CANCELLED, "fal: removed from the queue")
         return CancelResult(CancelOutcome.CANCELLED_AFTER_START, "fal: cancellation requested while running")
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str], channel: Channel) -> CallbackResult | None:
-        """fal's ``fal_webhook`` POST ``{request_id, status: OK|ERROR, payload, error}``.
-
-        fal signs it with ED25519 keys published at a JWKS URL (§3.2); fetching them is
-        I/O this synchronous hook must not do, so the callback is taken as an unsigned
-        hint (``verified=None``): it only makes the task be polled at once.
-        """
+    async def read_callback(self, body: bytes, headers: Mapping[str, str], ctx: CallContext) -> CallbackResult | None:
+        """fal's ``fal_webhook`` POST ``{request_id, status: OK|ERROR, payload, error}``,
+        signed with ED25519 (:mod:`vidgate_fal.auth`; keys from ``options.webhook_jwks_url``).
+        A signature that does not verify (forged, stale, or keys not to be had) is
+        ignored (answered 401); a valid one only makes the task be polled at once."""
         if len(body) > MAX_CALLBACK_BYTES:
             return None
+        url = str(ctx.channel.options.get("webhook_jwks_url") or DEFAULT_JWKS_URL)
+        if problem := await self._verifier.problem(body, headers, url, ctx):
+            ctx.log.warning("fal_webhook_unverified", reason=problem)
+            return CallbackResult(verified=False)
         try:
             obj = json.loads(body)
         except (ValueError, RecursionError):
@@ -187,4 +197,4 @@ class Fal(VendorPlugin):
         rid = obj.get("request_id") if isinstance(obj, dict) else None
         if not isinstance(rid, str) or not rid:
             return None
-        return CallbackResult(vendor_task_id=rid)
+        return CallbackResult(vendor_task_id=rid, verified=True)
