@@ -57,3 +57,21 @@ def test_config_types_are_strict():
         "options.models.t.durations[0]: invalid value for type, expected int",
         "options.models.t.default_duration: invalid value for type, expected int",
     ], problems
+
+
+def test_jwks_keys_and_the_signed_message():
+    from vidgate_fal.auth import public_keys, signed_message
+    from vidgate_fal.fake import FakeFal
+
+    fake = FakeFal()
+    job = fake.new_job("x")
+    body, headers = fake.signed_webhook(job, timestamp=1700000000)
+    message = signed_message(job.id, fake.user_id, "1700000000", body)
+    assert message.split(b"\n")[:3] == [job.id.encode(), fake.user_id.encode(), b"1700000000"]
+    good = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}  # RFC 8037 A.2
+    jwks = {"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}, {"kty": "OKP", "crv": "Ed25519", "x": "!!"}, good]}
+    (key,) = public_keys(jwks)
+    assert len(key.public_bytes_raw()) == 32
+    assert public_keys({"keys": "nope"}) == [] and public_keys([]) == []
+    signature = bytes.fromhex(headers["X-Fal-Webhook-Signature"])
+    fake.signing_key.public_key().verify(signature, message)  # raises if not what fal signs
