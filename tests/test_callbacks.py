@@ -12,7 +12,7 @@ from scripted_vendor import Scripted, scripted_config
 from structlog.testing import capture_logs
 
 from vidgate import CallbackResult, CallContext, Channel, Submission, VendorJob, verify_standard_webhook
-from vidgate.testing import run_gateway
+from vidgate.testing import run_gateway, serve_app
 from vidgate.webhooks import new_secret, sign
 
 SECRET = new_secret()
@@ -136,3 +136,55 @@ async def test_a_forged_callback_is_ignored_with_401(tmp_path):
         assert plugin.polls.get(vendor_id, 0) == 0
     assert [e["event"] for e in logs].count("callback_unverified") == 3
     assert SECRET not in json.dumps(logs, default=str)
+
+
+class KeyServer(Signing):
+    """A vendor whose callback check needs I/O (``read_callback``): it fetches the
+    secret from a key URL in the channel's options through ``ctx.download``."""
+
+    name = "keyserver"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[tuple[str, str]] = []
+
+    async def read_callback(self, body: bytes, headers: Mapping[str, str], ctx: CallContext) -> CallbackResult:
+        self.contexts.append((ctx.channel.name, ctx.task_id))
+        source = await ctx.download(ctx.channel.options["key_url"])
+        secret = b"".join([chunk async for chunk in source.chunks]).decode()
+        if secret == "boom":
+            raise RuntimeError("the key server is broken")
+        verified = verify_standard_webhook(body, headers, secret)
+        return CallbackResult(vendor_task_id=json.loads(body)["id"] if verified else None, verified=verified)
+
+
+async def test_an_async_read_callback_is_awaited_with_the_channels_context(tmp_path):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    served = {"secret": SECRET}
+
+    async def key(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(served["secret"])
+
+    plugin = KeyServer()
+    async with serve_app(Starlette(routes=[Route("/key", key)])) as keys:
+        channel = {"name": "k", "vendor": "keyserver", "options": {"poll_interval": 600, "key_url": f"{keys.url}/key"}}
+        async with run_gateway(scripted_config([channel]), tmp_path, extra_plugins={"keyserver": plugin}) as gw:
+            token = await gw.token()
+            task, _ = await _task_and_next_poll(gw, token)
+            vendor_id = (await gw.gateway.store.get_task(task["id"])).vendor_task_id
+            body = json.dumps({"id": vendor_id})
+            status, answer = await gw.post("/v1/callbacks/k", data=body, headers=signed_headers(body, new_secret()))
+            assert status == 401, answer
+            served["secret"] = "boom"  # the plugin raising: a hint lost, answered 400, never 500
+            status, answer = await gw.post("/v1/callbacks/k", data=body, headers=signed_headers(body))
+            assert status == 400, answer
+            assert plugin.polls.get(vendor_id, 0) == 0
+            served["secret"] = SECRET
+            status, answer = await gw.post("/v1/callbacks/k", data=body, headers=signed_headers(body))
+            assert (status, answer) == (200, {"ok": True})
+            done = await gw.wait(task["id"], token, until=("in_progress", "completed"), timeout=10)
+    assert done["status"] in ("in_progress", "completed")
+    assert plugin.contexts == [("k", "")] * 3  # the channel's context, outside any task

@@ -26,6 +26,7 @@ from .markers import PROJECT
 from .outcomes import classify
 from .request import VideoRequest
 from .vendor import (
+    CALLBACK_SECONDS,
     CallbackResult,
     CallContext,
     CancelOutcome,
@@ -380,12 +381,18 @@ class Plugins:
                 except Exception as exc:  # one plugin's failure must not stop the others
                     log.warning("plugin_shutdown_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def parse_callback(self, channel: Channel, body: bytes, headers: Mapping[str, str]) -> CallbackResult | None:
+    async def parse_callback(
+        self, channel: Channel, body: bytes, headers: Mapping[str, str], ctx: CallContext
+    ) -> CallbackResult | None:
         """The plugin's reading of a callback to ``channel`` (a plain ``str`` answer becomes
-        a :class:`CallbackResult`); None when unparseable or of the wrong type."""
+        a :class:`CallbackResult`); None when unparseable or of the wrong type. A
+        :class:`VendorPlugin` that overrides ``read_callback`` is awaited (with ``ctx``,
+        bounded by ``CALLBACK_SECONDS``); otherwise its or the hook's ``parse_callback``."""
         impl = self.impls.get(channel.vendor)
         with scrubbing(channel_secrets(channel)):
-            if impl is None:
+            if impl is not None and impl._overrides("read_callback"):
+                answer = await asyncio.wait_for(impl.read_callback(body, headers, ctx), CALLBACK_SECONDS)
+            elif impl is None:
                 answer = self.pm.hook.vidgate_parse_callback(
                     vendor=channel.vendor, body=body, headers=headers, channel=channel
                 )

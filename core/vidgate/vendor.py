@@ -387,6 +387,11 @@ class CallContext:
         return await self._download(url, headers=headers)
 
 
+#: How long :meth:`VendorPlugin.read_callback` may take before the callback is answered 400
+#: (a vendor retries an unanswered callback; polling stays the fallback).
+CALLBACK_SECONDS = 15.0
+
+
 @attrs.frozen
 class CallbackResult:
     """What ``parse_callback`` learned from a vendor callback (a plain ``str`` still means
@@ -541,6 +546,17 @@ class VendorPlugin:
         :class:`CallbackResult` (a reply the vendor expects, a signature check), or None
         if unparseable. Overrides may leave out ``channel`` (the older signature)."""
         return None
+
+    async def read_callback(
+        self, body: bytes, headers: Mapping[str, str], ctx: CallContext
+    ) -> CallbackResult | str | None:
+        """The asynchronous reading of a callback, for a check that needs I/O (a vendor's
+        public signing keys, fetched with ``ctx.download`` and cached): override this
+        instead of :meth:`parse_callback`; it answers the same. ``ctx`` is the channel's
+        context outside any task (``task_id`` empty, ``request`` None). The gateway
+        bounds it to :data:`CALLBACK_SECONDS`; past that (or when it raises) the callback
+        is answered 400. The default answers :meth:`parse_callback`."""
+        return self.parse_callback(body, headers, ctx.channel)
 
     async def shutdown(self) -> None:
         """Release what this plugin holds when the gateway stops (default: nothing)."""

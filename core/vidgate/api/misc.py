@@ -99,7 +99,8 @@ async def callback(request: Request) -> Response:
         return JSONResponse({"ok": False}, status_code=404, headers={"connection": "close"})
     body = await read_body(request, gw.config.server.max_callback_bytes)
     try:
-        found = gw.plugins.parse_callback(channel, body, dict(request.headers))
+        ctx = gw.context("", channel)  # outside any task: a callback names only the vendor's
+        found = await gw.plugins.parse_callback(channel, body, dict(request.headers), ctx)
         reply = None if found is None or found.reply is None else JSONResponse(dict(found.reply))
     except Exception as exc:  # plugin code on unauthenticated input: a hint lost, never a 500
         log.warning("callback_unparseable", channel=channel.name, error=type(exc).__name__)

@@ -64,15 +64,46 @@ class Rules:
     max_prompt: int = 1500
     #: metadata keys this model documents (see :data:`METADATA_CHECKS`)
     metadata: frozenset[str] = frozenset()
+    text_to_video: bool = True
+    image_to_video: bool = True
+    description: str = ""
+
+    def model(self, name: str) -> Model:
+        """The public model: its durations and modes; references (videos, audio) where taken."""
+        return Model(
+            name,
+            seconds=self.seconds,
+            default_seconds=self.default_seconds,
+            text_to_video=self.text_to_video,
+            image_to_video=self.image_to_video,
+            reference_videos=self.references,
+            reference_audio=self.references,
+            description=self.description,
+        )
 
 
 _WAN26 = frozenset({"negative_prompt", "audio", "audio_url", "shot_type", "prompt_extend", "watermark", "seed"})
 
+_HAPPYHORSE = frozenset({"watermark", "seed"})
+
 RULES: dict[str, Rules] = {
     # wan2.6: integer durations 2-15 (Model Studio's text-to-video guide, Feb 2026; older
     # pages say 5/10/15: unconfirmed which applies per region).
-    "wan2.6-t2v": Rules(SIZE_STRING, tuple(range(2, 16)), metadata=_WAN26),
-    "wan2.6-i2v": Rules(IMG_URL, tuple(range(2, 16)), ratios=(), metadata=_WAN26),
+    "wan2.6-t2v": Rules(
+        SIZE_STRING,
+        tuple(range(2, 16)),
+        metadata=_WAN26,
+        image_to_video=False,
+        description="Wan 2.6 text-to-video, 720P/1080P, 2-15 s, audio, multi-shot",
+    ),
+    "wan2.6-i2v": Rules(
+        IMG_URL,
+        tuple(range(2, 16)),
+        ratios=(),
+        metadata=_WAN26,
+        text_to_video=False,
+        description="Wan 2.6 image-to-video (first frame), 720P/1080P, 2-15 s, audio",
+    ),
     # wan3.0-video: media[] with first/last frame or references (mutually exclusive);
     # durations as wan2.6 (unconfirmed: the reference gives only the illustrative body).
     "wan3.0-video": Rules(
@@ -82,53 +113,30 @@ RULES: dict[str, Rules] = {
         references=True,
         max_prompt=20000,
         metadata=frozenset({"negative_prompt", "audio", "prompt_extend", "watermark", "seed"}),
+        description="Wan 3.0: text, first/last frame or reference images/videos/audio",
     ),
     # HappyHorse: 3-15 s, 720P/1080P (default 1080P), ratio only without a first frame,
     # watermark on by default; no negative prompt, rewriting or audio switch documented.
-    "happyhorse-1.1-t2v": Rules(MEDIA, tuple(range(3, 16)), max_prompt=5000, metadata=frozenset({"watermark", "seed"})),
-    "happyhorse-1.1-i2v": Rules(
-        MEDIA, tuple(range(3, 16)), ratios=(), max_prompt=5000, metadata=frozenset({"watermark", "seed"})
-    ),
-}
-
-MODELS = (
-    Model(
-        "wan2.6-t2v",
-        seconds=RULES["wan2.6-t2v"].seconds,
-        default_seconds=5,
-        image_to_video=False,
-        description="Wan 2.6 text-to-video, 720P/1080P, 2-15 s, audio, multi-shot",
-    ),
-    Model(
-        "wan2.6-i2v",
-        seconds=RULES["wan2.6-i2v"].seconds,
-        default_seconds=5,
-        text_to_video=False,
-        description="Wan 2.6 image-to-video (first frame), 720P/1080P, 2-15 s, audio",
-    ),
-    Model(
-        "wan3.0-video",
-        seconds=RULES["wan3.0-video"].seconds,
-        default_seconds=5,
-        reference_videos=True,
-        reference_audio=True,
-        description="Wan 3.0: text, first/last frame or reference images/videos/audio",
-    ),
-    Model(
-        "happyhorse-1.1-t2v",
-        seconds=RULES["happyhorse-1.1-t2v"].seconds,
-        default_seconds=5,
+    "happyhorse-1.1-t2v": Rules(
+        MEDIA,
+        tuple(range(3, 16)),
+        max_prompt=5000,
+        metadata=_HAPPYHORSE,
         image_to_video=False,
         description="HappyHorse 1.1 text-to-video, 720P/1080P, 3-15 s",
     ),
-    Model(
-        "happyhorse-1.1-i2v",
-        seconds=RULES["happyhorse-1.1-i2v"].seconds,
-        default_seconds=5,
+    "happyhorse-1.1-i2v": Rules(
+        MEDIA,
+        tuple(range(3, 16)),
+        ratios=(),
+        max_prompt=5000,
+        metadata=_HAPPYHORSE,
         text_to_video=False,
         description="HappyHorse 1.1 image-to-video (first frame), 720P/1080P, 3-15 s",
     ),
-)
+}
+
+MODELS = tuple(rules.model(name) for name, rules in RULES.items())
 
 
 def rules_for(model: Model) -> Rules:

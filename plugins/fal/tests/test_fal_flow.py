@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from structlog.testing import capture_logs
 
 from vidgate.errors import ConfigError
 from vidgate.testing import RunningGateway, run_gateway, serve_app, tiny_png
@@ -263,35 +265,96 @@ async def test_a_bad_config_model_stops_the_gateway_naming_the_key(tmp_path, ent
     assert f"channels[0].{key}" in str(info.value), str(info.value)
 
 
-async def test_webhook_is_a_hint_that_makes_the_task_due(tmp_path):
-    received: list[tuple[str, bytes]] = []
+@contextlib.asynccontextmanager
+async def webhook_env(tmp_path) -> AsyncIterator[tuple[RunningGateway, FakeFal, list[tuple[str, bytes, Any]]]]:
+    """A gateway whose callbacks the fake reaches through a relay (the public URL), with a
+    60 s poll interval: only a webhook can make a task due within a test."""
+    received: list[tuple[str, bytes, Any]] = []
 
     async def receiver(request):
-        received.append((request.url.path, await request.body()))
+        received.append((request.url.path, await request.body(), dict(request.headers)))
         return JSONResponse({"ok": True})
 
     relay = Starlette(routes=[Route("/{path:path}", receiver, methods=["POST"])])
     fake = FakeFal(polls_to_finish=1)
     async with fake.serve(), serve_app(relay) as public:
-        cfg = config(channel("a", fake, options={"poll_interval": 60}), server={"public_url": public.url})
+        options = {"poll_interval": 60, "webhook_jwks_url": fake.jwks_url}
+        cfg = config(channel("a", fake, options=options), server={"public_url": public.url})
         async with run_gateway(cfg, tmp_path, extra_plugins={"fal": plugin}) as gw:
-            key = await gw.token()
-            status, task = await submit(gw, key, prompt="hooked")
-            assert status == 200, task
-            (create,) = fake.creates()
-            assert create.query == {"fal_webhook": f"{public.url}/v1/callbacks/a"}
-            job = next(iter(fake.jobs.values()))
-            fake.set_state(job, "succeeded")
-            for _ in range(200):
-                if received:
-                    break
-                await asyncio.sleep(0.02)
-            ((path, body),) = received
-            assert json.loads(body)["status"] == "OK" and json.loads(body)["request_id"] == job.id
-            started = time.monotonic()
-            status, _ = await gw.post(path, data=body, headers={"Content-Type": "application/json"})
-            assert status == 200
-            done = await gw.wait(task["id"], key, timeout=10)
-            assert done["status"] == "completed" and time.monotonic() - started < 10
-            status, _ = await gw.post(path, data=b"not json", headers={"Content-Type": "application/json"})
-            assert status == 400
+            yield gw, fake, received
+
+
+async def _relayed(received: list[tuple[str, bytes, Any]]) -> tuple[str, bytes, dict[str, str]]:
+    for _ in range(250):
+        if received:
+            return received[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError("the fake sent no webhook")
+
+
+def _fal_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.startswith("x-fal-webhook-")} | {"Content-Type": "application/json"}
+
+
+async def test_signed_webhook_makes_the_task_due_at_once(tmp_path):
+    async with webhook_env(tmp_path) as (gw, fake, received):
+        key = await gw.token()
+        status, task = await submit(gw, key, prompt="hooked")
+        assert status == 200, task
+        (create,) = fake.creates()
+        assert create.query == {"fal_webhook": f"{gw.gateway.config.server.public_url}/v1/callbacks/a"}
+        job = next(iter(fake.jobs.values()))
+        fake.set_state(job, "succeeded")
+        path, body, headers = await _relayed(received)
+        assert json.loads(body)["status"] == "OK" and json.loads(body)["request_id"] == job.id
+        assert headers["x-fal-webhook-request-id"] == job.id and len(headers["x-fal-webhook-signature"]) == 128
+        status, answer = await gw.post(path, data=body, headers=_fal_headers(headers))
+        assert status == 200, answer
+        done = await gw.wait(task["id"], key, timeout=10)  # the poll interval is 60 s
+        assert done["status"] == "completed", done
+        # The keys are cached: a second webhook does not fetch them again.
+        status, _ = await gw.post(path, data=body, headers=_fal_headers(headers))
+        assert status == 200
+        assert len(fake.recorded("GET", "/.well-known/jwks.json")) == 1
+
+
+async def test_forged_or_stale_webhooks_are_ignored(tmp_path):
+    async with webhook_env(tmp_path) as (gw, fake, received):
+        key = await gw.token()
+        status, task = await submit(gw, key, prompt="forged")
+        assert status == 200, task
+        job = next(iter(fake.jobs.values()))
+        stored = await gw.gateway.store.get_task(task["id"])
+        fake.set_state(job, "succeeded")
+        path, body, headers = await _relayed(received)
+        other_key, other_headers = fake.signed_webhook(job, key=Ed25519PrivateKey.generate())
+        stale_body, stale_headers = fake.signed_webhook(job, timestamp=int(time.time()) - 600)
+        tampered = body.replace(b'"OK"', b'"ERROR"')
+        attempts = [
+            (other_key, other_headers),  # signed by someone else's key
+            (stale_body, stale_headers),  # fal's key, but ten minutes old
+            (tampered, headers),  # a valid signature of another body
+            (body, {"X-Fal-Webhook-Signature": headers["x-fal-webhook-signature"]}),  # headers missing
+            (b"not json", {}),  # unsigned
+        ]
+        with capture_logs() as logs:
+            for data, sent in attempts:
+                status, answer = await gw.post(path, data=data, headers=_fal_headers(dict(sent)) | dict(sent))
+                assert status == 401, answer
+        reasons = [e["reason"] for e in logs if e["event"] == "fal_webhook_unverified"]
+        assert reasons == [
+            "signature does not verify",
+            "timestamp outside the tolerance",
+            "signature does not verify",
+            "no fal signature headers",
+            "no fal signature headers",
+        ], reasons
+        assert [e["event"] for e in logs].count("callback_unverified") == 5
+        await asyncio.sleep(0.3)  # many worker ticks: a wrongly accepted hint would have polled
+        assert fake.recorded("GET", re.compile("/requests/")) == []
+        after = await gw.gateway.store.get_task(task["id"])
+        assert after.status == stored.status and after.next_poll_at == stored.next_poll_at  # never made due
+        # The genuine webhook still works after the forgeries.
+        status, _ = await gw.post(path, data=body, headers=_fal_headers(headers))
+        assert status == 200
+        assert (await gw.wait(task["id"], key, timeout=10))["status"] == "completed"

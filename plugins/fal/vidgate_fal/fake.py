@@ -7,14 +7,23 @@ Speaks fal's queue protocol: ``POST /{app id}`` (``?fal_webhook=``), ``GET
 result and cancel URLs use the app's ``owner/name`` root without its subpath, as fal's
 answers do. It knows a few apps (:data:`APPS`) with their own input rules, so a request
 the real app would refuse is refused here too; other app ids are 404.
+
+Webhooks are signed as fal signs them (§3.2), with the fake's own ED25519 key pair, whose
+public key it serves as a JWKS at ``GET /.well-known/jwks.json`` (:attr:`FakeFal.jwks_url`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import time
 import uuid
 from typing import Any
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -83,14 +92,30 @@ class FakeFal(FakeVendor):
     def __init__(self, *, error_in_status: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.error_in_status = error_in_status
+        #: The key the fake signs its webhooks with; its public half is in the JWKS.
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.user_id = "fake-user-0001"
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the fake serves its public key (a fal channel's ``options.webhook_jwks_url``)."""
+        return f"{self.url}/.well-known/jwks.json"
 
     def routes(self) -> list[BaseRoute]:
         return [
+            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
             Route("/{owner}/{alias}/requests/{rid}/status", self.status, methods=["GET"]),
             Route("/{owner}/{alias}/requests/{rid}/cancel", self.cancel, methods=["PUT"]),
             Route("/{owner}/{alias}/requests/{rid}", self.result, methods=["GET"]),
             Route("/{app:path}", self.submit, methods=["POST"]),
         ]
+
+    async def jwks(self, request: Request) -> Response:
+        rec = await self.record(request)
+        rec.status = 200
+        public = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(public).decode().rstrip("=")
+        return JSONResponse({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "fake-1", "use": "sig"}]})
 
     def error(self, kind: str, message: str, status: int) -> Response:
         return JSONResponse({"detail": message}, status_code=status)
@@ -239,7 +264,30 @@ class FakeFal(FakeVendor):
         super().set_state(job, state, error)
         job.callback_url = callback
         if callback and state in ("succeeded", "failed"):
-            self.send_callback(callback, self.callback_body(job))
+            self.send_signed_webhook(callback, job)
+
+    def signed_webhook(
+        self, job: FakeJob, *, timestamp: int | None = None, key: Ed25519PrivateKey | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a webhook about ``job``, signed as fal signs them (with
+        :attr:`signing_key` unless ``key``; now unless ``timestamp``)."""
+        body = json.dumps(self.callback_body(job)).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        message = "\n".join([job.id, self.user_id, stamp, hashlib.sha256(body).hexdigest()]).encode()
+        signature = (key or self.signing_key).sign(message).hex()
+        headers = {
+            "X-Fal-Webhook-Request-Id": job.id,
+            "X-Fal-Webhook-User-Id": self.user_id,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": signature,
+        }
+        return body, headers
+
+    def send_signed_webhook(self, url: str, job: FakeJob) -> None:
+        """POST a signed webhook about ``job`` to ``url`` (in the background, as fal does)."""
+        body, headers = self.signed_webhook(job)
+        # send_callback re-encodes the object with json.dumps: the same bytes as signed.
+        self.send_callback(url, json.loads(body), headers=headers)
 
     def callback_body(self, job: FakeJob) -> Any:
         ok = job.state == "succeeded"

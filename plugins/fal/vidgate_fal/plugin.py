@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -25,10 +24,12 @@ from vidgate import (
     VendorJob,
     VendorPlugin,
     VideoRequest,
+    catalogue,
 )
-from vidgate.errors import ModelRetired, VendorError, VendorRejected, VendorUnavailable
+from vidgate.errors import ModelRetired, VendorUnavailable
 
 from . import mapping
+from .auth import DEFAULT_JWKS_URL, WebhookVerifier
 from .client import call, detail, fail, url
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
@@ -51,14 +52,6 @@ def _request_url(ctx: CallContext, handle: Mapping[str, Any], *tail: str) -> str
     return url(ctx, app_root(str(handle["app"])), "requests", rid, *tail)
 
 
-def _unified(err: VendorError, job: VendorJob) -> VendorError:
-    """Name the client's field (``seconds``, ``size``, ...) in a refusal naming the app's input."""
-    if isinstance(err, VendorRejected) and err.param:
-        params = job.payload.get("params") or {}
-        err.param = params.get(err.param, f"metadata.{err.param}")
-    return err
-
-
 class Fal(VendorPlugin):
     """fal.ai's queue (``queue.fal.run``): any fal video app, described by a
     :class:`~vidgate_fal.mapping.FalApp` (built in, or ``[channels.options.models.NAME]``).
@@ -67,61 +60,49 @@ class Fal(VendorPlugin):
     """
 
     name = "fal"
-    models = tuple(app.model(n) for n, app in mapping.CATALOGUE.items())
+    models = mapping.CATALOGUE.models()
     poll_interval = 5.0
     deadline = 30 * 60.0
     default_base_url = DEFAULT_BASE_URL
     credentials = ("api_key",)
     description = "fal.ai queue: Kling, Hailuo, Seedance, Pika, Veo, Wan and any fal video app"
 
+    def __init__(self) -> None:
+        self._verifier = WebhookVerifier()
+
     # -- configuration ----------------------------------------------------------------
 
     def validate_channel(self, channel: Channel) -> list[str]:
-        problems = super().validate_channel(channel)
-        _, bad = mapping.parse_models(channel.options.get("models"))
-        problems.extend(bad)
-        for name, app_id in channel.model_map.items():
-            if len(str(app_id).strip("/").split("/")) < 2:
-                problems.append(f"model_map.{name}: {app_id!r} is not a fal app id (owner/name[/path])")
+        problems = [*super().validate_channel(channel), *mapping.CATALOGUE.channel_problems(channel)]
+        jwks = channel.options.get("webhook_jwks_url")
+        if jwks is not None and not (isinstance(jwks, str) and jwks.startswith(("https://", "http://"))):
+            problems.append("options.webhook_jwks_url: must be an http(s) URL")
         return problems
 
     def channel_models(self, channel: Channel) -> list[Model]:
-        return [app.model(name) for name, app in mapping.channel_apps(channel).items()]
+        return mapping.CATALOGUE.channel_models(channel)
 
     # -- mapping ----------------------------------------------------------------------
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
-        return mapping.validate(request, mapping.app_for(model.name, channel))
+        return catalogue.validate(request, mapping.CATALOGUE.entry_for(model.name, channel))
 
     def map_request(self, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
-        return mapping.map_request(request, model.name, mapping.app_for(model.name, channel))
+        return mapping.map_request(request, model.name, mapping.CATALOGUE.entry_for(model.name, channel))
 
     # -- vendor calls -----------------------------------------------------------------
-
-    async def _input(self, job: VendorJob, ctx: CallContext) -> dict[str, Any]:
-        body = dict(job.payload["input"])
-        request = ctx.request
-        for field, index in job.payload.get("images", {}).items():
-            assert request is not None, "submit always has the request"
-            image = request.images[int(index)]
-            if image.url:
-                body[field] = image.url  # fal fetches URLs itself
-            else:  # fal takes data URIs for file inputs
-                data = await asyncio.to_thread(image.base64)
-                body[field] = f"data:{image.mime or 'image/png'};base64,{data}"
-        return body
 
     async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
         app = str(job.payload["app"])
         target = url(ctx, app)
         if ctx.callback_url:
             target += "?" + urlencode({"fal_webhook": ctx.callback_url})
-        status, body, headers = await call(ctx, "POST", target, await self._input(job, ctx), what="submit")
+        status, body, headers = await call(ctx, "POST", target, await catalogue.vendor_input(job, ctx), what="submit")
         if status == 404:
             message, _ = detail(body)
             raise ModelRetired(f"fal: {message or f'no app {app}'}", http_status=404)
         if status >= 400:
-            raise _unified(fail(ctx, status, body, headers, "submit"), job)
+            raise catalogue.unified_error(fail(ctx, status, body, headers, "submit"), job)
         rid = body.get("request_id") if isinstance(body, dict) else None
         if not isinstance(rid, str) or not rid:
             raise VendorUnavailable("fal accepted the request but gave no request_id", http_status=status)
@@ -163,7 +144,7 @@ class Fal(VendorPlugin):
             message, _ = detail(body)
             error_type = (body.get("error_type") if isinstance(body, dict) else None) or headers.get("x-fal-error-type")
             return self._failed(message or f"the app failed (HTTP {status})", error_type, "COMPLETED")
-        video = mapping.find_video(body, str(handle.get("video_path") or "video.url"))
+        video = catalogue.find_video(body, str(handle.get("video_path") or "video.url"))
         if video is None:
             return PollResult(
                 status="failed",
@@ -198,15 +179,17 @@ class Fal(VendorPlugin):
             return CancelResult(CancelOutcome.CANCELLED, "fal: removed from the queue")
         return CancelResult(CancelOutcome.CANCELLED_AFTER_START, "fal: cancellation requested while running")
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str], channel: Channel) -> CallbackResult | None:
-        """fal's ``fal_webhook`` POST ``{request_id, status: OK|ERROR, payload, error}``.
-
-        fal signs it with ED25519 keys published at a JWKS URL (§3.2); fetching them is
-        I/O this synchronous hook must not do, so the callback is taken as an unsigned
-        hint (``verified=None``): it only makes the task be polled at once.
-        """
+    async def read_callback(self, body: bytes, headers: Mapping[str, str], ctx: CallContext) -> CallbackResult | None:
+        """fal's ``fal_webhook`` POST ``{request_id, status: OK|ERROR, payload, error}``,
+        signed with ED25519 (:mod:`vidgate_fal.auth`; keys from ``options.webhook_jwks_url``).
+        A signature that does not verify (forged, stale, or keys not to be had) is
+        ignored (answered 401); a valid one only makes the task be polled at once."""
         if len(body) > MAX_CALLBACK_BYTES:
             return None
+        url = str(ctx.channel.options.get("webhook_jwks_url") or DEFAULT_JWKS_URL)
+        if problem := await self._verifier.problem(body, headers, url, ctx):
+            ctx.log.warning("fal_webhook_unverified", reason=problem)
+            return CallbackResult(verified=False)
         try:
             obj = json.loads(body)
         except (ValueError, RecursionError):
@@ -214,4 +197,4 @@ class Fal(VendorPlugin):
         rid = obj.get("request_id") if isinstance(obj, dict) else None
         if not isinstance(rid, str) or not rid:
             return None
-        return CallbackResult(vendor_task_id=rid)
+        return CallbackResult(vendor_task_id=rid, verified=True)

@@ -16,8 +16,8 @@ def test_find_video_in_output_shapes():
 def test_model_refs_and_channel_models():
     assert mapping.from_ref("a/b:abc123").version == "abc123"
     ch = Channel(name="c", vendor="replicate", model_map={"n": "o/m", "veo-3": "google/veo-3:v9"})
-    assert set(mapping.channel_models(ch)) == {"n"}
-    pinned = mapping.spec_for("veo-3", ch)
+    assert set(mapping.CATALOGUE.channel_entries(ch)) == {"n"}
+    pinned = mapping.CATALOGUE.entry_for("veo-3", ch)
     assert pinned.model == "google/veo-3" and pinned.version == "v9" and pinned.durations == (8,)
 
 
@@ -46,8 +46,8 @@ def test_webhook_secret_must_be_whsec():
 
 
 def test_empty_string_means_no_such_input():
-    models, problems = mapping.parse_models({"t": {"model": "a/b", "image_field": "", "aspect_ratio_field": ""}})
+    models, problems = mapping.CATALOGUE.parse({"t": {"model": "a/b", "image_field": "", "aspect_ratio_field": ""}})
     assert problems == [] and models["t"].image_field is None and models["t"].aspect_ratio_field is None
     assert models["t"].as_model("t").image_to_video is False
-    _, problems = mapping.parse_models({"i": {"model": "a/b", "text_to_video": False, "image_field": ""}})
+    _, problems = mapping.CATALOGUE.parse({"i": {"model": "a/b", "text_to_video": False, "image_field": ""}})
     assert problems == ["options.models.i.image_field: a model without text_to_video needs an image_field"]

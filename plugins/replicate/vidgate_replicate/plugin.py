@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -25,9 +24,10 @@ from vidgate import (
     VendorJob,
     VendorPlugin,
     VideoRequest,
+    catalogue,
     verify_standard_webhook,
 )
-from vidgate.errors import ModelRetired, VendorError, VendorRejected, VendorUnavailable
+from vidgate.errors import ModelRetired, VendorUnavailable
 
 from . import mapping
 from .client import call, fail, problem, url
@@ -46,14 +46,6 @@ def _usage(prediction: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _unified(err: VendorError, job: VendorJob) -> VendorError:
-    """Name the client's field (``seconds``, ``size``, ...) in a refusal naming the model's input."""
-    if isinstance(err, VendorRejected) and err.param:
-        params = job.payload.get("params") or {}
-        err.param = params.get(err.param, f"metadata.{err.param}")
-    return err
-
-
 class Replicate(VendorPlugin):
     """Replicate's predictions API: any video model, described by a
     :class:`~vidgate_replicate.mapping.ReplicateModel` (built in, or
@@ -64,7 +56,7 @@ class Replicate(VendorPlugin):
     """
 
     name = "replicate"
-    models = tuple(spec.as_model(n) for n, spec in mapping.CATALOGUE.items())
+    models = mapping.CATALOGUE.models()
     poll_interval = 5.0
     deadline = 30 * 60.0
     default_base_url = DEFAULT_BASE_URL
@@ -74,46 +66,28 @@ class Replicate(VendorPlugin):
     # -- configuration ----------------------------------------------------------------
 
     def validate_channel(self, channel: Channel) -> list[str]:
-        problems = super().validate_channel(channel)
-        _, bad = mapping.parse_models(channel.options.get("models"))
-        problems.extend(bad)
-        for name, ref in channel.model_map.items():
-            model = str(ref).partition(":")[0].split("/")
-            if len(model) != 2 or not all(model):
-                problems.append(f"model_map.{name}: {ref!r} is not a Replicate model (owner/name[:version])")
+        problems = [*super().validate_channel(channel), *mapping.CATALOGUE.channel_problems(channel)]
         secret = channel.credentials.get("webhook_secret")
         if secret is not None and not (isinstance(secret, str) and secret.startswith("whsec_")):
             problems.append("credentials.webhook_secret: must be Replicate's whsec_... signing secret")
         return problems
 
     def channel_models(self, channel: Channel) -> list[Model]:
-        return [spec.as_model(name) for name, spec in mapping.channel_models(channel).items()]
+        return mapping.CATALOGUE.channel_models(channel)
 
     # -- mapping ----------------------------------------------------------------------
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
-        return mapping.validate(request, mapping.spec_for(model.name, channel))
+        return catalogue.validate(request, mapping.CATALOGUE.entry_for(model.name, channel))
 
     def map_request(self, request: VideoRequest, model: Model, channel: Channel) -> VendorJob:
-        return mapping.map_request(request, model.name, mapping.spec_for(model.name, channel))
+        return mapping.map_request(request, model.name, mapping.CATALOGUE.entry_for(model.name, channel))
 
     # -- vendor calls -----------------------------------------------------------------
 
-    async def _input(self, job: VendorJob, ctx: CallContext) -> dict[str, Any]:
-        body = dict(job.payload["input"])
-        for field, index in job.payload.get("images", {}).items():
-            assert ctx.request is not None, "submit always has the request"
-            image = ctx.request.images[int(index)]
-            if image.url:
-                body[field] = image.url
-            else:  # Replicate takes data URIs for file inputs
-                data = await asyncio.to_thread(image.base64)
-                body[field] = f"data:{image.mime or 'image/png'};base64,{data}"
-        return body
-
     async def submit(self, job: VendorJob, ctx: CallContext) -> Submission:
         model, version = str(job.payload["model"]), job.payload.get("version")
-        body: dict[str, Any] = {"input": await self._input(job, ctx)}
+        body: dict[str, Any] = {"input": await catalogue.vendor_input(job, ctx)}
         if version:
             target = url(ctx, "predictions")
             body["version"] = version
@@ -129,7 +103,7 @@ class Replicate(VendorPlugin):
             message, _ = problem(answer)
             raise ModelRetired(f"Replicate: {message or f'no model {model}'}", http_status=404)
         if status >= 400:
-            raise _unified(fail(ctx, status, answer, headers, "create"), job)
+            raise catalogue.unified_error(fail(ctx, status, answer, headers, "create"), job)
         pid = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(pid, str) or not pid:
             raise VendorUnavailable("Replicate accepted the prediction but gave no id", http_status=status)
@@ -163,7 +137,7 @@ class Replicate(VendorPlugin):
             )
         if word != "succeeded":
             return PollResult.unknown(word)
-        video = mapping.find_video(prediction.get("output"), str(handle.get("video_path") or ""))
+        video = catalogue.find_video(prediction.get("output"), str(handle.get("video_path") or ""))
         if video is None:
             return PollResult(
                 status="failed",
