@@ -128,6 +128,15 @@ def test_new_plugin_scaffold_passes_its_contract_suite(tmp_path):
     assert proc.returncode == 0, tail
     # Every case runs (the cancel case too: the scaffold cancels); only batch polling skips.
     assert "10 passed, 1 skipped" in tail and "failed" not in tail, tail
+    # A sized request maps to that size (the contract's requests carry none).
+    sized = (
+        "from vidgate.request import parse_request; from vidgate_acme import plugin; "
+        "model = plugin.models[0]; from vidgate import Channel; "
+        "job = plugin.map_request(parse_request({'model': 'acme-1', 'prompt': 'p', 'size': '720x1280'}), "
+        "model, Channel(name='c', vendor='acme')); print(job.size, job.payload['body']['size'])"
+    )
+    mapped = subprocess.run([sys.executable, "-c", sized], env=env, capture_output=True, text=True, timeout=60)
+    assert mapped.stdout.split() == ["720x1280", "720x1280"], mapped.stderr[-2000:]
 
 
 def test_contract_catches_a_hook_that_answers_for_every_vendor():

@@ -248,9 +248,13 @@ def error_message(data: Any, *paths: str) -> str | None:
 
 
 class _Inline(Protocol):
-    url: str | None
-    data: bytes | None
-    mime_type: str | None
+    # Image and Reference (frozen attrs classes): read-only attributes.
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def data(self) -> bytes | None: ...
+    @property
+    def mime_type(self) -> str | None: ...
 
 
 def image_url(item: _Inline) -> str:
