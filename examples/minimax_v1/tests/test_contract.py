@@ -1,4 +1,4 @@
-"""The vidgate vendor contract, run against the fake MinimaxV1 server."""
+"""The vidgate vendor contract, run against the fake MiniMax V1 server."""
 
 from vidgate.testing import contract
 from vidgate_minimax_v1 import plugin
@@ -8,6 +8,6 @@ from vidgate_minimax_v1.fake import FakeMinimaxV1
 class TestMinimaxV1Contract(contract.VendorContract):
     plugin = plugin
     fake = FakeMinimaxV1
-    model = "minimax_v1-1"
-    image_model = "minimax_v1-1"
-    request = {"seconds": 5}
+    model = "MiniMax-Hailuo-2.3"
+    image_model = "MiniMax-Hailuo-2.3"
+    request = {"seconds": 6}

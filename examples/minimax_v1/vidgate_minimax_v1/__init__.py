@@ -1,7 +1,7 @@
-"""vidgate vendor plugin for MinimaxV1.
+"""MiniMax V1 as a vidgate plugin: an example of the plugin kit (``docs/plugins.md``).
 
-The entry point ``minimax_v1 = "vidgate_minimax_v1:plugin"`` (group ``vidgate``) exposes :data:`plugin`;
-``vidgate_minimax_v1.fake`` holds a fake MinimaxV1 server for tests.
+The entry point ``minimax-v1-example = "vidgate_minimax_v1:plugin"`` (group ``vidgate``)
+exposes :data:`plugin`; ``vidgate_minimax_v1.fake`` holds a fake MiniMax V1 server for tests.
 """
 
 from .plugin import MinimaxV1
