@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
+import functools
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
+import structlog.testing
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from vidgate import CallContext, Channel, Image
 from vidgate.cli import main
-from vidgate.errors import VendorUnavailable
+from vidgate.errors import (
+    ChannelUnusable,
+    TaskNotFound,
+    VendorRateLimited,
+    VendorRejected,
+    VendorUnavailable,
+)
 from vidgate.fakekit import FakeVendor, keywords, range_response
-from vidgate.testing import tiny_mp4
-from vidgate.vendorhttp import join_url, parse_json, retry_after, transport_errors
+from vidgate.testing import serve_app, tiny_mp4
+from vidgate.vendorhttp import (
+    VendorAPI,
+    error_message,
+    image_url,
+    image_urls,
+    join_url,
+    parse_json,
+    pick,
+    request_json,
+    require,
+    retry_after,
+    transport_errors,
+)
 
 
 def test_retry_after_forms():
@@ -99,6 +128,15 @@ def test_new_plugin_scaffold_passes_its_contract_suite(tmp_path):
     assert proc.returncode == 0, tail
     # Every case runs (the cancel case too: the scaffold cancels); only batch polling skips.
     assert "10 passed, 1 skipped" in tail and "failed" not in tail, tail
+    # A sized request maps to that size (the contract's requests carry none).
+    sized = (
+        "from vidgate.request import parse_request; from vidgate_acme import plugin; "
+        "model = plugin.models[0]; from vidgate import Channel; "
+        "job = plugin.map_request(parse_request({'model': 'acme-1', 'prompt': 'p', 'size': '720x1280'}), "
+        "model, Channel(name='c', vendor='acme')); print(job.size, job.payload['body']['size'])"
+    )
+    mapped = subprocess.run([sys.executable, "-c", sized], env=env, capture_output=True, text=True, timeout=60)
+    assert mapped.stdout.split() == ["720x1280", "720x1280"], mapped.stderr[-2000:]
 
 
 def test_contract_catches_a_hook_that_answers_for_every_vendor():
@@ -205,3 +243,220 @@ def test_contract_batch_poll_counts_list_calls(tmp_path):
     _batch_case(batched=True).test_batch_poll(tmp_path / "good")
     with pytest.raises(AssertionError, match="no recorded request matched batch_poll_path"):
         _batch_case(batched=False).test_batch_poll(tmp_path / "bad")
+
+
+# -- vendorhttp: VendorAPI and request_json over real HTTP ------------------------------
+
+
+def _vendor_app(seen: list[dict[str, str]]) -> Starlette:
+    """Answers by path: /ok, /code/N (MiniMax-style base_resp at HTTP 200), /status/N (an
+    error envelope at HTTP N), /html/N (a proxy page), /empty, /list."""
+
+    async def handle(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        kind, _, arg = request.path_params["rest"].removeprefix("api/").partition("/")
+        if kind == "ok":
+            return JSONResponse({"id": "t-1", "query": dict(request.query_params), "body": await request.json()})
+        if kind == "code":
+            return JSONResponse({"base_resp": {"status_code": int(arg), "status_msg": "nope"}})
+        if kind == "status":
+            headers = {"Retry-After": "7"} if arg == "429" else {}
+            return JSONResponse({"error": {"message": "refused"}}, status_code=int(arg), headers=headers)
+        if kind == "html":
+            return Response("<html>busy</html>", status_code=int(arg), media_type="text/html")
+        if kind == "empty":
+            return Response(status_code=204)
+        if kind == "echo":
+            return JSONResponse({"error": {"message": f"bad key {request.headers['authorization']}"}}, status_code=400)
+        return JSONResponse([1, 2])
+
+    return Starlette(routes=[Route("/{rest:path}", handle, methods=["GET", "POST"])])
+
+
+@contextlib.asynccontextmanager
+async def _ctx(credentials=None):
+    seen: list[dict[str, str]] = []
+    logs = structlog.testing.CapturingLogger()
+    async with serve_app(_vendor_app(seen)) as served, aiohttp.ClientSession() as http:
+        channel = Channel(
+            name="c", vendor="acme", base_url=served.url + "/api", credentials=credentials or {"api_key": "key-12345"}
+        )
+        ctx = CallContext(
+            channel=channel,
+            http=http,
+            task_id="video_1",
+            log=structlog.wrap_logger(logs, processors=[]),
+            workdir=Path("."),
+            timeout=aiohttp.ClientTimeout(total=5),
+        )
+        ctx.state["logs"] = logs
+        yield ctx, seen
+
+
+MINIMAX_LIKE = VendorAPI(
+    "Acme",
+    code_at="base_resp.status_code",
+    message_at=("base_resp.status_msg", "error.message"),
+    codes={
+        1002: VendorRateLimited,
+        1004: ChannelUnusable,
+        1026: functools.partial(VendorRejected, param="prompt"),
+        2013: VendorRejected,
+        1000: VendorUnavailable,
+    },
+    rate_limit_delay=1.5,
+)
+
+
+async def test_vendor_api_success_auth_header_and_body():
+    async with _ctx() as (ctx, seen):
+        data = await MINIMAX_LIKE.call(ctx, "POST", "/ok", json={"a": 1}, params={"q": "v"})
+        assert data == {"id": "t-1", "query": {"q": "v"}, "body": {"a": 1}}
+        assert seen[-1]["authorization"] == "Bearer key-12345"
+        assert await MINIMAX_LIKE.call(ctx, "GET", "/empty") == {}
+        with pytest.raises(VendorUnavailable, match="answered list, not an object"):
+            await MINIMAX_LIKE.call(ctx, "GET", "/list")
+        token = VendorAPI("Vidu", auth="Token {api_key}", auth_header="X-Key")
+        await token.call(ctx, "POST", "/ok", json={})
+        assert seen[-1]["x-key"] == "Token key-12345" and "authorization" not in seen[-1]
+    async with _ctx({"other": "x"}) as (ctx, seen):
+        with pytest.raises(ChannelUnusable, match="no credentials.api_key"):
+            await MINIMAX_LIKE.call(ctx, "GET", "/ok")
+        assert seen == []
+
+
+@pytest.mark.parametrize(
+    "path, cls, code, param",
+    [
+        ("/code/1002", VendorRateLimited, 1002, None),
+        ("/code/1004", ChannelUnusable, 1004, None),
+        ("/code/1026", VendorRejected, 1026, "prompt"),
+        ("/code/2013", VendorRejected, 2013, None),
+        ("/code/1000", VendorUnavailable, 1000, None),
+        ("/code/1999", VendorUnavailable, 1999, None),  # unknown code at HTTP 200
+        ("/status/401", ChannelUnusable, None, None),
+        ("/status/429", VendorRateLimited, None, None),
+        ("/status/422", VendorRejected, None, None),
+        ("/status/503", VendorUnavailable, None, None),
+    ],
+)
+async def test_vendor_api_classifies_codes_then_statuses(path, cls, code, param):
+    async with _ctx() as (ctx, _):
+        with pytest.raises(cls) as info:
+            await MINIMAX_LIKE.call(ctx, "GET", path)
+    err = info.value
+    assert type(err) is cls and err.vendor_code == code and err.param == param
+    assert err.message.startswith("Acme: nope" if code else "Acme: refused")
+    assert err.http_status == int(path.rsplit("/", 1)[1]) if not code else err.http_status == 200
+    if cls is VendorRateLimited:
+        assert err.retry_after == (1.5 if code else 7.0)  # the table's delay only without Retry-After
+    if cls is VendorUnavailable:
+        # The vendor's own coded answer created nothing; a bare 503 may have been a proxy's.
+        assert err.maybe_received is (code is None)
+
+
+async def test_vendor_api_not_found_and_pages_from_proxies():
+    async with _ctx() as (ctx, _):
+        with pytest.raises(TaskNotFound):
+            await MINIMAX_LIKE.call(ctx, "GET", "/status/404", not_found=TaskNotFound)
+        with pytest.raises(VendorRejected):
+            await MINIMAX_LIKE.call(ctx, "GET", "/status/404")
+        with pytest.raises(VendorUnavailable, match=r"malformed reply \(HTTP 200\)"):
+            await MINIMAX_LIKE.call(ctx, "GET", "/html/200")
+        with pytest.raises(VendorUnavailable, match=r"malformed reply \(HTTP 400\)"):
+            await MINIMAX_LIKE.call(ctx, "GET", "/html/400")  # not the vendor's own refusal
+        with pytest.raises(VendorUnavailable, match="answered HTTP 502"):
+            await MINIMAX_LIKE.call(ctx, "GET", "/html/502")
+        with pytest.raises(VendorRejected, match="key-12345"):  # the core scrubs what reaches clients
+            await MINIMAX_LIKE.call(ctx, "GET", "/echo")
+        logged = ctx.state["logs"].calls[-1]
+        assert logged.method_name == "warning" and logged.kwargs["http_status"] == 400
+        assert "key-12345" not in str(logged) and "[redacted]" in logged.kwargs["message"]
+
+
+async def test_request_json_returns_the_reply_and_guards_transport():
+    async with _ctx() as (ctx, _):
+        status, data, wait = await request_json(ctx, "GET", ctx.channel.base_url + "/status/429", vendor="Acme")
+        assert (status, data, wait) == (429, {"error": {"message": "refused"}}, 7.0)
+        reply = await request_json(ctx, "GET", ctx.channel.base_url + "/html/502", vendor="Acme")
+        assert reply.status == 502 and reply.data is None
+        with pytest.raises(VendorUnavailable, match="Acme did not answer") as info:
+            await request_json(ctx, "GET", "http://127.0.0.1:9/nothing", vendor="Acme")
+        assert info.value.maybe_received is False  # never connected
+
+
+async def test_json_readers_and_image_urls():
+    body = {"a": {"b": [{"c": "deep"}]}, "n": 0, "id": 42, "detail": [{"msg": "x"}, {"msg": "y"}]}
+    assert pick(body, "a.b.0.c") == "deep" and pick(body, "a.b.1.c") is None and pick(body, "a.x", 5) == 5
+    assert pick(body, "n") == 0 and pick("text", "a") is None
+    assert require(body, "id", "Acme") == "42" and require(body, "a.b.0.c", "Acme") == "deep"
+    with pytest.raises(VendorUnavailable, match="Acme answered without task_id"):
+        require(body, "task_id", "Acme")
+    assert error_message(body, "error.message", "detail") == "x; y"
+    assert error_message({"error": "plain"}, "error.message", "error") == "plain"
+    assert error_message({"error": {"message": " "}}, "error.message") is None
+    inline = Image(data=b"\x89PNG", mime_type="image/png")
+    assert image_url(Image(url="https://x/a.png")) == "https://x/a.png"
+    assert image_url(inline) == "data:image/png;base64,iVBORw=="
+    assert await image_urls([inline, Image(url="https://x/b.png")]) == [image_url(inline), "https://x/b.png"]
+
+
+# -- fakekit: answers that record themselves, refusals by keyword, deliveries -------
+
+
+class _CodedFake(FakeVendor):
+    codes = {"rate_limit": 1002, "balance": 1008, "rejected": 2013, "server": 1000, "auth": 1004}
+    prompt_refusals = {"no-credit": ("balance", "insufficient balance", 200)}
+
+    def routes(self):
+        return [Route("/create", self.create, methods=["POST"]), Route("/hook", self.hook, methods=["POST"])]
+
+    def error(self, kind, message, status):
+        body = {"base_resp": {"status_code": self.codes.get(kind, 1000), "status_msg": message}}
+        return JSONResponse(body, status_code=status if status >= 500 else 200)
+
+    async def create(self, request):
+        rec = await self.record(request)
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}") or self.create_fault(rec.json["prompt"], rec):
+            return refusal
+        job = self.new_job(rec.json["prompt"])
+        return self.respond(rec, {"task_id": job.id}, code=0)
+
+    async def hook(self, request):
+        return JSONResponse({"challenge": (await request.json())["challenge"]})
+
+
+async def test_fake_answers_record_status_code_answer_and_fault():
+    fake = _CodedFake()
+    async with fake.serve(), aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {fake.secret}"}
+        for prompt, headers in [("ok", auth), ("x [no-credit]", auth), ("y [429]", auth), ("y [429]", auth), ("z", {})]:
+            async with http.post(f"{fake.url}/create", json={"prompt": prompt}, headers=headers) as resp:
+                assert resp.status == 200
+        ok, broke, limited, retried, denied = fake.requests
+        assert (ok.status, ok.code, ok.answer, ok.fault) == (200, 0, {"task_id": "job_000001"}, None)
+        assert (broke.code, broke.fault, pick(broke.answer, "base_resp.status_msg")) == (
+            1008,
+            "no-credit",
+            "insufficient balance",
+        )
+        assert (limited.code, limited.fault, retried.fault, retried.code) == (1002, "429", None, 0)
+        assert (denied.status, denied.code, denied.fault) == (200, 1004, None)
+        assert [j.prompt for j in fake.jobs.values()] == ["ok", "y [429]"]
+
+
+async def test_fake_deliveries_carry_the_reply_and_run_then():
+    fake = _CodedFake()
+    seen = []
+    async with fake.serve():
+        fake.send_callback(f"{fake.url}/hook", {"challenge": "c-1"}, then=seen.append)
+        fake.send_callback("http://127.0.0.1:9/gone", {"x": 1}, then=seen.append, timeout=1)
+        for _ in range(200):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.01)
+    delivered = {d.url.rsplit("/", 1)[1]: d for d in fake.deliveries}
+    assert (delivered["hook"].status, delivered["hook"].reply) == (200, {"challenge": "c-1"})
+    assert (delivered["gone"].status, delivered["gone"].reply) == (None, None)
+    assert sorted(seen, key=lambda d: d.url) == sorted(fake.deliveries, key=lambda d: d.url)
+    assert len(fake.callbacks_sent) == 2

@@ -5,8 +5,12 @@ A fake subclasses :class:`FakeVendor`, declares its vendor-shaped routes in
 
 * request recording (:attr:`FakeVendor.requests`, each a :class:`Recorded`);
 * jobs (:class:`FakeJob`) that walk ``queued -> running -> succeeded`` as they are polled;
-* fault switches, by prompt keyword or programmatically (see :data:`KEYWORDS`);
-* callback delivery (:meth:`FakeVendor.send_callback`);
+* fault switches, by prompt keyword or programmatically (see :data:`KEYWORDS`), and the
+  fake's own refusals by keyword (:attr:`FakeVendor.prompt_refusals`);
+* answers that record themselves (:meth:`FakeVendor.respond`, :meth:`FakeVendor.reject`,
+  :meth:`FakeVendor.check_auth`), so a test sees what each request was answered;
+* callback delivery (:meth:`FakeVendor.send_callback`, recorded in
+  :attr:`FakeVendor.deliveries`);
 * result downloads with HTTP Range support, serving real MP4 bytes (:func:`tiny_mp4`);
 * serving: ``async with fake.serve():`` then ``fake.url``.
 
@@ -22,7 +26,9 @@ Prompt keywords (each fires once per job, in the phase it belongs to)::
     [echo-key]       the create is refused with a message containing the credential
 
 Programmatic switches: :meth:`FakeVendor.inject` queues faults for the next calls of a
-phase whatever the prompt (``fake.inject("create", "429", times=2)``).
+phase whatever the prompt (``fake.inject("create", "429", times=2)``). The fault a request
+was answered with is its record's :attr:`Recorded.fault`, so a test (the contract suite's)
+knows a fault fired even at a vendor that answers errors at HTTP 200.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ import contextlib
 import itertools
 import json
 import re
+import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ClassVar, Protocol
 
 import attrs
 from starlette.applications import Starlette
@@ -45,7 +52,7 @@ from starlette.routing import BaseRoute, Route
 
 from .testing import serve_app, tiny_mp4
 
-__all__ = ["KEYWORDS", "FakeJob", "FakeVendor", "Recorded", "keywords"]
+__all__ = ["KEYWORDS", "Delivery", "FakeJob", "FakeVendor", "Recorded", "keywords"]
 
 #: Fault keywords a prompt may carry, and the phase each acts in.
 KEYWORDS: dict[str, str] = {
@@ -72,7 +79,11 @@ class Recorded:
     """One request the fake received: for wire-shape assertions.
 
     ``json`` is the decoded body (or the text when it is not JSON, None when empty);
-    ``status`` is the HTTP status answered and ``code`` a vendor code, for fakes that set it.
+    ``status`` is the HTTP status answered and ``code`` a vendor code, for fakes that set it
+    (:meth:`FakeVendor.respond` and :meth:`FakeVendor.reject` do). ``answer`` is the JSON
+    the fake answered (set by :meth:`FakeVendor.respond`); ``fault`` the fault keyword
+    (``"429"``, ``"500"``, ``"echo-key"``, a :attr:`FakeVendor.prompt_refusals` key...) it
+    was answered with instead, set by the fault helpers.
     """
 
     method: str
@@ -84,6 +95,20 @@ class Recorded:
     time: float = attrs.field(factory=time.time)
     status: int | None = None
     code: Any = None
+    answer: Any = None
+    fault: str | None = None
+
+
+@attrs.define
+class Delivery:
+    """One callback the fake sent (:meth:`FakeVendor.send_callback`): the HTTP ``status``
+    the receiver answered (None when it could not be reached) and its decoded JSON
+    ``reply`` (None when not JSON)."""
+
+    url: str
+    body: Any
+    status: int | None = None
+    reply: Any = None
 
 
 class Answered(Protocol):
@@ -160,6 +185,13 @@ class FakeVendor:
         "failed": "failed",
         "unknown": "reticulating_splines",
     }
+    #: Error kind -> the vendor's own error code, for fakes whose envelope carries one;
+    #: :meth:`reject` records it as :attr:`Recorded.code` (and :meth:`error` may render it).
+    codes: ClassVar[dict[str, Any]] = {}
+    #: The fake's own create refusals by prompt keyword: ``{"no-credit": ("balance",
+    #: "insufficient balance", 402)}`` makes a prompt with ``[no-credit]`` refused on every
+    #: create with ``reject(rec, "balance", "insufficient balance", 402)``.
+    prompt_refusals: ClassVar[dict[str, tuple[str, str, int]]] = {}
 
     def __init__(
         self,
@@ -176,6 +208,7 @@ class FakeVendor:
         self.requests: list[Recorded] = []
         self.jobs: dict[str, FakeJob] = {}
         self.callbacks_sent: list[tuple[str, Any, int | None]] = []
+        self.deliveries: list[Delivery] = []
         self.base_url = ""  # set by serve(); else taken from each request
         self._queued_faults: dict[str, deque[str]] = {"create": deque(), "poll": deque()}
         self._ids = itertools.count(1)
@@ -197,6 +230,36 @@ class FakeVendor:
     def new_job_id(self) -> str:
         """The id of the next job; override for the vendor's id shape."""
         return f"job_{next(self._ids):06d}"
+
+    # -- answers that record themselves -----------------------------------------------
+
+    def respond(self, rec: Recorded, body: Any, status: int = 200, *, code: Any = None) -> JSONResponse:
+        """``body`` as JSON with ``status``; ``rec`` shows the status, ``code`` and body."""
+        rec.status, rec.answer = status, body
+        if code is not None:
+            rec.code = code
+        return JSONResponse(body, status_code=status)
+
+    def reject(self, rec: Recorded | None, kind: str, message: str, status: int = 400) -> Response:
+        """The vendor's error answer (:meth:`error`) of ``kind``, recorded on ``rec``:
+        its HTTP status, the vendor code :attr:`codes` gives ``kind``, and the body."""
+        resp = self.error(kind, message, status)
+        if rec is not None:
+            rec.status = resp.status_code
+            rec.code = self.codes.get(kind, rec.code)
+            with contextlib.suppress(ValueError):
+                rec.answer = json.loads(bytes(resp.body))
+        return resp
+
+    def check_auth(
+        self, rec: Recorded, expected: str, *, header: str = "authorization", message: str = "invalid API key"
+    ) -> Response | None:
+        """None when ``rec`` carries ``header: expected`` (e.g. ``f"Bearer {self.secret}"``),
+        else the vendor's ``auth`` error (HTTP 401), recorded."""
+        got = rec.headers.get(header.lower(), "")
+        if secrets.compare_digest(got.encode(), expected.encode()):
+            return None
+        return self.reject(rec, "auth", message, 401)
 
     # -- recording ------------------------------------------------------------------
 
@@ -259,32 +322,34 @@ class FakeVendor:
     def create_fault(self, prompt: str | None, rec: Answered | None = None) -> Response | None:
         """The answer a create must give instead of succeeding, or None.
 
-        ``[echo-key]`` always refuses (the credential in the message); ``[429]`` fires
-        once per prompt, so the gateway's retry then succeeds. Injected ``500`` answers
-        HTTP 500.
+        ``[echo-key]`` and :attr:`prompt_refusals` always refuse (``[echo-key]`` with the
+        credential in the message); ``[429]`` fires once per prompt, so the gateway's
+        retry then succeeds. Injected ``500`` answers HTTP 500.
         """
-        spent = self._spent
         fault = self._queued_faults["create"].popleft() if self._queued_faults["create"] else None
         if fault is None:
-            for k in keywords(prompt):
-                if k == "echo-key":
+            for k in _KEYWORD.findall(prompt or ""):
+                if k == "echo-key" or k in self.prompt_refusals:
                     fault = k
                     break
-                if KEYWORDS[k] == "create" and (prompt, k) not in spent:
-                    spent.add((prompt, k))
+                if KEYWORDS.get(k) == "create" and (prompt, k) not in self._spent:
+                    self._spent.add((prompt, k))
                     fault = k
                     break
         if fault is None:
             return None
-        if fault == "echo-key":
-            resp = self.error("rejected", f"invalid request for key {self.secret}", 400)
+        record = rec if isinstance(rec, Recorded) else None
+        if fault in self.prompt_refusals:
+            kind, message, status = self.prompt_refusals[fault]
+            resp = self.reject(record, kind, message, status)
+        elif fault == "echo-key":
+            resp = self.reject(record, "rejected", f"invalid request for key {self.secret}", 400)
         elif fault == "429":
-            resp = self.error("rate_limit", "Too many requests, slow down", 429)
+            resp = self.reject(record, "rate_limit", "Too many requests, slow down", 429)
             resp.headers["Retry-After"] = "0"
         else:
-            resp = self.error("server", "Internal server error", 500)
-        if rec is not None:
-            rec.status = resp.status_code
+            resp = self.reject(record, "server", "Internal server error", 500)
+        _mark(rec, resp.status_code, fault)
         return resp
 
     async def poll_fault(self, job: FakeJob | None, rec: Answered | None = None) -> Response | None:
@@ -298,13 +363,13 @@ class FakeVendor:
             fault = next((f for f in ("500", "malformed", "slow") if job.take(f)), None)
         resp: Response | None = None
         if fault == "500":
-            resp = self.error("server", "Internal server error", 500)
+            resp = self.reject(rec if isinstance(rec, Recorded) else None, "server", "Internal server error", 500)
         elif fault == "malformed":
             resp = Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
         elif fault == "slow":
             await asyncio.sleep(self.slow_seconds)
-        if resp is not None and rec is not None:
-            rec.status = resp.status_code
+        if resp is not None and fault is not None:
+            _mark(rec, resp.status_code, fault)
         return resp
 
     def advance(self, job: FakeJob) -> str:
@@ -349,25 +414,47 @@ class FakeVendor:
 
     # -- callbacks ------------------------------------------------------------------
 
-    def send_callback(self, url: str, body: Any, headers: dict[str, str] | None = None) -> None:
-        """POST ``body`` (JSON) to ``url`` in the background, best effort like a vendor;
-        ``(url, body, status or None)`` is appended to :attr:`callbacks_sent`."""
+    def send_callback(
+        self,
+        url: str,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        then: Callable[[Delivery], None] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """POST ``body`` (JSON) to ``url`` in the background, best effort like a vendor.
+
+        The :class:`Delivery` (the receiver's status and JSON reply) is appended to
+        :attr:`deliveries`, and ``(url, body, status or None)`` to :attr:`callbacks_sent`;
+        ``then(delivery)`` runs after it: a URL-verification handshake checks the reply
+        there (``then=lambda d: ...`` sets the job's ``callback_url`` when it echoes).
+        """
 
         async def post() -> None:
             import aiohttp
 
-            status = None
+            delivery = Delivery(url, body)
             try:
                 async with aiohttp.ClientSession() as http:
                     async with http.post(
-                        url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=5)
+                        url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
                     ) as resp:
-                        status = resp.status
+                        delivery.status = resp.status
+                        with contextlib.suppress(ValueError, aiohttp.ContentTypeError):
+                            delivery.reply = await resp.json(content_type=None)
             except Exception:  # noqa: BLE001 - a vendor's callback is best effort
                 pass
-            self.callbacks_sent.append((url, body, status))
+            self.deliveries.append(delivery)
+            self.callbacks_sent.append((url, body, delivery.status))
+            if then is not None:
+                then(delivery)
 
-        task = asyncio.get_running_loop().create_task(post())
+        self.background(post())
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background; it is cancelled when :meth:`serve` ends."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -426,6 +513,15 @@ class FakeVendor:
             finally:
                 for task in list(self._background):
                     task.cancel()
+
+
+def _mark(rec: Answered | None, status: int, fault: str) -> None:
+    # A fake's own record type (not Recorded) gets the status only.
+    if rec is None:
+        return
+    rec.status = status
+    if isinstance(rec, Recorded):
+        rec.fault = fault
 
 
 def range_response(data: bytes, range_header: str | None, media_type: str) -> Response:

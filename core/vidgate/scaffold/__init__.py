@@ -31,7 +31,7 @@ def new_plugin(name: str, directory: Path) -> list[Path]:
     """Write the plugin ``name`` into ``directory`` (which must not exist or be empty).
 
     ``name`` is the vendor id (lower case letters, digits, ``_``); the package is
-    ``vidgate_<name>``, the distribution ``vidgate-<name>``. Returns the files written.
+    ``vidgate_<name>``, the distribution ``vidgate-<name>`` (``_`` written ``-``). Returns the files written.
     Raises ``ValueError`` for a bad name or a non-empty directory.
     """
     if not _NAME.fullmatch(name):
@@ -43,6 +43,7 @@ def new_plugin(name: str, directory: Path) -> list[Path]:
         "Name": name.replace("_", " ").title().replace(" ", ""),
         "Class": name.replace("_", " ").title().replace(" ", ""),
         "NAME": name.upper(),
+        "dist": name.replace("_", "-"),  # distribution names use "-" (PEP 503 normalises "_" so)
     }
     here = Path(__file__).parent
     written = []

@@ -1,4 +1,5 @@
-"""One Vidu call: the ``Token`` auth header, error envelopes and classification.
+"""One Vidu call: the ``Token`` auth header, error envelopes and classification, on
+:class:`vidgate.vendorhttp.VendorAPI`.
 
 Vidu answers errors with an HTTP status and ``{"code", "reason", "message", "metadata"}``
 (the envelope and its ``reason`` strings are unconfirmed in the reference: taken from
@@ -7,7 +8,6 @@ third-party clients). ``reason`` decides the class where it is known, the HTTP s
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from vidgate import CallContext
@@ -18,7 +18,7 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from vidgate.vendorhttp import join_url, parse_json, retry_after, scrub, transport_errors
+from vidgate.vendorhttp import ErrorFactory, Reply, VendorAPI
 
 from .mapping import RATE_REASONS, REJECTED_REASONS, UNUSABLE_REASONS, guess_param
 
@@ -52,31 +52,24 @@ def classify(status: int, reason: str, message: str, *, wait: float | None) -> V
     return VendorUnavailable(text, maybe_received=not reason and status in (502, 504), **kwargs)
 
 
+class ViduAPI(VendorAPI):
+    """Vidu's ``Token`` auth and region hosts; errors by ``reason`` (:func:`classify`)."""
+
+    def base_url(self, ctx: CallContext) -> str:
+        return base_url(ctx)
+
+    def classify(self, reply: Reply, *, not_found: ErrorFactory | None = None) -> VendorError | None:
+        status, data, wait = reply
+        if 200 <= status < 300:
+            return None
+        if not isinstance(data, dict):
+            return VendorUnavailable(f"Vidu sent a malformed reply (HTTP {status})", http_status=status)
+        return classify(status, str(data.get("reason") or ""), str(data.get("message") or ""), wait=wait)
+
+
+API = ViduAPI("Vidu", auth="Token {api_key}")
+
+
 async def call(ctx: CallContext, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """Call Vidu and return the decoded JSON object; raise a ``VendorError`` otherwise."""
-    key = str(ctx.channel.credentials.get("api_key") or "")
-    if not key:
-        raise ChannelUnusable("Vidu channel has no api_key credential")
-    headers = {"Authorization": f"Token {key}", "Accept": "application/json"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    with transport_errors("Vidu"):
-        async with ctx.http.request(
-            method,
-            join_url(base_url(ctx), path),
-            headers=headers,
-            data=None if body is None else json.dumps(body),
-            timeout=ctx.timeout,
-        ) as resp:
-            status = resp.status
-            raw = await resp.read()
-            wait = retry_after(resp.headers)
-    data = parse_json(raw, "Vidu", status) if raw.strip() else {}
-    if not isinstance(data, dict):
-        raise VendorUnavailable(f"Vidu sent a malformed reply (HTTP {status})", http_status=status)
-    if 200 <= status < 300:
-        return data
-    reason = str(data.get("reason") or "")
-    message = str(data.get("message") or "")
-    ctx.log.warning("vidu_error", reason=reason, http_status=status, message=scrub(message, ctx.channel)[:300])
-    raise classify(status, reason, message, wait=wait)
+    return await API.call(ctx, method, path, json=body, headers={"Accept": "application/json"})

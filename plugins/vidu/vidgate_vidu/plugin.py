@@ -25,6 +25,7 @@ from vidgate import (
     VideoRequest,
 )
 from vidgate.errors import TaskFailed, TaskNotFound, VendorRejected, VendorUnavailable
+from vidgate.vendorhttp import require
 
 from . import mapping
 from .client import DEFAULT_BASE_URL, REGIONS, call
@@ -77,11 +78,9 @@ class Vidu(VendorPlugin):
         if ctx.callback_url:
             body["callback_url"] = ctx.callback_url
         data = await call(ctx, "POST", f"/ent/v2/{mode}", body)
-        task_id = data.get("task_id")
-        if isinstance(task_id, bool) or not isinstance(task_id, (str, int)) or str(task_id) == "":
-            raise VendorUnavailable("Vidu reply has no task_id")
-        ctx.log.info("vidu_submitted", vidu_task_id=str(task_id), mode=mode, state=data.get("state"))
-        return Submission(handle={"task_id": str(task_id), "mode": mode}, vendor_task_id=str(task_id))
+        task_id = require(data, "task_id", "Vidu")
+        ctx.log.info("vidu_submitted", vidu_task_id=task_id, mode=mode, state=data.get("state"))
+        return Submission(handle={"task_id": task_id, "mode": mode}, vendor_task_id=task_id)
 
     async def _creations(self, handle: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         try:
