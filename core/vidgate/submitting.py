@@ -11,6 +11,7 @@ The :class:`~vidgate.gateway.Gateway` composes it and answers clients with it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import json
 import secrets
@@ -48,7 +49,7 @@ from .plugins import VerbNotOffered
 from .prices import PriceError
 from .request import Size, VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, TaskRecord, TokenRecord
-from .vendor import Channel, Model, Submission, VendorJob
+from .vendor import CallContext, Channel, Model, Submission, VendorJob
 from .wire import job_to_json, request_to_json
 
 if TYPE_CHECKING:
@@ -62,8 +63,24 @@ log = structlog.get_logger("vidgate.submitting")
 
 #: How long an Idempotency-Key replay waits for the first request's submit to finish.
 REPLAY_WAIT_SECONDS = 60.0
-#: ``_lookup_after_unclear_submit``: the vendor could not be asked.
-UNKNOWN = object()
+
+
+class LookupOutcome(enum.Enum):
+    """What :meth:`SubmitEngine.look_up` learnt of a submit whose outcome was unclear."""
+
+    FOUND = "found"  # the vendor has the task: ``Lookup.submission``
+    ABSENT = "absent"  # the vendor says it never got it
+    CANNOT_ASK = "cannot_ask"  # the vendor has no lookup (no ``vidgate_recover``)
+    FAILED = "failed"  # the lookup itself failed: ``Lookup.error``
+
+
+@attrs.frozen
+class Lookup:
+    """The answer of :meth:`SubmitEngine.look_up`."""
+
+    outcome: LookupOutcome
+    submission: Submission | None = None
+    error: Exception | None = None
 
 
 def _submit_outcome(error: VendorError) -> str:
@@ -464,8 +481,8 @@ class SubmitEngine:
                 return None
         # The vendor may have created the task: look for it by our id before sending the
         # task anywhere else, or it would run (and bill) twice.
-        found = await self._lookup_after_unclear_submit(task, channel, job, request)
-        if found is UNKNOWN:
+        lookup = await self.look_up(task, channel, job, self.gw.context(task.id, channel, request))
+        if lookup.outcome in (LookupOutcome.CANNOT_ASK, LookupOutcome.FAILED):
             unconfirmed = unavailable(
                 "The vendor did not confirm whether it accepted the task, so it was not sent"
                 " elsewhere; you were not charged. Retry later.",
@@ -473,8 +490,7 @@ class SubmitEngine:
             )
             await self._abandon(task, "vendor_unconfirmed", unconfirmed)
             raise unconfirmed
-        recovered: Submission | None = found  # None: the vendor says it has no such task
-        return recovered
+        return lookup.submission  # None: the vendor says it has no such task
 
     async def _accepted(self, task: TaskRecord, channel: Channel, submission: Submission) -> TaskRecord:
         """``channel``'s vendor took the task: store its handle and hand it to the worker."""
@@ -509,25 +525,26 @@ class SubmitEngine:
             "No channel could take the task right now; you were not charged. Retry later.", "no_channel_available"
         )
 
-    async def _lookup_after_unclear_submit(
-        self, task: TaskRecord, channel: Channel, job: VendorJob, request: VideoRequest | None = None
-    ) -> Any:
-        """The vendor's task for ``task`` (a Submission), None when the vendor says it has
-        none, or :data:`UNKNOWN` when it cannot be asked (no ``recover``, or it failed)."""
-        ctx = self.gw.context(task.id, channel, request)
+    async def look_up(self, task: TaskRecord, channel: Channel, job: VendorJob, ctx: CallContext) -> Lookup:
+        """Ask ``channel``'s vendor (its ``recover`` verb, by our task id) whether it has
+        ``task``, whose submit may or may not have reached it, and record the answer in
+        the attempt trail. The one lookup of an unclear submit: the submit path calls it
+        after an ambiguous error, the worker when it takes over an interrupted submit;
+        each decides what to do with the answer."""
         try:
             found = await self.plugins.recover(channel.vendor, job, ctx)
         except VerbNotOffered:
             await self.store.add_attempt(task.id, channel.name, "unconfirmed", "the vendor cannot be asked")
-            return UNKNOWN
-        except Exception as exc:  # the lookup is best effort; the submit already failed
-            ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
+            return Lookup(LookupOutcome.CANNOT_ASK)
+        except Exception as exc:  # best effort: the caller decides what an unknown answer means
+            ctx.log.warning("submit_lookup_failed", error=str(exc))
             await self.store.add_attempt(task.id, channel.name, "lookup_failed", f"{type(exc).__name__}")
-            return UNKNOWN
-        if found is not None:
-            ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)
-            await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
-        return found
+            return Lookup(LookupOutcome.FAILED, error=exc)
+        if found is None:
+            return Lookup(LookupOutcome.ABSENT)
+        ctx.log.info("submit_found_at_vendor", vendor_task_id=found.vendor_task_id)
+        await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
+        return Lookup(LookupOutcome.FOUND, submission=found)
 
     async def _submit_with_retries(
         self,

@@ -34,9 +34,9 @@ from .gateway import Gateway
 from .lifecycle import TaskPhase
 from .media import temp_dir
 from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
-from .plugins import VerbNotOffered
 from .prices import PriceError
 from .store import TaskRecord
+from .submitting import LookupOutcome
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
 from .vendor import (
     ARTIFACTS,
@@ -275,6 +275,9 @@ class Worker:
         )
 
     async def _recover(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
+        """Take over a submit that was cut short: the vendor's task if the submit engine's
+        lookup finds it, a new submit if the vendor says it never got it; never a second
+        task when the vendor cannot tell."""
         stored = await self.gw.store.task_job(task.id)
         assert stored is not None
         job = job_from_json(stored)
@@ -282,11 +285,14 @@ class Worker:
         if request_json := await self.gw.store.task_request(task.id):
             ctx.request = await asyncio.to_thread(request_from_json, request_json)
         try:
-            try:
-                submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
-            except VerbNotOffered:
+            lookup = await self.gw.submitter.look_up(task, channel, job, ctx)
+            if lookup.outcome is LookupOutcome.CANNOT_ASK:
                 await self._give_up_interrupted_submit(task, channel)
                 return
+            if lookup.outcome is LookupOutcome.FAILED:
+                assert lookup.error is not None
+                raise lookup.error
+            submission = lookup.submission
             if submission is None:
                 log.info("task_resubmitting", channel=channel.name)
                 source = await self.gw.store.get_task(task.derived_from) if task.derived_from else None
