@@ -108,6 +108,16 @@ class WorkerConfig:
     # A vendor saying it does not know a task fails it ``vendor_task_lost`` only this
     # long after the submit: vendors are eventually consistent right after a create.
     not_found_grace_seconds: float = 120.0
+    # A task whose submit is in flight is taken over by another process only this long
+    # after its lease lapsed (None: ``network.outbound_timeout_seconds``), so that a
+    # request a stalled process had sent has reached the vendor, and the takeover's
+    # lookup finds it, before anyone thinks of submitting again.
+    submit_takeover_grace_seconds: float | None = None
+
+    def takeover_grace(self, network: NetworkConfig) -> float:
+        """``submit_takeover_grace_seconds``, its default resolved."""
+        grace = self.submit_takeover_grace_seconds
+        return network.outbound_timeout_seconds if grace is None else grace
 
 
 @attrs.frozen
@@ -400,6 +410,8 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"{src}: worker.max_poll_failures: must be at least 1")
     if config.worker.not_found_grace_seconds < 0:
         raise ConfigError(f"{src}: worker.not_found_grace_seconds: must not be negative")
+    if (config.worker.submit_takeover_grace_seconds or 0) < 0:
+        raise ConfigError(f"{src}: worker.submit_takeover_grace_seconds: must not be negative")
     seen: set[str] = set()
     groups = {g.name for g in config.groups}
     for i, ch in enumerate(config.channels):
