@@ -564,6 +564,7 @@ class Gateway:
             model=model,
             prompt=prompt,
             seconds=seconds if seconds is not None else source.seconds,
+            seconds_given=seconds is not None,
             size=size,
             metadata=base.metadata,
             remix_of=source.id if operation == "remix" else None,

@@ -194,7 +194,8 @@ SCHEMAS: dict[str, Any] = {
             "seconds": {
                 "type": ["string", "integer"],
                 "pattern": "^[0-9]{1,4}$",
-                "description": "Length of the new segment; the model's default when left out.",
+                "description": "Length of the new segment. Left out: the source's length, or the vendor's own "
+                "where its extensions have a fixed length (Kling adds 5 s).",
             },
             "video": ref("DeriveVideoRef"),
             "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
