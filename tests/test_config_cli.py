@@ -68,6 +68,10 @@ def test_env_interpolation_and_valid_config(tmp_path, monkeypatch):
     "text, expected",
     [
         ("[server]\nport = 'eighty'\n", "server.port"),
+        # The strict type hooks apply to every field (they were once registered too late).
+        ("[server]\nport = true\n", "server.port: expected a number"),
+        ("[server]\nport = 80.5\n", "server.port: expected a whole number"),
+        ("[server]\nhost = 5\n", "server.host: expected a string"),
         ("[server]\nprot = 8000\n", "prot"),
         ("[[channels]]\nname = 'a'\nvendor = 'local'\nweight = -1\n", "channels[0].weight"),
         (
@@ -100,6 +104,27 @@ def test_check_config_command(tmp_path):
     bad.write_text("[[channels]]\nname = 'k'\nvendor = 'nosuchvendor'\n")
     out = run("check-config", str(bad), env=env, check=False)
     assert out.returncode == 1 and "channels[0].vendor" in out.stderr and "nosuchvendor" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("[server]\nmetrics = 'false'\n", "server.metrics"),
+        ("[server]\nmetrics = 1\n", "server.metrics"),
+        ("[worker]\nenabled = 0\n", "worker.enabled"),
+        ("[worker]\nenabled = '${VIDGATE_TEST_FLAG}'\n", "worker.enabled"),
+    ],
+)
+def test_a_boolean_key_takes_only_true_or_false(tmp_path, text, key):
+    """A string or a number in a boolean key is an error naming the key, never a truth
+    value by Python's rules (where the string 'false' is true)."""
+    env = {**os.environ, "VIDGATE_TEST_FLAG": "false"}
+    path = write(tmp_path, text)
+    out = run("check-config", str(path), env=env, check=False)
+    assert out.returncode == 2, out.stdout  # a config error
+    assert f"{key}: expected true or false" in out.stderr, out.stderr
+    config = load_config(write(tmp_path, "[server]\nmetrics = true\n[worker]\nenabled = false\n"))
+    assert config.server.metrics is True and config.worker.enabled is False
 
 
 def test_tokens_and_usage_commands(tmp_path):

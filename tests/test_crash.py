@@ -8,7 +8,10 @@ Idempotency-Key, as a client whose connection dropped should.
 """
 
 import asyncio
+import os
+import signal
 import textwrap
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -36,6 +39,9 @@ def write_config(tmp_path, fake_url):
         [worker]
         lease_seconds = 1.5
         tick_seconds = 0.1
+        # An interrupted submit is taken over this long after its lease lapsed (by
+        # default the outbound timeout, 60 s: far longer than these tests wait).
+        submit_takeover_grace_seconds = 0.5
         [plugins]
         enabled = ["kling"]
         [[channels]]
@@ -151,3 +157,55 @@ async def test_an_image_task_killed_before_the_vendor_call_resubmits_its_image(t
             await asyncio.to_thread(gateway.stop)
     [create] = fake.creates()
     assert create.json["image"] == png
+
+
+def _stopped(pid: int) -> bool:
+    stat = (Path("/proc") / str(pid) / "stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.parametrize("point", ["submit.before_vendor", "submit.after_vendor"])
+async def test_a_stalled_submit_taken_over_by_another_process_makes_one_vendor_job(tmp_path, point):
+    """A process that stalls mid-submit (SIGSTOP at the failpoint) stops renewing its lease;
+    another process takes the task over and finishes it. When the stalled one resumes it
+    must not send the task to Kling a second time (it checks its lease before the vendor
+    call and before storing the vendor's id), and its client gets the task the other made."""
+    fake = FakeKling(polls_to_finish=1, send_callbacks=False)
+    async with serve_app(fake.app) as served:
+        fake.base_url = served.url
+        config = write_config(tmp_path, served.url)
+        key = create_token(config, quota=10)
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        stalled, other = GatewayProcess(tmp_path / "a", config), GatewayProcess(tmp_path / "b", config)
+        await asyncio.to_thread(stalled.start, VIDGATE_FAILPOINTS=f"{point}:stop")
+        await asyncio.to_thread(other.start)
+        try:
+            async with aiohttp.ClientSession() as http:
+                first = asyncio.create_task(submit(http, stalled.url, key, "stalled-1"))
+                assert stalled.proc is not None
+                for _ in range(300):
+                    if _stopped(stalled.proc.pid):
+                        break
+                    await asyncio.sleep(0.05)
+                assert _stopped(stalled.proc.pid)
+                headers = {"Authorization": f"Bearer {key}"}
+                async with http.get(other.url + "/v1/videos", headers=headers) as r:
+                    [listed] = (await r.json())["data"]
+                done = await wait_terminal(http, other.url, key, listed["id"])
+                assert done["status"] == "completed", done
+                os.kill(stalled.proc.pid, signal.SIGCONT)
+                status, answer = await asyncio.wait_for(first, 30)
+                assert status == 200, answer
+                assert answer["id"] == listed["id"] and answer["status"] == "completed"
+        finally:
+            if stalled.proc is not None and stalled.proc.poll() is None:
+                os.kill(stalled.proc.pid, signal.SIGCONT)
+            await asyncio.to_thread(stalled.stop)
+            await asyncio.to_thread(other.stop)
+    assert len(fake.creates()) == 1, [r.json for r in fake.creates()]
+    store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
+    try:
+        assert [e.kind for e in await store.ledger()] == ["charge"]
+    finally:
+        await store.close()

@@ -14,6 +14,8 @@ import openai
 import pytest
 from scripted_vendor import Scripted
 
+from vidgate import CallContext, Model, SourceTask, Submission, VendorJob
+from vidgate.billing import to_micro
 from vidgate.testing import run_gateway
 
 pytest.importorskip("vidgate_local", reason="the local vendor plugin is not installed")
@@ -183,3 +185,58 @@ async def test_derived_task_rules(tmp_path):
         assert (await gw.wait(first["id"], key))["status"] == "completed"
         charged = {e.task_id for e in await gw.gateway.store.ledger() if e.kind == "charge"}
         assert {first["id"], remix["id"]} <= charged or not charged  # unpriced models charge nothing
+
+
+class TwoTiers(Scripted):
+    """Scripted with two models that remix and extend, priced differently by the operator."""
+
+    models = (
+        Model("tier-basic", vendor_model="b", seconds=(4, 8), default_seconds=4, operations={"remix", "extend"}),
+        Model("tier-pro", vendor_model="p", seconds=(4, 8), default_seconds=4, operations={"remix", "extend"}),
+        Model("tier-still", vendor_model="s", seconds=(4, 8), default_seconds=4),
+    )
+
+    async def derive(self, operation: str, source: SourceTask, job: VendorJob, ctx: CallContext) -> Submission:
+        return await self.remix(source.handle, job, ctx)
+
+
+async def test_a_derived_task_is_priced_for_the_model_it_runs_on(tmp_path):
+    """A derived request naming another model runs on that model and is charged its price
+    (before: the name was ignored, the task ran and was billed as the source's model)."""
+    vendor = TwoTiers()
+    vendor.polls_to_finish = 1
+    conf = {
+        "plugins": {"enabled": []},
+        "channels": [{"name": "tiers", "vendor": "scripted"}, {"name": "other", "vendor": "scripted"}],
+        "models": {"tier-basic": {"price": "0.10 * seconds"}, "tier-pro": {"price": "0.50 * seconds + 1"}},
+    }
+    async with run_gateway(conf, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token(quota=100)
+        status, source = await gw.post("/v1/videos", key, json={"model": "tier-basic", "prompt": "a", "seconds": 4})
+        assert status == 200, source
+        assert (await gw.wait(source["id"], key))["usage"]["cost"] == 0.4
+        ext = {"prompt": "on", "seconds": "8", "video": {"id": source["id"]}, "model": "tier-pro"}
+        status, extended = await gw.post("/v1/videos/extensions", key, json=ext)
+        assert status == 200, extended
+        assert extended["model"] == "tier-pro"
+        status, remix = await gw.post(
+            f"/v1/videos/{source['id']}/remix", key, json={"prompt": "b", "model": "tier-pro"}
+        )
+        assert status == 200 and remix["model"] == "tier-pro", remix
+        ledger = {e.task_id: e.amount for e in await gw.gateway.store.ledger() if e.kind == "charge"}
+        assert ledger[extended["id"]] == to_micro(0.5 * 8 + 1)  # held at the pro price, not basic's 0.8
+        assert ledger[remix["id"]] == to_micro(0.5 * 4 + 1)
+        assert (await gw.wait(extended["id"], key))["usage"]["cost"] == 5.0
+        # The model named must be one the source's channel serves that can do the operation.
+        status, error = await gw.post("/v1/videos/extensions", key, json={**ext, "model": "tier-still"})
+        assert status == 400 and error["error"]["param"] == "model", error
+        assert error["error"]["code"] == "extend_not_supported"
+        status, error = await gw.post("/v1/videos/extensions", key, json={**ext, "model": "no-such-model"})
+        assert status == 400 and error["error"]["param"] == "model", error
+        status, error = await gw.post("/v1/videos/extensions", key, json={**ext, "model": 7})
+        assert status == 400 and error["error"]["param"] == "model", error
+        limited = await gw.token(models=["tier-basic"])
+        status, mine = await gw.post("/v1/videos", limited, json={"model": "tier-basic", "prompt": "c"})
+        await gw.wait(mine["id"], limited)
+        status, error = await gw.post("/v1/videos/extensions", limited, json={**ext, "video": {"id": mine["id"]}})
+        assert status == 403 and error["error"]["param"] == "model", error

@@ -151,6 +151,38 @@ async def test_timed_out_submit_that_the_vendor_did_create_is_not_sent_twice(tmp
     assert [ch for ch, _ in vendor.submitted] == ["first"]  # no second task at any vendor
 
 
+async def test_the_worker_recovers_an_interrupted_submit_through_the_same_lookup(tmp_path):
+    """A task left in phase 'submitting' (its process died before storing the vendor's
+    answer) is looked up by the one lookup the submit path uses too: the attempt trail
+    shows what the vendor said (``found``) before the worker takes the task on."""
+    import time
+
+    from vidgate.testing import force_task_state
+
+    vendor = Scripted()
+    config = scripted_config(channels(("first", {})))
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token()
+        status, task = await gw.post("/v1/video/generations", key, json=SUBMIT)
+        assert status == 200
+        vid = vendor.known[task["id"]]
+        await force_task_state(
+            gw.gateway.store,
+            task["id"],
+            phase="submitting",
+            handle=None,
+            vendor_task_id=None,
+            lease_owner=None,
+            lease_until=None,
+            next_poll_at=time.time(),
+        )
+        gw.gateway.wakeup.set()
+        assert (await gw.wait(task["id"], key))["status"] == "completed"
+        trail = [(a.outcome, a.detail) for a in await gw.gateway.store.attempts(task["id"])]
+        assert trail[-2:] == [("found", vid), ("recovered", vid)], trail
+    assert len(vendor.submitted) == 1  # found, not sent again
+
+
 async def test_metrics_count_tasks_attempts_and_open_channels(tmp_path):
     vendor = Scripted()
     vendor.submit_errors["first"] = collections.deque([ChannelUnusable("no balance")])

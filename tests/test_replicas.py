@@ -78,6 +78,9 @@ def write_config(path, store_url, vendor_port, data):
         # A killed worker's tasks come back after this; long enough that a live API starved
         # of CPU (the suite runs on every core) still renews its leases in time.
         lease_seconds = 6
+        # The killed API's unanswered submits are taken over this long after their lease
+        # (by default the 60 s outbound timeout, longer than this test waits).
+        submit_takeover_grace_seconds = 1
         [plugins]
         enabled = ["sora"]
         [[channels]]

@@ -102,6 +102,25 @@ async def test_leases_are_exclusive_across_connections(store_url):
         await b.close()
 
 
+async def test_a_submitting_task_is_taken_over_only_after_the_grace(store):
+    """A lapsed lease on a task still submitting may belong to a stalled process with its
+    vendor call in flight: it is taken over ``submit_grace`` after the lease, not at once
+    (a polling task is). The stalled holder's renewal then fails: the task is not its own."""
+    tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=None)
+    now = time.time()
+    lapsed = dict(lease_owner="stalled", lease_until=now - 1)
+    await store.create_task(make_task("sub", tok.id, phase="submitting", **lapsed))
+    await store.create_task(make_task("pol", tok.id, **lapsed))
+    got = await store.lease_due("W", now=now, limit=10, lease_seconds=30, submit_grace=5)
+    assert [t.id for t in got] == ["pol"]
+    assert await store.renew_lease("sub", "stalled", now + 40)  # still its own: it goes on
+    got = await store.lease_due("W", now=now + 36, limit=10, lease_seconds=30, submit_grace=5)
+    assert [t.id for t in got] == ["pol"]  # "pol" by W's own lapsed lease; "sub" renewed
+    got = await store.lease_due("W", now=now + 36 + 31, limit=10, lease_seconds=30, submit_grace=5)
+    assert {t.id for t in got} == {"sub", "pol"}
+    assert not await store.renew_lease("sub", "stalled", now + 100)  # taken over
+
+
 async def test_list_pagination_by_cursor(store):
     tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=None)
     base = time.time()

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
+from cattrs.v import format_exception
 
 from .errors import ConfigError
 
@@ -107,6 +108,16 @@ class WorkerConfig:
     # A vendor saying it does not know a task fails it ``vendor_task_lost`` only this
     # long after the submit: vendors are eventually consistent right after a create.
     not_found_grace_seconds: float = 120.0
+    # A task whose submit is in flight is taken over by another process only this long
+    # after its lease lapsed (None: ``network.outbound_timeout_seconds``), so that a
+    # request a stalled process had sent has reached the vendor, and the takeover's
+    # lookup finds it, before anyone thinks of submitting again.
+    submit_takeover_grace_seconds: float | None = None
+
+    def takeover_grace(self, network: NetworkConfig) -> float:
+        """``submit_takeover_grace_seconds``, its default resolved."""
+        grace = self.submit_takeover_grace_seconds
+        return network.outbound_timeout_seconds if grace is None else grace
 
 
 @attrs.frozen
@@ -249,8 +260,38 @@ class Config:
         return Path(self.server.data_dir)
 
 
+class _WrongType(TypeError):
+    """A config value of the wrong type; its message says what the key takes."""
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def reject_bool_as_number(value: Any, cls: type) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _WrongType(f"expected a number, got {value!r}")
+        if cls is int and isinstance(value, float):
+            raise _WrongType(f"expected a whole number, got {value!r}")
+        return cls(value)
+
+    def strict_str(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise _WrongType(f"expected a string, got {value!r}")
+        return value
+
+    def strict_bool(value: Any, _: type) -> bool:
+        # cattrs would take bool(value): the string "false" (or a `${VAR}` holding it) and
+        # any non-zero number would read as true. A boolean key takes TOML's true/false.
+        if not isinstance(value, bool):
+            raise _WrongType(f"expected true or false (a TOML boolean, unquoted), got {value!r}")
+        return value
+
+    # Registered before the classes' hooks: those are generated now and keep the field
+    # hooks they find, so a hook registered after them would never run for a field.
+    conv.register_structure_hook(int, reject_bool_as_number)
+    conv.register_structure_hook(float, reject_bool_as_number)
+    conv.register_structure_hook(str, strict_str)
+    conv.register_structure_hook(bool, strict_bool)
     for cls in (
         ServerConfig,
         StoreConfig,
@@ -266,23 +307,6 @@ def _make_converter() -> cattrs.Converter:
         ModelPrice,
     ):
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True))
-
-    def reject_bool_as_number(value: Any, cls: type) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"expected a number, got {value!r}")
-        if cls is int and isinstance(value, float):
-            raise TypeError(f"expected a whole number, got {value!r}")
-        return cls(value)
-
-    conv.register_structure_hook(int, reject_bool_as_number)
-    conv.register_structure_hook(float, reject_bool_as_number)
-
-    def strict_str(value: Any, _: type) -> str:
-        if not isinstance(value, str):
-            raise TypeError(f"expected a string, got {value!r}")
-        return value
-
-    conv.register_structure_hook(str, strict_str)
     return conv
 
 
@@ -307,8 +331,16 @@ def _interpolate(value: Any, path: str, source: str) -> Any:
 
 
 def _describe(exc: BaseException, source: str) -> str:
-    messages = cattrs.transform_error(exc, path="")
-    cleaned = [m.replace(" @ $", " at ").replace("$.", "").replace("$", "") for m in messages]
+    def explain(error: BaseException, type_: type | None) -> str:
+        return str(error) if isinstance(error, _WrongType) else format_exception(error, type_)
+
+    messages = cattrs.transform_error(exc, path="", format_exception=explain)
+    cleaned = []
+    for message in messages:
+        # "what @ .server.port" -> "server.port: what" (the key first, as our own errors put it)
+        what, _, where = message.rpartition(" @ ")
+        where = where.lstrip(".")
+        cleaned.append(f"{where}: {what}" if what and where else (what or where))
     return f"{source}: " + "; ".join(cleaned)
 
 
@@ -378,6 +410,8 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"{src}: worker.max_poll_failures: must be at least 1")
     if config.worker.not_found_grace_seconds < 0:
         raise ConfigError(f"{src}: worker.not_found_grace_seconds: must not be negative")
+    if (config.worker.submit_takeover_grace_seconds or 0) < 0:
+        raise ConfigError(f"{src}: worker.submit_takeover_grace_seconds: must not be negative")
     seen: set[str] = set()
     groups = {g.name for g in config.groups}
     for i, ch in enumerate(config.channels):

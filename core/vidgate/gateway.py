@@ -537,17 +537,18 @@ class Gateway:
         param: str = "video",
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
+        model: str | None = None,
     ) -> TaskRecord:
         """A new task made from the caller's completed task ``source_id`` (``operation``:
         remix, extend or edit). 404 for another token's task, 409 for an unfinished one,
         400 naming ``param`` for a model that cannot do it. It runs on the source's
         channel and is billed as a new task on what the plugin maps. ``seconds`` is the
-        new clip's length (extend); remix and edit keep the source's."""
+        new clip's length (extend); remix and edit keep the source's. ``model`` (the
+        client's, when it names one) is the model the new task runs on and is priced and
+        charged for: one the source's channel serves that can make ``operation``."""
         source = await self.task_for(token, source_id)
-        if token.models is not None and source.model not in token.models:
-            # The source's channel is reused as is, so apply the key's model list here.
-            raise forbidden(f"This API key may not use the model '{source.model}'.", "model")
         self.check_derivable(source, operation, param)
+        model = self._derived_model(token, source, operation, model)
         if fingerprint is not None:
             # One key, one derived task: the same body on another source or operation differs.
             fingerprint = request_fingerprint({"operation": operation, "source": source.id, "body": fingerprint})
@@ -560,9 +561,10 @@ class Gateway:
             # Extend and edit continue or change the very frames made: keep their size.
             size = Size.parse(source.size) if source.size else base.size
         unified = VideoRequest(
-            model=source.model,
+            model=model,
             prompt=prompt,
             seconds=seconds if seconds is not None else source.seconds,
+            seconds_given=seconds is not None,
             size=size,
             metadata=base.metadata,
             remix_of=source.id if operation == "remix" else None,
@@ -577,6 +579,30 @@ class Gateway:
             source=source,
             operation=operation,
         )
+
+    def _derived_model(self, token: TokenRecord, source: TaskRecord, operation: str, named: str | None) -> str:
+        """The model a derived task of ``source`` runs on: the one the client named, else
+        the source's. 403 when the key may not use it; 400 naming ``model`` when the
+        source's channel does not serve it for the key's group or it cannot make
+        ``operation`` (the task runs where the source's video is)."""
+        name = named if named is not None else source.model
+        if token.models is not None and name not in token.models:
+            # The source's channel is reused as is, so apply the key's model list here.
+            raise forbidden(f"This API key may not use the model '{name}'.", "model")
+        if name == source.model:
+            return name
+        model = self.plugins.model(name, source.vendor, source.channel)
+        serving = {ch.name for ch in self.dispatcher.serving(name, token.group)} if model else set()
+        if model is None or source.channel not in serving:
+            raise invalid(
+                f"The model '{name}' cannot work on video '{source.id}': the channel that made it does not serve"
+                f" '{name}'. Name the video's own model '{source.model}', or leave model out.",
+                "model",
+                "model_not_found",
+            )
+        if not model.can(operation):
+            raise invalid(f"The model '{name}' does not support {operation}.", "model", f"{operation}_not_supported")
+        return name
 
     async def source_task(self, task: TaskRecord, media: dict[str, Path]) -> SourceTask:
         """What ``vidgate_derive`` gets of a source task: handle, result, job, media files."""

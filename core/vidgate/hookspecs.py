@@ -222,7 +222,9 @@ def vidgate_derive(
     :param source: the :class:`vidgate.SourceTask`: its vendor ``handle``, stored
         ``result``, original ``job`` and the gateway's stored ``media`` files.
     :param job: what ``vidgate_map_request`` made of the new request (whose
-        ``operation`` and ``derived_from`` are set); the task is billed on it.
+        ``operation`` and ``derived_from`` are set; ``seconds_given`` False when the
+        client left an extension's ``seconds`` out and the core filled in the
+        source's); the task is billed on it.
     :return: an awaitable of :class:`vidgate.Submission`, or ``None`` for other vendors.
 
     The task runs on the source's channel (no failover). For ``remix`` a plugin

@@ -284,6 +284,12 @@ class VideoRequest:
     ``model`` is the public model name the client asked for (and is billed for);
     ``seconds`` and ``size`` are None when the client left them to the vendor's default
     (the plugin then decides, and reports what it will make in its ``VendorJob``).
+
+    ``seconds_given`` says whether the client sent ``seconds``. It differs from
+    ``seconds is not None`` only for a derived task: an extension without ``seconds``
+    carries the source's length in ``seconds`` (the default for vendors that extend by
+    a chosen length) with ``seconds_given`` False, so a vendor whose extension length is
+    fixed makes its own and refuses only a length the client asked for.
     """
 
     model: str
@@ -298,6 +304,10 @@ class VideoRequest:
     derived_from: str | None = None
     #: Video and audio reference materials from ``input_reference``, in order.
     references: tuple[Reference, ...] = ()
+    #: Whether the client sent ``seconds`` (False when the core filled it in).
+    seconds_given: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.seconds is not None, takes_self=True), kw_only=True
+    )
 
     @property
     def image(self) -> Image | None:

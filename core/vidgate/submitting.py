@@ -11,6 +11,7 @@ The :class:`~vidgate.gateway.Gateway` composes it and answers clients with it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import json
 import secrets
@@ -48,7 +49,7 @@ from .plugins import VerbNotOffered
 from .prices import PriceError
 from .request import Size, VideoRequest
 from .store import DuplicateIdempotencyKey, InsufficientQuota, TaskRecord, TokenRecord
-from .vendor import Channel, Model, Submission, VendorJob
+from .vendor import CallContext, Channel, Model, Submission, VendorJob
 from .wire import job_to_json, request_to_json
 
 if TYPE_CHECKING:
@@ -62,8 +63,29 @@ log = structlog.get_logger("vidgate.submitting")
 
 #: How long an Idempotency-Key replay waits for the first request's submit to finish.
 REPLAY_WAIT_SECONDS = 60.0
-#: ``_lookup_after_unclear_submit``: the vendor could not be asked.
-UNKNOWN = object()
+
+
+class LeaseLost(Exception):
+    """Another process took the task over: this one's lease on it lapsed (it stalled).
+    Whatever this process was about to do to the task, it must not do it."""
+
+
+class LookupOutcome(enum.Enum):
+    """What :meth:`SubmitEngine.look_up` learnt of a submit whose outcome was unclear."""
+
+    FOUND = "found"  # the vendor has the task: ``Lookup.submission``
+    ABSENT = "absent"  # the vendor says it never got it
+    CANNOT_ASK = "cannot_ask"  # the vendor has no lookup (no ``vidgate_recover``)
+    FAILED = "failed"  # the lookup itself failed: ``Lookup.error``
+
+
+@attrs.frozen
+class Lookup:
+    """The answer of :meth:`SubmitEngine.look_up`."""
+
+    outcome: LookupOutcome
+    submission: Submission | None = None
+    error: Exception | None = None
 
 
 def _submit_outcome(error: VendorError) -> str:
@@ -261,7 +283,15 @@ class SubmitEngine:
             return task
         structlog.contextvars.bind_contextvars(task_id=task.id)
         async with self.gw.holding_lease(task.id):
-            return await self._dispatch(task, request, channels, job, remix_source, token.group)
+            try:
+                return await self._dispatch(task, request, channels, job, remix_source, token.group)
+            except LeaseLost:
+                # This process stalled past its lease and another took the task over:
+                # the client gets what that one makes of it, as a replay would.
+                log.warning("submit_taken_over")
+                current = await self.store.get_task(task.id)
+                assert current is not None
+                return await self._replay(current, task.request_hash)
 
     def _channels(self, token: TokenRecord, request: VideoRequest, source: TaskRecord | None) -> list[Channel]:
         """The channels to offer the task to, in order: a derived task's source channel,
@@ -353,13 +383,15 @@ class SubmitEngine:
             try:
                 tally.tried += 1
                 tally.current = channel.name
-                await self.store.try_channel(
+                if not await self.store.try_channel(
                     task.id,
                     channel=channel.name,
                     vendor=channel.vendor,
                     job=job_to_json(job),
                     usage=billing.estimate_facts(job),
-                )
+                    owner=self.gw.owner,
+                ):
+                    raise LeaseLost(task.id)
                 submission = await self._attempt(task, request, channel, job, remix_source, tally)
                 if submission is None:
                     continue
@@ -428,6 +460,8 @@ class SubmitEngine:
         try:
             submission: Submission = await self._submit_with_retries(task, channel, job, remix_source, request)
             return submission
+        except LeaseLost:
+            raise
         except Exception as exc:
             # What each error means at submit is the phase table's (vidgate.outcomes).
             crashed = not isinstance(exc, VendorError) and outcomes.classify(exc) is None
@@ -464,8 +498,8 @@ class SubmitEngine:
                 return None
         # The vendor may have created the task: look for it by our id before sending the
         # task anywhere else, or it would run (and bill) twice.
-        found = await self._lookup_after_unclear_submit(task, channel, job, request)
-        if found is UNKNOWN:
+        lookup = await self.look_up(task, channel, job, self.gw.context(task.id, channel, request))
+        if lookup.outcome in (LookupOutcome.CANNOT_ASK, LookupOutcome.FAILED):
             unconfirmed = unavailable(
                 "The vendor did not confirm whether it accepted the task, so it was not sent"
                 " elsewhere; you were not charged. Retry later.",
@@ -473,20 +507,22 @@ class SubmitEngine:
             )
             await self._abandon(task, "vendor_unconfirmed", unconfirmed)
             raise unconfirmed
-        recovered: Submission | None = found  # None: the vendor says it has no such task
-        return recovered
+        return lookup.submission  # None: the vendor says it has no such task
 
     async def _accepted(self, task: TaskRecord, channel: Channel, submission: Submission) -> TaskRecord:
         """``channel``'s vendor took the task: store its handle and hand it to the worker."""
         await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
         now = time.time()
-        await self.store.submitted(
+        if not await self.store.submitted(
             task.id,
             handle=submission.handle,
             vendor_task_id=submission.vendor_task_id,
             next_poll_at=now + self.gw.next_poll_delay(channel, submission.poll_after),
             deadline_at=now + self.gw.deadline(channel),
-        )
+            owner=self.gw.owner,
+        ):
+            settled = await self.superseded(task, channel, submission, self.gw.context(task.id, channel))
+            return await self._replay(settled, task.request_hash)
         self.gw.wakeup.set()
         log.info("task_submitted", channel=channel.name, vendor=channel.vendor, model=task.model)
         stored = await self.store.get_task(task.id)
@@ -509,25 +545,70 @@ class SubmitEngine:
             "No channel could take the task right now; you were not charged. Retry later.", "no_channel_available"
         )
 
-    async def _lookup_after_unclear_submit(
-        self, task: TaskRecord, channel: Channel, job: VendorJob, request: VideoRequest | None = None
-    ) -> Any:
-        """The vendor's task for ``task`` (a Submission), None when the vendor says it has
-        none, or :data:`UNKNOWN` when it cannot be asked (no ``recover``, or it failed)."""
-        ctx = self.gw.context(task.id, channel, request)
+    async def look_up(self, task: TaskRecord, channel: Channel, job: VendorJob, ctx: CallContext) -> Lookup:
+        """Ask ``channel``'s vendor (its ``recover`` verb, by our task id) whether it has
+        ``task``, whose submit may or may not have reached it, and record the answer in
+        the attempt trail. The one lookup of an unclear submit: the submit path calls it
+        after an ambiguous error, the worker when it takes over an interrupted submit;
+        each decides what to do with the answer."""
         try:
             found = await self.plugins.recover(channel.vendor, job, ctx)
         except VerbNotOffered:
             await self.store.add_attempt(task.id, channel.name, "unconfirmed", "the vendor cannot be asked")
-            return UNKNOWN
-        except Exception as exc:  # the lookup is best effort; the submit already failed
-            ctx.log.warning("lookup_after_failed_submit_failed", error=str(exc))
+            return Lookup(LookupOutcome.CANNOT_ASK)
+        except Exception as exc:  # best effort: the caller decides what an unknown answer means
+            ctx.log.warning("submit_lookup_failed", error=str(exc))
             await self.store.add_attempt(task.id, channel.name, "lookup_failed", f"{type(exc).__name__}")
-            return UNKNOWN
-        if found is not None:
-            ctx.log.info("submit_found_after_error", vendor_task_id=found.vendor_task_id)
-            await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
-        return found
+            return Lookup(LookupOutcome.FAILED, error=exc)
+        if found is None:
+            return Lookup(LookupOutcome.ABSENT)
+        ctx.log.info("submit_found_at_vendor", vendor_task_id=found.vendor_task_id)
+        await self.store.add_attempt(task.id, channel.name, "found", found.vendor_task_id)
+        return Lookup(LookupOutcome.FOUND, submission=found)
+
+    async def send(
+        self, task: TaskRecord, channel: Channel, job: VendorJob, source: TaskRecord | None, ctx: CallContext
+    ) -> Submission:
+        """Start ``task`` at ``channel``'s vendor (``vidgate_derive`` of ``source`` for a
+        derived task, else ``vidgate_submit``) while this process holds the task's lease.
+
+        The lease is renewed first, atomically with the check that it is still ours: a
+        process that stalled past its lease finds that another took the task over (and
+        may have submitted it already) and raises :class:`LeaseLost` instead of making a
+        second vendor job."""
+        until = time.time() + self.config.worker.lease_seconds
+        if not await self.store.renew_lease(task.id, self.gw.owner, until):
+            raise LeaseLost(task.id)
+        if source is not None:
+            derived: Submission = await self.gw.derive_call(task, source, job, ctx)
+            return derived
+        return await self.plugins.submit(channel.vendor, job, ctx)
+
+    async def superseded(
+        self, task: TaskRecord, channel: Channel, submission: Submission, ctx: CallContext
+    ) -> TaskRecord:
+        """Our vendor job ``submission`` could not be stored: another process took the task
+        over while this one stalled. Wait (bounded) until the taker settles the task; if it
+        runs on another vendor job, ours is a duplicate nobody polls, so it is cancelled
+        (best effort) rather than left for the vendor to bill. Returns the task."""
+        ctx.log.warning("submit_superseded", vendor_task_id=submission.vendor_task_id)
+        await self.store.add_attempt(task.id, channel.name, "superseded", submission.vendor_task_id)
+        deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+        current = await self.store.get_task(task.id)
+        assert current is not None
+        while current.phase == TaskPhase.SUBMITTING and not current.finished and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            current = await self.store.get_task(task.id)
+            assert current is not None
+        if current.vendor_task_id != submission.vendor_task_id:
+            try:
+                outcome = await self.plugins.cancel(channel.vendor, submission.handle, ctx)
+                detail = outcome.message if outcome is not None else "the vendor has no cancel"
+            except Exception as exc:  # best effort: the task itself is the taker's
+                detail = f"cancel failed: {type(exc).__name__}: {exc}"
+            ctx.log.warning("duplicate_vendor_job", vendor_task_id=submission.vendor_task_id, cancel=detail)
+            await self.store.add_attempt(task.id, channel.name, "duplicate_cancelled", detail)
+        return current
 
     async def _submit_with_retries(
         self,
@@ -543,10 +624,7 @@ class SubmitEngine:
             await self.dispatcher.note_sent(channel)
             failpoints.hit("submit.before_vendor")
             try:
-                if remix_source is not None:
-                    submission = await self.gw.derive_call(task, remix_source, job, ctx)
-                else:
-                    submission = await self.plugins.submit(channel.vendor, job, ctx)
+                submission = await self.send(task, channel, job, remix_source, ctx)
                 failpoints.hit("submit.after_vendor")
                 return submission
             except VendorRateLimited as exc:

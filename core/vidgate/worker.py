@@ -34,9 +34,9 @@ from .gateway import Gateway
 from .lifecycle import TaskPhase
 from .media import temp_dir
 from .outcomes import UNKNOWN_STATUS, Action, Phase, as_vendor_error, failure_code, rule
-from .plugins import VerbNotOffered
 from .prices import PriceError
 from .store import TaskRecord
+from .submitting import LeaseLost, LookupOutcome
 from .thumbnail import THUMBNAIL_TYPE, make_thumbnail
 from .vendor import (
     ARTIFACTS,
@@ -105,7 +105,13 @@ class Worker:
             await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
             return True
         now = time.time()
-        tasks = await self.gw.store.lease_due(self.gw.owner, now=now, limit=free, lease_seconds=self.cfg.lease_seconds)
+        tasks = await self.gw.store.lease_due(
+            self.gw.owner,
+            now=now,
+            limit=free,
+            lease_seconds=self.cfg.lease_seconds,
+            submit_grace=self.cfg.takeover_grace(self.gw.config.network),
+        )
         batches: dict[str, list[TaskRecord]] = {}
         for task in tasks:
             if self._batchable(task, now):
@@ -275,6 +281,9 @@ class Worker:
         )
 
     async def _recover(self, task: TaskRecord, channel: Channel, ctx: CallContext) -> None:
+        """Take over a submit that was cut short: the vendor's task if the submit engine's
+        lookup finds it, a new submit if the vendor says it never got it; never a second
+        task when the vendor cannot tell."""
         stored = await self.gw.store.task_job(task.id)
         assert stored is not None
         job = job_from_json(stored)
@@ -282,18 +291,21 @@ class Worker:
         if request_json := await self.gw.store.task_request(task.id):
             ctx.request = await asyncio.to_thread(request_from_json, request_json)
         try:
-            try:
-                submission = await self.gw.plugins.recover(channel.vendor, job, ctx)
-            except VerbNotOffered:
+            lookup = await self.gw.submitter.look_up(task, channel, job, ctx)
+            if lookup.outcome is LookupOutcome.CANNOT_ASK:
                 await self._give_up_interrupted_submit(task, channel)
                 return
+            if lookup.outcome is LookupOutcome.FAILED:
+                assert lookup.error is not None
+                raise lookup.error
+            submission = lookup.submission
             if submission is None:
                 log.info("task_resubmitting", channel=channel.name)
                 source = await self.gw.store.get_task(task.derived_from) if task.derived_from else None
-                if source is not None:
-                    submission = await self.gw.derive_call(task, source, job, ctx)
-                else:
-                    submission = await self.gw.plugins.submit(channel.vendor, job, ctx)
+                submission = await self.gw.submitter.send(task, channel, job, source, ctx)
+        except LeaseLost:
+            log.warning("recovery_taken_over")  # this worker stalled; another has the task
+            return
         except TaskFailed as exc:
             await self._fail(task, exc.code, exc.message)
             return
@@ -302,13 +314,15 @@ class Worker:
             return
         await self.gw.store.add_attempt(task.id, channel.name, "recovered", submission.vendor_task_id)
         delay = self.gw.next_poll_delay(channel, submission.poll_after)
-        await self.gw.store.submitted(
+        if not await self.gw.store.submitted(
             task.id,
             handle=submission.handle,
             vendor_task_id=submission.vendor_task_id,
             next_poll_at=time.time() + delay,
             owner=self.gw.owner,
-        )
+        ):
+            await self.gw.submitter.superseded(task, channel, submission, ctx)
+            return
         log.info("task_recovered", vendor_task_id=submission.vendor_task_id)
         if task.cancel_requested_at is not None:
             recovered = await self.gw.store.get_task(task.id)

@@ -172,6 +172,11 @@ SCHEMAS: dict[str, Any] = {
                 "maxLength": MAX_PROMPT_CHARS,
                 "description": "Must not be blank.",
             },
+            "model": {
+                "type": "string",
+                "description": "The model the new task runs on and is billed for (default: the source's); one the "
+                "source's channel serves that can make this kind of task, else a 400 naming `model`.",
+            },
         },
     },
     "DeriveVideoRef": {
@@ -189,10 +194,16 @@ SCHEMAS: dict[str, Any] = {
             "seconds": {
                 "type": ["string", "integer"],
                 "pattern": "^[0-9]{1,4}$",
-                "description": "Length of the new segment; the model's default when left out.",
+                "description": "Length of the new segment. Left out: the source's length, or the vendor's own "
+                "where its extensions have a fixed length (Kling adds 5 s).",
             },
             "video": ref("DeriveVideoRef"),
             "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
+            "model": {
+                "type": "string",
+                "description": "The model the new task runs on and is billed for (default: the source's); one the "
+                "source's channel serves that can make this kind of task, else a 400 naming `model`.",
+            },
         },
     },
     "EditRequest": {
@@ -203,6 +214,11 @@ SCHEMAS: dict[str, Any] = {
             "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
             "video": ref("DeriveVideoRef"),
             "video[id]": {"type": "string", "description": "The form spelling of `video.id`."},
+            "model": {
+                "type": "string",
+                "description": "The model the new task runs on and is billed for (default: the source's); one the "
+                "source's channel serves that can make this kind of task, else a 400 naming `model`.",
+            },
         },
     },
     "Usage": {

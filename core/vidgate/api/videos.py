@@ -384,6 +384,16 @@ class _RangedReader:
             await reader.aclose()
 
 
+def _derive_model(body: dict[str, Any]) -> str | None:
+    """The model a derived request names (xAI-style bodies carry one), or None."""
+    model = body.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, str) or not model.strip() or len(model) > 200:
+        raise invalid("model must be the name of a model.", "model")
+    return model.strip()
+
+
 def _derive_prompt(body: dict[str, Any]) -> str:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -414,6 +424,7 @@ async def remix(request: Request) -> Response:
         param="video_id",
         idempotency_key=idempotency_key(request),
         fingerprint=fingerprint,
+        model=_derive_model(body),
     )
     return task_response(request, task)
 
@@ -468,7 +479,7 @@ async def _derive_body(request: Request) -> tuple[dict[str, Any], str]:
             continue
         if part.name in ("video[id]", "video"):
             fields["video_id"] = value.strip()
-        elif part.name in ("prompt", "seconds"):
+        elif part.name in ("prompt", "seconds", "model"):
             fields[part.name] = value
     if problems:
         raise RequestInvalid(problems)
@@ -511,6 +522,7 @@ def _derived(operation: str) -> Callable[[Request], Awaitable[Response]]:
             param="video",
             idempotency_key=idempotency_key(request),
             fingerprint=fingerprint,
+            model=_derive_model(fields),
         )
         return task_response(request, task)
 

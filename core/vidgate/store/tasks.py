@@ -139,12 +139,24 @@ class TaskTransitions:
                 await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
 
     async def try_channel(
-        self, task_id: str, *, channel: str, vendor: str, job: dict[str, Any], usage: dict[str, Any]
+        self,
+        task_id: str,
+        *,
+        channel: str,
+        vendor: str,
+        job: dict[str, Any],
+        usage: dict[str, Any],
+        owner: str | None = None,
     ) -> bool:
         """``try_channel``: the submit engine offers the task to ``channel`` with ``job``
-        (mapped for that channel) and its estimated ``usage``."""
+        (mapped for that channel) and its estimated ``usage``. ``owner``: only while that
+        lease holds (False: another process took the task over)."""
         return await self._update(
-            task_id, {"channel": channel, "vendor": vendor, "usage": usage}, phase=TaskPhase.SUBMITTING, job=job
+            task_id,
+            {"channel": channel, "vendor": vendor, "usage": usage},
+            phase=TaskPhase.SUBMITTING,
+            owner=owner,
+            job=job,
         )
 
     async def submitted(
@@ -352,16 +364,22 @@ class TaskTransitions:
 
     # -- leases -----------------------------------------------------------------------------
 
-    async def lease_due(self, owner: str, *, now: float, limit: int, lease_seconds: float) -> list[TaskRecord]:
-        """Take a lease on up to ``limit`` unfinished tasks that are due for work."""
+    async def lease_due(
+        self, owner: str, *, now: float, limit: int, lease_seconds: float, submit_grace: float = 0.0
+    ) -> list[TaskRecord]:
+        """Take a lease on up to ``limit`` unfinished tasks that are due for work. A task
+        still ``submitting`` under another lease is taken only ``submit_grace`` seconds
+        after that lease lapsed: its holder may merely be stalled mid-submit."""
         rows = await self.db.fetchall(
             "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("
             " SELECT id FROM tasks WHERE status IN ('queued', 'in_progress')"
-            " AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+            " AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?"
+            " OR (lease_until < ? AND phase <> 'submitting'))"
             f" ORDER BY next_poll_at LIMIT ?{self.db.skip_locked}) RETURNING *",
             owner,
             now + lease_seconds,
             now,
+            now - submit_grace,
             now,
             limit,
         )
@@ -392,6 +410,8 @@ class TaskTransitions:
         return [task_from_row(r) for r in rows]
 
     async def renew_lease(self, task_id: str, owner: str, until: float) -> bool:
+        """Extend ``owner``'s lease on the task to ``until``; False when it is not
+        ``owner``'s any more (another process took it over, or it finished)."""
         n = await self.db.execute(
             "UPDATE tasks SET lease_until = ? WHERE id = ? AND lease_owner = ?", until, task_id, owner
         )

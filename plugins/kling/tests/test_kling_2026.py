@@ -293,6 +293,21 @@ async def test_extend_refusals(tmp_path):
         assert status == 200, body
 
 
+async def test_extending_a_10_second_video_without_seconds_adds_5(tmp_path):
+    """Kling always adds 4-5 s: an extension that leaves ``seconds`` out is made and billed
+    as 5 s whatever the source's length (the core tells the plugin that ``seconds`` was not
+    given; before, it filled in the source's 10 s and the plugin refused it)."""
+    async with env(tmp_path) as (gw, fake):
+        key = await gw.token(quota=100)
+        source = await create(gw, key, prompt="y", seconds=10)
+        await completed(gw, key, source)
+        status, ext = await gw.post("/v1/videos/extensions", key, json={"prompt": "z", "video": {"id": source["id"]}})
+        assert status == 200, ext
+        done = await completed(gw, key, ext)
+        assert done["seconds"] == "5" and done["usage"]["seconds"] == 5, done
+        assert len(fake.creates("video-extend")) == 1
+
+
 RULE_CASES = [
     ({"model": "kling-v2-master", "metadata": {"mode": "pro"}}, "metadata.mode"),
     ({"model": "kling-v2-6", "metadata": {"sound": "on"}}, "metadata.sound"),

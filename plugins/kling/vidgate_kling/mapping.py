@@ -330,7 +330,8 @@ def _family_problems(request: VideoRequest, name: str, rules: Rules, family: str
     elif family == OMNI_VIDEO:
         problems.extend(_omni_problems(request, name))
     elif family == VIDEO_EXTEND:
-        if request.seconds not in (None, 4, EXTEND_SECONDS):
+        # Only a length the client asked for: without one the core fills in the source's.
+        if request.seconds_given and request.seconds not in (None, 4, EXTEND_SECONDS):
             problems.append(
                 Problem("seconds", f"Kling extends a video by 4-5 s per call; send seconds {EXTEND_SECONDS}")
             )
