@@ -25,8 +25,11 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie is dead: only its exit status is left for the parent.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ", 1)[-1].startswith("Z"))
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the kill(0) and the read
+        return False
+    return not stat.split(") ", 1)[-1].startswith("Z")
 
 
 async def _until(predicate, timeout=30.0):

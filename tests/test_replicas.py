@@ -99,6 +99,18 @@ def write_config(path, store_url, vendor_port, data):
     return path
 
 
+async def _until_all_terminal(store_url: str, timeout: float) -> None:
+    import asyncpg
+
+    db = await asyncpg.connect(store_url)
+    try:
+        async with asyncio.timeout(timeout):
+            while await db.fetchval("SELECT count(*) FROM tasks WHERE status NOT IN ('completed', 'failed')"):
+                await asyncio.sleep(0.2)
+    finally:
+        await db.close()
+
+
 @pytest.mark.slow
 async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
     async with fresh_postgres() as store_url:
@@ -185,6 +197,9 @@ async def test_two_apis_two_workers_one_postgres_survive_kill_9(tmp_path):
                     (t["status"], (t.get("error") or {}).get("code"), (t.get("error") or {}).get("message"))
                     for t in final.values()
                 )
+                # Tasks the killed API created but never answered are the survivors' to finish:
+                # a submitting one is taken over only after its lease and the takeover grace.
+                await _until_all_terminal(store_url, timeout=90)
                 async with http.get(f"http://127.0.0.1:{vendor_port}/_stats") as r:
                     stats = await r.json()
         finally:
