@@ -353,13 +353,15 @@ class SubmitEngine:
             try:
                 tally.tried += 1
                 tally.current = channel.name
-                await self.store.try_channel(
-                    task.id,
-                    channel=channel.name,
-                    vendor=channel.vendor,
-                    job=job_to_json(job),
-                    usage=billing.estimate_facts(job),
-                )
+                if channel is not channels[0]:
+                    # The first channel's job and estimate were stored with the task.
+                    await self.store.try_channel(
+                        task.id,
+                        channel=channel.name,
+                        vendor=channel.vendor,
+                        job=job_to_json(job),
+                        usage=billing.estimate_facts(job),
+                    )
                 submission = await self._attempt(task, request, channel, job, remix_source, tally)
                 if submission is None:
                     continue
@@ -477,19 +479,22 @@ class SubmitEngine:
         return recovered
 
     async def _accepted(self, task: TaskRecord, channel: Channel, submission: Submission) -> TaskRecord:
-        """``channel``'s vendor took the task: store its handle and hand it to the worker."""
-        await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
+        """``channel``'s vendor took the task: store its handle (with the attempt, in one
+        transaction) and hand it to the worker."""
         now = time.time()
-        await self.store.submitted(
+        stored = await self.store.submitted(
             task.id,
             handle=submission.handle,
             vendor_task_id=submission.vendor_task_id,
             next_poll_at=now + self.gw.next_poll_delay(channel, submission.poll_after),
             deadline_at=now + self.gw.deadline(channel),
+            attempt=(channel.name, "submitted"),
         )
         self.gw.wakeup.set()
         log.info("task_submitted", channel=channel.name, vendor=channel.vendor, model=task.model)
-        stored = await self.store.get_task(task.id)
+        if stored is None:
+            # No longer submitting: cancelled and finished meanwhile (the row says how).
+            stored = await self.store.get_task(task.id)
         assert stored is not None
         if stored.cancel_requested_at is not None:
             # Cancelled while the submit was in flight: the handle is known now.
