@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from ..lifecycle import TaskPhase, TaskStatus
 from .db import Connection, Database, Statement
 from .records import TASK_COLUMNS, TERMINAL, TERMINAL_SQL, TaskRecord, encode_column, task_from_row
@@ -32,6 +34,10 @@ class InsufficientQuota(Exception):
 
 class DuplicateIdempotencyKey(Exception):
     """Another task of this token already holds this idempotency key."""
+
+
+class _NotApplied(Exception):
+    """A transition's task is not in a state it applies to (its script is rolled back)."""
 
 
 class TaskTransitions:
@@ -187,9 +193,6 @@ class TaskTransitions:
         ``attempt``: the ``(channel, outcome)`` of the attempt that got it, recorded in
         the same transaction. The task as changed, or None when it was not submitting."""
         now = time.time()
-        statements = []
-        if attempt is not None:
-            statements.append(self._attempt_statement(task_id, attempt[0], attempt[1], vendor_task_id))
         update = self._update_statement(
             task_id,
             {
@@ -207,9 +210,13 @@ class TaskTransitions:
             owner=owner,
             returning=True,
         )
-        rows = (await self.db.script([*statements, update]))[-1]
-        if not rows:
-            return None
+        statements = [attrs.evolve(update, unless_row=_NotApplied)]
+        if attempt is not None:
+            statements.append(self._attempt_statement(task_id, attempt[0], attempt[1], vendor_task_id))
+        try:
+            rows = (await self.db.script(statements))[0]
+        except _NotApplied:
+            return None  # and no attempt is recorded either
         self._changed(task_id)
         return task_from_row(rows[0])
 
