@@ -134,3 +134,85 @@ async def test_list_pagination_by_cursor(store):
         seen += [t.id for t in page]
         after = page[-1]
     assert sorted(seen) == [f"t{i}" for i in range(7)] and len(seen) == 7
+
+
+async def test_concurrent_writes_commit_together_and_fail_alone(store_url):
+    """Creates sent at once (the SQLite writer commits them as one group, each in a savepoint):
+    the one over quota and the one reusing an Idempotency-Key leave nothing behind, every
+    other one is committed with its charge, and a second connection sees them all."""
+    from vidgate.store import DuplicateIdempotencyKey
+
+    a = await Store.open(store_url)
+    b = await Store.open(store_url)
+    try:
+        tok = await a.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=1000)
+        await a.create_task(make_task("held", tok.id, charge=10, idempotency_key="k"))
+        tasks = [make_task(f"ok{i}", tok.id, charge=10) for i in range(20)]
+        tasks.insert(5, make_task("dup", tok.id, charge=10, idempotency_key="k"))
+        tasks.insert(12, make_task("big", tok.id, charge=2000))
+        outcomes = await asyncio.gather(
+            *(a.create_task(t, request={"prompt": t.id}, job={"n": 1}) for t in tasks), return_exceptions=True
+        )
+        by_id = dict(zip((t.id for t in tasks), outcomes, strict=True))
+        assert isinstance(by_id.pop("dup"), DuplicateIdempotencyKey)
+        assert isinstance(by_id.pop("big"), InsufficientQuota)
+        assert set(by_id.values()) == {None}
+        for task_id in by_id:
+            assert (await b.get_task(task_id)) is not None
+            assert await b.task_request(task_id) == {"prompt": task_id}
+        assert await b.get_task("dup") is None and await b.get_task("big") is None
+        assert await b.task_request("big") is None
+        assert (await b.token(tok.id)).used == 10 * 21
+        charges = [e for e in await b.ledger(tok.id) if e.kind == "charge"]
+        assert sorted(e.task_id for e in charges) == sorted(["held", *by_id])
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_writes_queued_behind_a_transaction_commit_after_it(store):
+    tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=None)
+    async with store.db.transaction() as tx:
+        await tx.execute("UPDATE tokens SET used = 5 WHERE id = ?", tok.id)
+        # Queued while the transaction holds the writer: it runs after the commit.
+        pending = asyncio.ensure_future(store.create_task(make_task("later", tok.id)))
+        await asyncio.sleep(0.01)
+        assert not pending.done()
+    await pending
+    assert (await store.get_task("later")) is not None
+    assert (await store.token(tok.id)).used == 5
+
+
+async def test_submitted_records_its_attempt_and_returns_the_task(store):
+    tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=None)
+    await store.create_task(make_task("s", tok.id, phase="submitting"))
+    done = await store.submitted(
+        "s", handle={"id": "v1"}, vendor_task_id="v1", next_poll_at=time.time() + 5, attempt=("c", "submitted")
+    )
+    assert done is not None and done.id == "s" and done.phase == "polling" and done.vendor_task_id == "v1"
+    assert [(a.channel, a.outcome, a.detail) for a in await store.attempts("s")] == [("c", "submitted", "v1")]
+    # No longer submitting: nothing changes, and nothing is recorded.
+    again = await store.submitted(
+        "s", handle={"id": "v2"}, vendor_task_id="v2", next_poll_at=time.time(), attempt=("c", "submitted")
+    )
+    assert again is None
+    assert (await store.get_task("s")).vendor_task_id == "v1"
+    assert len(await store.attempts("s")) == 1
+
+
+async def test_progressed_with_an_unchanged_status_announces_nothing(store):
+    tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=None)
+    await store.create_task(make_task("p", tok.id, webhook_url="https://example.com/hook"))
+    leased = await store.lease_due("w", now=time.time(), limit=5, lease_seconds=30)
+    assert [t.id for t in leased] == ["p"]
+    assert await store.progressed(
+        "p", "w", status=None, progress=10, vendor_status="queued", next_poll_at=time.time() - 1
+    )
+    task = await store.get_task("p")
+    assert (task.status, task.progress, task.lease_owner) == ("queued", 10, None)
+    assert await store.list_webhook_events(task_id="p") == []
+    await store.lease_due("w", now=time.time(), limit=5, lease_seconds=30)
+    assert await store.progressed(
+        "p", "w", status="in_progress", progress=20, vendor_status="running", next_poll_at=time.time()
+    )
+    assert [e.type for e in await store.list_webhook_events(task_id="p")] == ["video.in_progress"]

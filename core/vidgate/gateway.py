@@ -200,16 +200,26 @@ class Gateway:
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(lease / 3)
                 await self.store.renew_lease(task_id, self.owner, time.time() + lease)
+                await asyncio.sleep(lease / 3)
 
-        keeper = asyncio.create_task(renew())
+        # Most bodies (a submit) end long before the first renewal: a timer, not a task
+        # per call, until one is due.
+        keeper: asyncio.Task[None] | None = None
+
+        def start() -> None:
+            nonlocal keeper
+            keeper = asyncio.create_task(renew())
+
+        timer = asyncio.get_running_loop().call_later(lease / 3, start)
         try:
             yield
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeper
+            timer.cancel()
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keeper
 
     # -- tokens ------------------------------------------------------------------------
 

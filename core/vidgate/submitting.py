@@ -383,7 +383,9 @@ class SubmitEngine:
             try:
                 tally.tried += 1
                 tally.current = channel.name
-                if not await self.store.try_channel(
+                # The first channel's job and estimate were stored with the task (and the
+                # lease is checked again before each vendor call, in send).
+                if channel is not channels[0] and not await self.store.try_channel(
                     task.id,
                     channel=channel.name,
                     vendor=channel.vendor,
@@ -510,23 +512,24 @@ class SubmitEngine:
         return lookup.submission  # None: the vendor says it has no such task
 
     async def _accepted(self, task: TaskRecord, channel: Channel, submission: Submission) -> TaskRecord:
-        """``channel``'s vendor took the task: store its handle and hand it to the worker."""
-        await self.store.add_attempt(task.id, channel.name, "submitted", submission.vendor_task_id)
+        """``channel``'s vendor took the task: store its handle (with the attempt, in one
+        transaction) and hand it to the worker."""
         now = time.time()
-        if not await self.store.submitted(
+        stored = await self.store.submitted(
             task.id,
             handle=submission.handle,
             vendor_task_id=submission.vendor_task_id,
             next_poll_at=now + self.gw.next_poll_delay(channel, submission.poll_after),
             deadline_at=now + self.gw.deadline(channel),
             owner=self.gw.owner,
-        ):
+            attempt=(channel.name, "submitted"),
+        )
+        if stored is None:
+            # Not ours any more: another process took the task over while this one stalled.
             settled = await self.superseded(task, channel, submission, self.gw.context(task.id, channel))
             return await self._replay(settled, task.request_hash)
         self.gw.wakeup.set()
         log.info("task_submitted", channel=channel.name, vendor=channel.vendor, model=task.model)
-        stored = await self.store.get_task(task.id)
-        assert stored is not None
         if stored.cancel_requested_at is not None:
             # Cancelled while the submit was in flight: the handle is known now.
             stored = await self.gw.carry_out_cancel(stored)

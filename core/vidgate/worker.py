@@ -424,10 +424,12 @@ class Worker:
                 await self._fetch(task, channel, ctx)
             return
         progress = task.progress if result.progress is None else max(task.progress, min(int(result.progress), 99))
+        status = result.status if not (task.status == "in_progress" and result.status == "queued") else task.status
         await self.gw.store.progressed(
             task.id,
             self.gw.owner,
-            status=result.status if not (task.status == "in_progress" and result.status == "queued") else task.status,
+            # Unchanged (most polls): a plain update, batched with the worker's others.
+            status=None if status == task.status else status,
             progress=progress,
             vendor_status=result.vendor_status,
             next_poll_at=next_poll,

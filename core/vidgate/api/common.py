@@ -118,11 +118,16 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
+#: Bodies up to this size are decoded, parsed and fingerprinted on the event loop (tens of
+#: microseconds); larger ones (inline images run to tens of MB) in a thread.
+INLINE_BODY_BYTES = 65536
+
+
 async def read_json(request: Request) -> Any:
     body = await read_body(request)
+    request.state.body_bytes = len(body)
     try:
-        # Bodies with inline images run to tens of MB: decode them off the event loop.
-        data = loads_strict(body) if len(body) < 65536 else await asyncio.to_thread(loads_strict, body)
+        data = loads_strict(body) if len(body) < INLINE_BODY_BYTES else await asyncio.to_thread(loads_strict, body)
     except NonFiniteNumber as exc:
         raise invalid(
             f"The request body is not valid JSON: {exc} (NaN and Infinity are not allowed).", None, "invalid_json"
@@ -135,14 +140,17 @@ async def read_json(request: Request) -> Any:
 
 
 async def unified_request(request: Request, body: Any, uploads: list[Image] | None = None) -> tuple[VideoRequest, str]:
-    """Apply the unified rules and fingerprint the body (for Idempotency-Key), in a thread:
-    both decode or hash whole inline images."""
+    """Apply the unified rules and fingerprint the body (for Idempotency-Key): in a thread
+    unless the body is a small JSON one (read by :func:`read_json`), as both decode or
+    hash whole inline images."""
     max_metadata = gateway(request).config.server.max_metadata_bytes
 
     def work() -> tuple[VideoRequest, str]:
         unified = parse_request(body, uploads=uploads or (), max_metadata_bytes=max_metadata)
         return unified, request_fingerprint(body)
 
+    if not uploads and getattr(request.state, "body_bytes", INLINE_BODY_BYTES) < INLINE_BODY_BYTES:
+        return work()
     return await asyncio.to_thread(work)
 
 

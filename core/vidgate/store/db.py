@@ -10,17 +10,43 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
+import attrs
 
 T = TypeVar("T")
 
 
 class UniqueViolation(Exception):
     """A statement broke a unique index; the same class on SQLite and PostgreSQL."""
+
+
+@attrs.frozen
+class Statement:
+    """One statement of a :meth:`Database.script`, and what ends the script when the
+    statement does not go as the transition needs (the whole script is rolled back and
+    the named exception raised)."""
+
+    sql: str
+    args: tuple[Any, ...] = ()
+    #: Return the rows (a ``SELECT`` or ``... RETURNING``) instead of the row count.
+    fetch: bool = False
+    #: Raised when the statement changed (or returned) no row.
+    unless_row: type[Exception] | None = None
+    #: Raised when the statement returned a row (a ``SELECT`` that must find nothing).
+    if_row: type[Exception] | None = None
+    #: Raised when the statement broke a unique index (else :class:`UniqueViolation`).
+    on_unique: type[Exception] | None = None
+
+    def check(self, found: int) -> None:
+        if self.unless_row is not None and found <= 0:
+            raise self.unless_row()
+        if self.if_row is not None and found > 0:
+            raise self.if_row()
 
 
 class Connection(Protocol):
@@ -36,29 +62,54 @@ class Connection(Protocol):
 
 class Database(Connection, Protocol):
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]: ...
+
+    async def script(self, statements: Sequence[Statement]) -> list[Any]:
+        """Run ``statements`` in one transaction: per statement, its row count (or its
+        rows with ``fetch``). Returns once committed; a statement's check failing rolls
+        all of them back and raises its exception."""
+        ...
+
     async def close(self) -> None: ...
 
 
+def _run_statements(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[Any]:
+    """Run ``statements`` on ``conn`` in the writer's thread (see :class:`Statement`)."""
+    results: list[Any] = []
+    for statement in statements:
+        try:
+            cur = conn.execute(statement.sql, statement.args)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            if statement.on_unique is not None:
+                raise statement.on_unique() from None
+            raise UniqueViolation(str(exc)) from exc
+        if statement.fetch:
+            rows = [dict(r) for r in cur.fetchall()]
+            results.append(rows)
+            statement.check(len(rows))
+        else:
+            results.append(cur.rowcount)
+            statement.check(cur.rowcount)
+    return results
+
+
 class _SQLiteConnection:
-    """Runs statements on a connection with no locking (used inside a transaction)."""
+    """Runs statements on the writer inside one of its transactions (no locking: the
+    transaction holds the writer)."""
 
     skip_locked = ""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    def __init__(self, writer: _Writer) -> None:
+        self._writer = writer
 
     async def execute(self, sql: str, *args: Any) -> int:
-        try:
-            cur = await self._conn.execute(sql, args)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc):
-                raise UniqueViolation(str(exc)) from exc
-            raise
-        return cur.rowcount
+        result: int = (await self._writer.call(_run_statements, [Statement(sql, args)]))[0]
+        return result
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        cur = await self._conn.execute(sql, args)
-        return [dict(r) for r in await cur.fetchall()]
+        rows: list[dict[str, Any]] = (await self._writer.call(_run_statements, [Statement(sql, args, fetch=True)]))[0]
+        return rows
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self.fetchall(sql, *args)
@@ -69,6 +120,8 @@ _READ_ONLY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 # How long a write waits for another process (`vidgate worker` beside the API) to release
 # the database's write lock before it fails.
 _BUSY_SECONDS = 10.0
+#: At most this many units of work (scripts, single statements) commit together.
+_GROUP_COMMIT_MAX = 256
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -77,13 +130,28 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     )
 
 
-async def _when_unlocked(attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt``, retrying while another process holds the write lock.
+def _when_unlocked_sync(attempt: Callable[[], T]) -> T:
+    """Run ``attempt`` (in the writer's thread), retrying while another process holds the
+    write lock.
 
-    SQLite's own busy handler would sleep in its thread in steps of up to 100 ms, long
-    after the lock is free; retrying here with short sleeps keeps writes flowing when
-    the worker and the API write from separate processes, and never blocks the loop.
+    SQLite's own busy handler sleeps in steps of up to 100 ms, long after the lock is free;
+    retrying with short sleeps keeps writes flowing when the worker and the API write from
+    separate processes. Only the writer's thread sleeps, never the event loop.
     """
+    deadline = time.monotonic() + _BUSY_SECONDS
+    delay = 0.0005
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+async def _when_unlocked(attempt: Callable[[], Awaitable[T]]) -> T:
+    """:func:`_when_unlocked_sync` for a reader's (aiosqlite) call, sleeping on the loop."""
     deadline = time.monotonic() + _BUSY_SECONDS
     delay = 0.0005
     while True:
@@ -94,6 +162,94 @@ async def _when_unlocked(attempt: Callable[[], Awaitable[T]]) -> T:
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.01)
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    # IMMEDIATE takes the write lock up front, so nothing inside the transaction waits for it.
+    _when_unlocked_sync(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # SQLite may have rolled back itself (a full disk, an I/O error)
+        conn.execute("ROLLBACK")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        _when_unlocked_sync(lambda: conn.execute("COMMIT"))
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _run_group(conn: sqlite3.Connection, units: list[Sequence[Statement]]) -> list[tuple[bool, Any]]:
+    """Group commit, in the writer's thread: every unit in one transaction, each in a
+    savepoint of its own, so a unit that fails (its check, a constraint) is rolled back
+    alone. ``(True, results)`` or ``(False, exception)`` per unit, once committed."""
+    try:
+        _begin(conn)
+    except Exception as exc:
+        return [(False, exc)] * len(units)
+    outcomes: list[tuple[bool, Any]] = []
+    for statements in units:
+        if not conn.in_transaction:
+            # SQLite ended the transaction on an error: what came before it is lost too.
+            lost = next(exc for ok, exc in outcomes if not ok)
+            outcomes = [(False, lost)] * len(outcomes)
+            try:
+                _begin(conn)
+            except Exception as exc:
+                return [*outcomes, *[(False, exc)] * (len(units) - len(outcomes))]
+        conn.execute("SAVEPOINT unit")
+        try:
+            outcomes.append((True, _run_statements(conn, statements)))
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+            outcomes.append((False, exc))
+            continue
+        conn.execute("RELEASE unit")
+    if not conn.in_transaction:
+        lost = next(exc for ok, exc in outcomes if not ok)
+        return [(False, lost)] * len(outcomes)
+    try:
+        _commit(conn)
+    except Exception as exc:
+        return [(False, exc)] * len(units)
+    return outcomes
+
+
+class _Writer:
+    """The write connection (plain ``sqlite3``) and the one thread that runs everything on it."""
+
+    def __init__(self, path: str) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="vidgate-sqlite-writer")
+        self._path = path
+        self.conn: sqlite3.Connection | None = None
+
+    def _open(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        if self._path != ":memory:":
+            _when_unlocked_sync(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        # Busy waits are retried in _when_unlocked_sync, with shorter sleeps than SQLite's.
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = conn
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._open)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` in the writer's thread."""
+        assert self.conn is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self.conn, *args)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.call(lambda conn: conn.close())
+        self._thread.shutdown(wait=True)
 
 
 async def _sqlite_connect(path: str, *, reader: bool) -> aiosqlite.Connection:
@@ -111,12 +267,16 @@ async def _sqlite_connect(path: str, *, reader: bool) -> aiosqlite.Connection:
 
 
 class SQLiteDatabase:
-    """One writer connection and a few reader connections (each aiosqlite runs its own
-    thread), WAL mode.
+    """One writer connection with a thread of its own, and a few reader connections
+    (each aiosqlite runs its own thread), WAL mode.
 
-    SQLite allows one writer at a time anyway; serialising writes in-process keeps our
-    own coroutines out of each other's transactions, and ``busy_timeout`` covers other
-    processes (``vidgate worker`` beside ``vidgate serve``) on the same file. Plain
+    SQLite allows one writer at a time anyway. Writes outside :meth:`transaction` (single
+    statements and :meth:`script`) are group-committed: whatever is queued while the
+    writer is busy runs in its next transaction, each unit in a savepoint, and every
+    caller is answered once that transaction has committed. So many concurrent creates
+    (or the worker's many poll updates) take the write lock once, not once each, which
+    also leaves it free more often for the other process on the same file (``vidgate
+    worker`` beside the API). :meth:`transaction` holds the writer for its body. Plain
     reads (``SELECT``/``WITH`` outside a transaction) go to the readers, which WAL lets
     run while a write is in progress, so status reads never queue behind the writer.
     Each read is its own implicit transaction and sees every write committed before it.
@@ -124,10 +284,13 @@ class SQLiteDatabase:
 
     skip_locked = ""
 
-    def __init__(self, conn: aiosqlite.Connection, readers: list[aiosqlite.Connection] | None = None) -> None:
-        self._raw = _SQLiteConnection(conn)
-        self._conn = conn
+    def __init__(self, writer: _Writer, readers: list[aiosqlite.Connection] | None = None) -> None:
+        self._writer = writer
+        self._raw = _SQLiteConnection(writer)
+        # Held by a transaction's body and by each group commit.
         self._lock = asyncio.Lock()
+        self._queue: list[tuple[Sequence[Statement], asyncio.Future[list[Any]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._readers = list(readers or ())
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for reader in self._readers:
@@ -135,16 +298,48 @@ class SQLiteDatabase:
 
     @classmethod
     async def open(cls, path: str, readers: int = 2) -> SQLiteDatabase:
+        if path != ":memory:":
+            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        writer = _Writer(path)
+        await writer.open()
         if path == ":memory:":
             # Every connection to :memory: is a database of its own: no readers.
-            return cls(await _sqlite_connect(path, reader=False))
-        await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        writer = await _sqlite_connect(path, reader=False)
+            return cls(writer)
         return cls(writer, [await _sqlite_connect(path, reader=True) for _ in range(readers)])
 
+    async def script(self, statements: Sequence[Statement]) -> list[Any]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append((statements, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        """Commit what is queued, a group at a time, until the queue is empty."""
+        try:
+            while self._queue:
+                async with self._lock:
+                    group, self._queue = self._queue[:_GROUP_COMMIT_MAX], self._queue[_GROUP_COMMIT_MAX:]
+                    outcomes = await self._writer.call(_run_group, [statements for statements, _ in group])
+                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                    if future.done():  # its caller was cancelled; the work is done anyway
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        except BaseException as exc:
+            for _, future in self._queue:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("store closed"))
+            self._queue = []
+            raise
+        finally:
+            self._flusher = None
+
     async def execute(self, sql: str, *args: Any) -> int:
-        async with self._lock:
-            return await _when_unlocked(lambda: self._raw.execute(sql, *args))
+        result: int = (await self.script([Statement(sql, args)]))[0]
+        return result
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         if self._readers and _READ_ONLY.match(sql):
@@ -154,8 +349,8 @@ class SQLiteDatabase:
                 return [dict(r) for r in await cur.fetchall()]
             finally:
                 self._idle.put_nowait(reader)
-        async with self._lock:
-            return await _when_unlocked(lambda: self._raw.fetchall(sql, *args))
+        rows: list[dict[str, Any]] = (await self.script([Statement(sql, args, fetch=True)]))[0]
+        return rows
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = await self.fetchall(sql, *args)
@@ -164,20 +359,22 @@ class SQLiteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_SQLiteConnection]:
         async with self._lock:
-            # Takes the write lock up front, so nothing inside the transaction waits for it.
-            await _when_unlocked(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+            await self._writer.call(_begin)
             try:
                 yield self._raw
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await self._writer.call(_rollback)
                 raise
             else:
-                await self._conn.execute("COMMIT")
+                await self._writer.call(_commit)
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
         for reader in self._readers:
             await reader.close()
-        await self._conn.close()
+        await self._writer.close()
 
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -238,6 +435,25 @@ class PostgresDatabase:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 yield PostgresDatabase(self._pool, conn)
+
+    async def script(self, statements: Sequence[Statement]) -> list[Any]:
+        async with self.transaction() as tx:
+            results: list[Any] = []
+            for statement in statements:
+                if statement.fetch:
+                    rows = await tx.fetchall(statement.sql, *statement.args)
+                    results.append(rows)
+                    statement.check(len(rows))
+                    continue
+                try:
+                    n = await tx.execute(statement.sql, *statement.args)
+                except UniqueViolation:
+                    if statement.on_unique is None:
+                        raise
+                    raise statement.on_unique() from None
+                results.append(n)
+                statement.check(n)
+            return results
 
     async def close(self) -> None:
         await self._pool.close()

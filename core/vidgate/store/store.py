@@ -246,14 +246,8 @@ class Store(TaskTransitions):
     # -- attempts and ledger ----------------------------------------------------------
 
     async def add_attempt(self, task_id: str, channel: str, outcome: str, detail: str = "") -> None:
-        await self.db.execute(
-            "INSERT INTO attempts (task_id, channel, outcome, detail, at) VALUES (?, ?, ?, ?, ?)",
-            task_id,
-            channel,
-            outcome,
-            detail[:1000],
-            time.time(),
-        )
+        insert = self._attempt_statement(task_id, channel, outcome, detail)
+        await self.db.execute(insert.sql, *insert.args)
 
     async def attempts(self, task_id: str) -> list[Attempt]:
         rows = await self.db.fetchall("SELECT * FROM attempts WHERE task_id = ? ORDER BY at", task_id)

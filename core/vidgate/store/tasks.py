@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from ..lifecycle import TaskPhase, TaskStatus
-from .db import Connection, Database, UniqueViolation
+from .db import Connection, Database, Statement
 from .records import TASK_COLUMNS, TERMINAL, TERMINAL_SQL, TaskRecord, encode_column, task_from_row
 
 # Statuses a webhook announces: every status a task moves to after ``queued``, so a
@@ -32,6 +34,10 @@ class InsufficientQuota(Exception):
 
 class DuplicateIdempotencyKey(Exception):
     """Another task of this token already holds this idempotency key."""
+
+
+class _NotApplied(Exception):
+    """A transition's task is not in a state it applies to (its script is rolled back)."""
 
 
 class TaskTransitions:
@@ -62,6 +68,37 @@ class TaskTransitions:
         is in the transition's states: ``unfinished`` (not terminal), ``finished``
         (terminal), in ``phase``, leased by ``owner``. ``job`` is saved with it."""
         columns = {k: v for k, v in columns.items() if v is not _UNSET}
+        update = self._update_statement(
+            task_id, columns, unfinished=unfinished, finished=finished, phase=phase, owner=owner
+        )
+        if job is _UNSET and "status" not in columns:
+            n = await self.db.execute(update.sql, *update.args)
+        else:
+            async with self.db.transaction() as tx:
+                n = await tx.execute(update.sql, *update.args)
+                if n and job is not _UNSET:
+                    await tx.execute(
+                        "UPDATE task_blobs SET job = ? WHERE task_id = ?", encode_column("job", job), task_id
+                    )
+                if n and "status" in columns:
+                    await self._announce(tx, task_id)
+        if n:
+            self._changed(task_id)
+        return n > 0
+
+    @staticmethod
+    def _update_statement(
+        task_id: str,
+        columns: dict[str, Any],
+        *,
+        unfinished: bool = True,
+        finished: bool = False,
+        phase: TaskPhase | None = None,
+        owner: str | None = None,
+        returning: bool = False,
+    ) -> Statement:
+        """The UPDATE of :meth:`_update` (``returning``: it returns the changed row)."""
+        columns = {k: v for k, v in columns.items() if v is not _UNSET}
         columns["updated_at"] = time.time()
         where = ["id = ?"]
         args: list[Any] = [encode_column(k, v) for k, v in columns.items()]
@@ -77,20 +114,7 @@ class TaskTransitions:
             where.append("lease_owner = ?")
             args.append(owner)
         sql = f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in columns)} WHERE {' AND '.join(where)}"
-        if job is _UNSET and "status" not in columns:
-            n = await self.db.execute(sql, *args)
-        else:
-            async with self.db.transaction() as tx:
-                n = await tx.execute(sql, *args)
-                if n and job is not _UNSET:
-                    await tx.execute(
-                        "UPDATE task_blobs SET job = ? WHERE task_id = ?", encode_column("job", job), task_id
-                    )
-                if n and "status" in columns:
-                    await self._announce(tx, task_id)
-        if n:
-            self._changed(task_id)
-        return n > 0
+        return Statement(sql + " RETURNING *" if returning else sql, tuple(args), fetch=returning)
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -103,40 +127,46 @@ class TaskTransitions:
         Raises :class:`InsufficientQuota` (nothing written) when the token cannot pay,
         and :class:`DuplicateIdempotencyKey` when the key is taken.
         """
-        columns = TASK_COLUMNS
-        async with self.db.transaction() as tx:
-            if task.charge > 0:
-                paid = await tx.execute(
+        # One script (a single round trip to SQLite's writer, group-committed with the
+        # other creates queued behind it): the charge, the key check, the rows, the ledger.
+        statements: list[Statement] = []
+        if task.charge > 0:
+            statements.append(
+                Statement(
                     "UPDATE tokens SET used = used + ? WHERE id = ? AND (quota IS NULL OR used + ? <= quota)",
-                    task.charge,
-                    task.token_id,
-                    task.charge,
+                    (task.charge, task.token_id, task.charge),
+                    unless_row=InsufficientQuota,
                 )
-                if paid == 0:
-                    raise InsufficientQuota()
-            if task.idempotency_key is not None and await tx.fetchone(
-                "SELECT id FROM tasks WHERE token_id = ? AND idempotency_key = ?", task.token_id, task.idempotency_key
-            ):
-                raise DuplicateIdempotencyKey()
-            try:
-                await tx.execute(
-                    f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-                    *(encode_column(c, getattr(task, c)) for c in columns),
+            )
+        if task.idempotency_key is not None:
+            statements.append(
+                Statement(
+                    "SELECT id FROM tasks WHERE token_id = ? AND idempotency_key = ?",
+                    (task.token_id, task.idempotency_key),
+                    fetch=True,
+                    if_row=DuplicateIdempotencyKey,
                 )
-            except UniqueViolation:
+            )
+        statements.append(
+            Statement(
+                f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' for _ in TASK_COLUMNS)})",
+                tuple(encode_column(c, getattr(task, c)) for c in TASK_COLUMNS),
                 # Two submits with one key at once: nothing (no charge either) locks them
                 # apart on an unpriced model, so the index decides; the loser replays.
-                if task.idempotency_key is None:
-                    raise
-                raise DuplicateIdempotencyKey() from None
-            await tx.execute(
-                "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
-                task.id,
-                encode_column("request", request or {}),
-                encode_column("job", job),
+                on_unique=DuplicateIdempotencyKey if task.idempotency_key is not None else None,
             )
-            if task.charge > 0:
-                await self._ledger(tx, task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
+        )
+        statements.append(
+            Statement(
+                "INSERT INTO task_blobs (task_id, request, job) VALUES (?, ?, ?)",
+                (task.id, encode_column("request", request or {}), encode_column("job", job)),
+            )
+        )
+        if task.charge > 0:
+            statements.append(
+                self._ledger_statement(task.token_id, task.id, "charge", task.charge, task.model, "task submitted")
+            )
+        await self.db.script(statements)
 
     async def try_channel(
         self,
@@ -168,11 +198,14 @@ class TaskTransitions:
         next_poll_at: float,
         deadline_at: float | None = None,
         owner: str | None = None,
-    ) -> bool:
+        attempt: tuple[str, str] | None = None,
+    ) -> TaskRecord | None:
         """``submitted``: a vendor took the task (``handle``); it is polled from
-        ``next_poll_at``. ``owner``: only while that lease holds (a recovery)."""
+        ``next_poll_at``. ``owner``: only while that lease holds (a recovery).
+        ``attempt``: the ``(channel, outcome)`` of the attempt that got it, recorded in
+        the same transaction. The task as changed, or None when it was not submitting."""
         now = time.time()
-        return await self._update(
+        update = self._update_statement(
             task_id,
             {
                 "phase": TaskPhase.POLLING,
@@ -187,7 +220,17 @@ class TaskTransitions:
             },
             phase=TaskPhase.SUBMITTING,
             owner=owner,
+            returning=True,
         )
+        statements = [attrs.evolve(update, unless_row=_NotApplied)]
+        if attempt is not None:
+            statements.append(self._attempt_statement(task_id, attempt[0], attempt[1], vendor_task_id))
+        try:
+            rows = (await self.db.script(statements))[0]
+        except _NotApplied:
+            return None  # and no attempt is recorded either
+        self._changed(task_id)
+        return task_from_row(rows[0])
 
     async def abandon(
         self, task_id: str, *, code: str, message: str, answer: dict[str, Any], release_key: bool
@@ -214,16 +257,18 @@ class TaskTransitions:
         task_id: str,
         owner: str,
         *,
-        status: str,
+        status: str | None,
         progress: int,
         vendor_status: str | None,
         next_poll_at: float,
     ) -> bool:
-        """``progressed``: a poll read the vendor's status; the lease is given back."""
+        """``progressed``: a poll read the vendor's status; the lease is given back.
+        ``status`` None: the task's status is unchanged (then there is nothing to announce,
+        and the change is one statement, group-committed with the worker's others)."""
         return await self._update(
             task_id,
             {
-                "status": status,
+                "status": _UNSET if status is None else status,
                 "progress": progress,
                 "vendor_status": vendor_status,
                 "next_poll_at": next_poll_at,
@@ -542,15 +587,22 @@ class TaskTransitions:
     async def _ledger(
         self, tx: Connection, token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
     ) -> None:
-        await tx.execute(
+        entry = self._ledger_statement(token_id, task_id, kind, amount, model, reason)
+        await tx.execute(entry.sql, *entry.args)
+
+    @staticmethod
+    def _attempt_statement(task_id: str, channel: str, outcome: str, detail: str = "") -> Statement:
+        return Statement(
+            "INSERT INTO attempts (task_id, channel, outcome, detail, at) VALUES (?, ?, ?, ?, ?)",
+            (task_id, channel, outcome, detail[:1000], time.time()),
+        )
+
+    @staticmethod
+    def _ledger_statement(
+        token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
+    ) -> Statement:
+        return Statement(
             "INSERT INTO ledger (id, token_id, task_id, kind, amount, model, reason, at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            secrets.randbits(62),
-            token_id,
-            task_id,
-            kind,
-            amount,
-            model,
-            reason,
-            time.time(),
+            (secrets.randbits(62), token_id, task_id, kind, amount, model, reason, time.time()),
         )
