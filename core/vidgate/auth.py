@@ -3,7 +3,6 @@ and the short-lived cache of key lookups every authenticated request goes throug
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import secrets
 import time
@@ -49,14 +48,16 @@ class TokenCache:
         self._entries: dict[str, tuple[float, TokenRecord]] = {}
 
     def get(self, key_hash: str) -> TokenRecord | None:
-        """A copy of the cached token (callers may change it), or None when absent or stale."""
+        """The cached token, or None when absent or stale. It is shared by every request of
+        the key until then: read it, never change it (a copy costs as much as the rest of
+        the lookup)."""
         entry = self._entries.get(key_hash)
         if entry is None:
             return None
         if entry[0] <= self._clock():
             del self._entries[key_hash]
             return None
-        return copy.copy(entry[1])
+        return entry[1]
 
     def put(self, key_hash: str, token: TokenRecord) -> None:
         if self.ttl <= 0:
@@ -65,7 +66,7 @@ class TokenCache:
             # More live keys than this in one second is unusual: start over rather than
             # keep an eviction order on every hit.
             self._entries.clear()
-        self._entries[key_hash] = (self._clock() + self.ttl, copy.copy(token))
+        self._entries[key_hash] = (self._clock() + self.ttl, token)
 
     def clear(self) -> None:
         self._entries.clear()
