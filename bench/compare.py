@@ -129,15 +129,24 @@ class Sampler:
         self._task.cancel()
 
 
-async def hammer(n: int, concurrency: int, call: Callable[[int], Awaitable[bool]]) -> dict[str, float]:
-    """``n`` calls, ``concurrency`` at a time: req/s, p50/p99 ms, errors."""
+async def hammer(
+    n: int, concurrency: int, call: Callable[[int], Awaitable[bool]], min_seconds: float = 0.0
+) -> dict[str, float]:
+    """``n`` calls, ``concurrency`` at a time: req/s, p50/p99 ms, errors, calls made.
+
+    With ``min_seconds`` the calls go on until that long has passed too (at most 50 n
+    calls in all), so that a row spans what it is meant to overlap (the worker's polls)."""
     latencies: list[float] = []
     errors = 0
     next_i = 0
+    start = time.perf_counter()
+
+    def more() -> bool:
+        return next_i < n or (next_i < 50 * n and time.perf_counter() - start < min_seconds)
 
     async def worker() -> None:
         nonlocal next_i, errors
-        while next_i < n:
+        while more():
             i, next_i = next_i, next_i + 1
             t = time.perf_counter()
             try:
@@ -147,12 +156,12 @@ async def hammer(n: int, concurrency: int, call: Callable[[int], Awaitable[bool]
             latencies.append((time.perf_counter() - t) * 1000)
             errors += not ok
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - start
     latencies.sort()
     return {
-        "rps": n / wall,
+        "n": len(latencies),
+        "rps": len(latencies) / wall,
         "p50": statistics.median(latencies),
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "errors": errors,
@@ -178,8 +187,10 @@ async def download(http: aiohttp.ClientSession, url: str, headers: dict[str, str
 class Target:
     """Something speaking the OpenAI Videos API: vidgate, the direct hop, LiteLLM."""
 
-    def __init__(self, name: str, base: str, key: str, pid: int | None) -> None:
+    def __init__(self, name: str, base: str, key: str, pid: int | None, workers: tuple[int, ...] = ()) -> None:
         self.name, self.base, self.key, self.pid = name, base, key, pid
+        # Processes besides ``pid`` that track tasks (vidgate's poll worker).
+        self.workers = workers
 
     @property
     def auth(self) -> dict[str, str]:
@@ -211,14 +222,28 @@ async def measure(
     sampler = Sampler(target.pid) if target.pid else None
     if target.pid:
         row["idle_rss"] = await settle_rss(target.pid, 1.0)
+
+    async def status_row(key: str) -> None:
+        # The server's CPU per request as well as the rate: on a shared machine the driver
+        # and the neighbours move the rate; the CPU a request costs moves much less.
+        cpu = cpu_seconds(target.pid) if target.pid else 0.0
+        # At least two poll intervals: the in-flight row must overlap the worker's polls.
+        row[key] = await hammer(args.requests, args.concurrency, status, min_seconds=2 * POLL_INTERVAL)
+        if target.pid:
+            row[key]["cpu_us"] = (cpu_seconds(target.pid) - cpu) / row[key]["n"] * 1e6
+
     with sampler or _Null():
         await hammer(min(200, args.requests), args.concurrency, status)  # warm-up
-        row["status_quiet"] = await hammer(args.requests, args.concurrency, status)
+        await status_row("status_quiet")
         row["create"] = await hammer(args.in_flight, args.concurrency, create)
         async with http.get(f"{upstream}/stats") as r:
             before = (await r.json())["retrieves"]
         t0 = time.monotonic()
-        row["status_busy"] = await hammer(args.requests, args.concurrency, status)
+        worker_cpu = sum(cpu_seconds(pid) for pid in target.workers)
+        await status_row("status_busy")
+        if target.workers:
+            wall = time.monotonic() - t0
+            row["worker_cpu"] = (sum(cpu_seconds(pid) for pid in target.workers) - worker_cpu) / wall
         # Let the worker run at least two full poll intervals over the in-flight tasks.
         await asyncio.sleep(max(0.0, 2 * POLL_INTERVAL - (time.monotonic() - t0)))
         async with http.get(f"{upstream}/stats") as r:
@@ -368,8 +393,16 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             gateway = GatewayProcess(work, config)
             gateway.start()
             assert gateway.proc is not None
+            # `vidgate serve` (one API process) serves in the process it was started as and
+            # runs the poll worker in a child: the API gets the gateway core, the worker
+            # the others (as on any machine with a core to spare for it).
             pin(gateway.proc.pid, gateway_cpu)
-            vidgate = Target("vidgate", f"{gateway.url}/v1", create_token(config, name="bench"), gateway.proc.pid)
+            workers = children(gateway.proc.pid)
+            for pid in workers:
+                pin(pid, others)
+            vidgate = Target(
+                "vidgate", f"{gateway.url}/v1", create_token(config, name="bench"), gateway.proc.pid, workers
+            )
             targets = [Target("direct", f"{upstream}/v1", KEY, upstream_proc.pid), vidgate]
             if args.with_litellm:
                 proc, port = start_litellm(work, up_port, gateway_cpu)
@@ -432,6 +465,14 @@ async def downloads(
         stop(files)
 
 
+def children(pid: int) -> tuple[int, ...]:
+    """The child processes of ``pid`` (multiprocessing's resource tracker excluded)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return tuple(c for c in found if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes())
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (from /proc, in clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -463,6 +504,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             lambda r: fmt(r.get("status_busy", {}).get("rps")) + ratio(r, "status_busy", "rps"),
         ),
         ("status p50 / p99 ms, in flight", lambda r: _lat(r.get("status_busy"))),
+        ("server CPU us / status, quiet", lambda r: _cpu(r.get("status_quiet"))),
+        ("server CPU us / status, in flight", lambda r: _cpu(r.get("status_busy"))),
+        ("poll worker CPU, in flight (cores)", lambda r: fmt(r.get("worker_cpu"), ".2f")),
         (
             "errors (non-200)",
             lambda r: str(sum(r.get(k, {}).get("errors", 0) for k in ("create", "status_quiet", "status_busy"))),
@@ -492,6 +536,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _cpu(m: dict[str, float] | None) -> str:
+    """CPU per request, and the rate one core would give at that cost."""
+    if not m or not m.get("cpu_us"):
+        return "-"
+    return f"{m['cpu_us']:.0f} (= {1e6 / m['cpu_us']:,.0f}/s)"
+
+
 def _lat(m: dict[str, float] | None) -> str:
     return "-" if not m else f"{m['p50']:.1f} / {m['p99']:.1f}"
 
@@ -511,7 +562,8 @@ def main() -> int:
     rows = asyncio.run(run(args))
     print(
         f"# {args.requests} status requests per row, {args.in_flight} tasks in flight, concurrency "
-        f"{args.concurrency}; gateway pinned to one core; percentages are of the direct hop"
+        f"{args.concurrency}; gateway API pinned to one core, its poll worker on the others;"
+        " percentages are of the direct hop"
     )
     print(table(rows))
     if args.json:

@@ -69,6 +69,15 @@ def png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
+def _logged_path(line: str) -> str | None:
+    """The path of an access log line (JSON), else None."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry.get("path") if isinstance(entry, dict) else None
+
+
 def _answers(s: GatewayProcess) -> bool:
     """Our process, not another one on the port, answers: its log records the request."""
     try:
@@ -80,7 +89,7 @@ def _answers(s: GatewayProcess) -> bool:
     log = s.workdir / "gateway.log"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and s.proc is not None and s.proc.poll() is None:
-        if '"path": "/healthz"' in log.read_text():
+        if any(_logged_path(line) == "/healthz" for line in log.read_text().splitlines()):
             return True
         time.sleep(0.05)
     return False

@@ -271,6 +271,61 @@ async def test_slow_headers_are_dropped_after_the_header_timeout(serve):
     writer.close()
 
 
+async def test_a_request_head_over_max_header_bytes_is_431_and_closed(serve):
+    gw = serve(max_header_bytes=4096)
+    # Just under the limit: answered as usual.
+    filler = "a" * 3800
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: {filler}\r\n\r\n".encode())
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 200")
+    writer.close()
+    # Complete, but too large (in one read): 431, then the connection is closed.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: {filler * 2}\r\n\r\n".encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    writer.close()
+    # One header that never ends, sent in pieces: refused once the limit is passed, not
+    # buffered until the header timeout.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+    sent = 0
+    for _ in range(64):  # 64 KiB at most: far past the limit, far below the header timeout
+        try:
+            writer.write(b"a" * 1024)
+            await writer.drain()
+        except ConnectionError:
+            break
+        sent += 1024
+        await asyncio.sleep(0.01)
+        if reader.at_eof():
+            break
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)
+    except ConnectionError:
+        answer = b""  # the server closed with our bytes unread: a reset may eat its 431
+    assert answer in (b"",) or answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert sent < 64 * 1024  # the server hung up before the client was done
+    writer.close()
+    # A kept-alive connection's second request is bounded too.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200")
+    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:-2])
+    length = int(fields[b"content-length"])
+    await reader.readexactly(length)
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: {filler * 2}\r\n\r\n".encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    writer.close()
+    assert "Traceback" not in log_text(gw)
+
+
 async def test_a_partial_body_is_408_after_the_body_read_timeout(serve):
     gw = serve(body_read_timeout_seconds=1.0)
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)

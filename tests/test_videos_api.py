@@ -88,6 +88,9 @@ async def test_responses_match_the_document(tmp_path):
         assert done["url"].endswith(f"/v1/videos/{task['id']}/content")
         status, listing = await gw.get("/v1/videos", key)
         conforms("VideoList", listing)
+        # The list shows a completed task's URL as retrieving it does (unfinished ones: null).
+        assert listing["data"][0]["url"] == done["url"]
+        assert task["url"] is None
         status, models = await gw.get("/v1/models", key)
         conforms("ModelList", models)
         assert {m["id"] for m in models["data"]} == {"scripted-1", "scripted-2"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -96,6 +97,11 @@ async def _run_api(
     gateway = await Gateway.start(config)
     app = create_app(gateway, run_worker=False, close_gateway=True)
     server = Server(uvicorn_config(app, config.server, host, port))
+    # Everything loaded so far (modules, plugins, config) lives as long as the process:
+    # out of the collector's sight, a full collection under load walks only what requests
+    # made (it walked every module's objects: tens of ms, the status path's worst p99).
+    gc.collect()
+    gc.freeze()
 
     async def stop_on_event() -> None:
         assert stop is not None

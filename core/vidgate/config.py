@@ -58,6 +58,9 @@ class ServerConfig:
     # Keys that open the read-only operator console and API (GET /console/operator,
     # GET /v1/operator/overview); use ${ENV} references, never literal keys in a shared file.
     operator_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    # How long a key lookup is reused (auth.TokenCache): a token revoked or changed by
+    # another process is refused or seen within this; 0 reads the store on every request.
+    auth_cache_seconds: float = 1.0
 
 
 @attrs.frozen
@@ -399,6 +402,9 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"{src}: media.max_result_bytes: must be at least 1")
     if server.workers < 1:
         raise ConfigError(f"{src}: server.workers: must be at least 1")
+    # Longer would let a revoked key work for minutes on the other processes.
+    if not 0 <= server.auth_cache_seconds <= 60:
+        raise ConfigError(f"{src}: server.auth_cache_seconds: must be from 0 to 60")
     redis_url = config.coordination.redis_url
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"{src}: coordination.redis_url: must be a redis://, rediss:// or unix:// URL")

@@ -108,6 +108,7 @@ class Gateway:
 
             coordination.on_task_change = on_task_change
         store.render_task = self.render_task
+        store.token_cache.ttl = config.server.auth_cache_seconds
         store.on_task_change = self._task_changed
         self.submitter = SubmitEngine(self)
 
@@ -252,9 +253,14 @@ class Gateway:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise unauthorized("Malformed Authorization header: expected 'Bearer <key>'.")
-        token = await self.store.token_by_hash(hash_key(key.strip()))
+        key_hash = hash_key(key.strip())
+        cache = self.store.token_cache
+        token = cache.get(key_hash)
         if token is None:
-            raise unauthorized("Incorrect API key provided.")
+            token = await self.store.token_by_hash(key_hash)
+            if token is None:
+                raise unauthorized("Incorrect API key provided.")
+            cache.put(key_hash, token)
         if token.revoked_at is not None:
             raise unauthorized("This API key has been revoked.")
         if token.expires_at is not None and token.expires_at < time.time():

@@ -5,6 +5,8 @@ credential values scrubbed from every value logged during a vendor call."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import json as jsonlib
 import logging
 import sys
 import time
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 import structlog
 from structlog.typing import EventDict
 
@@ -78,18 +81,35 @@ def _scrub_secrets(_: Any, __: str, event: EventDict) -> EventDict:
 _SECRET_WORDS = ("authorization", "api_key", "apikey", "secret", "password", "token_key", "credentials", "jwt")
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    # Log keys are a small fixed vocabulary: decided once per name, not on every line.
+    lowered = key.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
 def _redact(_: Any, __: str, event: EventDict) -> EventDict:
     for key in list(event):
-        lowered = key.lower()
-        if any(word in lowered for word in _SECRET_WORDS):
+        if _secret_key(key):
             event[key] = "[redacted]"
     return event
+
+
+def _dumps(event: Any, **kw: Any) -> str:
+    """One JSON log line: orjson (every request logs one), else the standard library for
+    what orjson refuses (integers beyond 64 bits), so that logging never raises."""
+    try:
+        return orjson.dumps(event, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return jsonlib.dumps(event, **kw)
 
 
 def configure(level: str = "info", json: bool | None = None) -> None:
     if json is None:
         json = not sys.stderr.isatty()
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

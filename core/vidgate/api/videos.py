@@ -38,6 +38,7 @@ from ..wire import VideoDeleted, VideoList, to_json, video_record
 from . import events
 from .common import (
     MAX_JSON_DEPTH,
+    FastJSONResponse,
     _depth,
     content_url,
     created_response,
@@ -222,12 +223,12 @@ async def list_videos(request: Request) -> Response:
     tasks = tasks[:limit]
     page = VideoList(
         object="list",
-        data=[video_record(t, content_url(request, t)) for t in tasks],
+        data=[video_record(t, content_url(request, t) if t.status == "completed" else None) for t in tasks],
         first_id=tasks[0].id if tasks else None,
         last_id=tasks[-1].id if tasks else None,
         has_more=has_more,
     )
-    return JSONResponse(to_json(page))
+    return FastJSONResponse(to_json(page))
 
 
 async def delete(request: Request) -> Response:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..auth import TokenCache
 from .db import Database, connect
 from .records import (
     Attempt,
@@ -76,6 +77,9 @@ class Store(TaskTransitions):
         #: Called with a task id after every committed change to that task (the
         #: gateway wires its notifier here so event streams wake at once).
         self.on_task_change: Callable[[str], None] | None = None
+        #: What :meth:`Gateway.authenticate` keeps of recent key lookups; every token
+        #: change made through this store clears it (see :class:`TokenCache`).
+        self.token_cache = TokenCache()
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -183,19 +187,25 @@ class Store(TaskTransitions):
     async def list_tokens(self) -> list[TokenRecord]:
         return [_token_from_row(r) for r in await self.db.fetchall("SELECT * FROM tokens ORDER BY created_at")]
 
+    async def _change_token(self, sql: str, *args: Any) -> bool:
+        """Run one UPDATE of a token row and forget the cached lookups (in this process at
+        once; other processes within their cache's ttl)."""
+        try:
+            return await self.db.execute(sql, *args) > 0
+        finally:
+            self.token_cache.clear()
+
     async def revoke_token(self, token_id: str) -> bool:
-        n = await self.db.execute(
+        return await self._change_token(
             "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", time.time(), token_id
         )
-        return n > 0
 
     async def set_token_operator(self, token_id: str, operator: bool) -> bool:
         """Let a token read the operator console and API (or stop it)."""
-        n = await self.db.execute("UPDATE tokens SET operator = ? WHERE id = ?", operator, token_id)
-        return n > 0
+        return await self._change_token("UPDATE tokens SET operator = ? WHERE id = ?", operator, token_id)
 
     async def set_quota(self, token_id: str, quota: int | None) -> bool:
-        return await self.db.execute("UPDATE tokens SET quota = ? WHERE id = ?", quota, token_id) > 0
+        return await self._change_token("UPDATE tokens SET quota = ? WHERE id = ?", quota, token_id)
 
     async def count_tokens(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) AS n FROM tokens")
@@ -298,13 +308,12 @@ class Store(TaskTransitions):
 
     async def set_token_webhook(self, token_id: str, url: str | None) -> bool:
         """Set (or clear, with None) a token's default webhook endpoint."""
-        return await self.db.execute("UPDATE tokens SET webhook_url = ? WHERE id = ?", url, token_id) > 0
+        return await self._change_token("UPDATE tokens SET webhook_url = ? WHERE id = ?", url, token_id)
 
     async def set_webhook_secrets(self, token_id: str, secrets_: list[dict[str, Any]]) -> bool:
         """Replace a token's signing secrets (newest first)."""
-        return (
-            await self.db.execute("UPDATE tokens SET webhook_secrets = ? WHERE id = ?", json.dumps(secrets_), token_id)
-            > 0
+        return await self._change_token(
+            "UPDATE tokens SET webhook_secrets = ? WHERE id = ?", json.dumps(secrets_), token_id
         )
 
     async def lease_webhook_events(
