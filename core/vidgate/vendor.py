@@ -256,6 +256,10 @@ class PollResult:
     reports for the finished task (``seconds``, ``width``/``height``, ``resolution``,
     ``tokens``, ``video_tokens``, ``audio_tokens``, ``credits``, ``count``, ...): the
     charge is settled to them. Facts it leaves out keep their estimated value.
+    ``channel_unusable`` says, besides the task's own status, that the channel's account
+    can take no new work (it ran out of credit mid-task, say): the message. The core
+    takes the channel out of rotation as it does for a :class:`ChannelUnusable` error,
+    and applies ``status`` as usual (typically ``failed``, refunded).
     """
 
     status: str
@@ -265,6 +269,7 @@ class PollResult:
     vendor_status: str | None = None
     poll_after: float | None = None
     usage: Usage | None = None
+    channel_unusable: str | None = None
 
     @classmethod
     def unknown(cls, vendor_status: str) -> PollResult:

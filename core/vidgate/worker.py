@@ -392,6 +392,9 @@ class Worker:
 
     async def _apply(self, task: TaskRecord, channel: Channel, ctx: CallContext, result: PollResult) -> None:
         next_poll = time.time() + self.gw.next_poll_delay(channel, result.poll_after)
+        if result.channel_unusable:
+            log.warning("channel_unusable_reported", channel=channel.name, reason=result.channel_unusable)
+            await self.gw.dispatcher.failed(channel.name, result.channel_unusable, account=True)
         if result.status not in PUBLIC_STATUSES:
             word = result.vendor_status or result.status
             log.warning("unknown_vendor_status", vendor_status=word)

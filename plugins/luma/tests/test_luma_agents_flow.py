@@ -181,6 +181,8 @@ async def test_budget_exhausted_fails_refunded_and_takes_the_account_out_of_rota
             assert (await gw.wait(second["id"], key))["status"] == "completed"
     assert [r.json["prompt"] for r in broke.creates()] == ["a fox"]
     assert [r.json["prompt"] for r in rich.creates()] == ["a bear"]
+    # The failure is read once: that poll fails the task and takes the account out of rotation.
+    assert len(broke.recorded("GET")) == 2  # processing, then failed
 
 
 async def test_a_rate_limited_create_is_retried_and_completes(tmp_path):

@@ -33,7 +33,7 @@ from vidgate import (
     VendorPlugin,
     VideoRequest,
 )
-from vidgate.errors import ChannelUnusable, TaskFailed, TaskNotFound, VendorRejected, VendorUnavailable
+from vidgate.errors import TaskFailed, TaskNotFound, VendorRejected, VendorUnavailable
 
 from . import mapping
 from .client import (
@@ -53,7 +53,7 @@ DEFAULT_BASE_URL = AGENTS_BASE_URL
 MAX_CALLBACK_BYTES = 1024 * 1024
 
 #: Agents ``failure_code`` -> vidgate error code (SDK ``generation_failure_code``).
-#: ``budget_exhausted`` is handled apart (:meth:`Luma._agents_failed`).
+#: ``budget_exhausted`` also takes the channel out of rotation (:meth:`Luma._agents_failed`).
 AGENTS_FAILURES = {
     "content_moderated": "content_filtered",
     "generation_failed": "vendor_failed",
@@ -232,20 +232,11 @@ class Luma(VendorPlugin):
             raw if isinstance(raw, str) and raw else f"Luma reported that the generation failed ({code or 'no code'})."
         )
         ctx.log.info("luma_generation_failed", failure_code=code, reason=reason[:300])
-        if code == "budget_exhausted":
-            # The account ran dry mid-generation: the task fails (refunded), and new
-            # submits must not go to this account. A poll can only do one of the two, so
-            # the first sighting raises ChannelUnusable (the core opens the channel's
-            # breaker and polls again soon) and the next fails the task. The memory is
-            # per process; another worker repeats the first step, at worst one poll more.
-            seen: set[str] = ctx.state.setdefault("luma_budget_exhausted", set())
-            gid = str(gen.get("id") or "")
-            if gid not in seen:
-                seen.add(gid)
-                raise ChannelUnusable(f"Luma: {reason} (budget_exhausted)")
-            seen.discard(gid)
         error = TaskError(AGENTS_FAILURES.get(code, "vendor_failed"), reason[:1000])
-        return PollResult(status="failed", error=error, vendor_status=word)
+        # The account ran dry mid-generation: the task fails (refunded), and new submits
+        # must not go to this account until it is topped up.
+        unusable = f"Luma: {reason} (budget_exhausted)" if code == "budget_exhausted" else None
+        return PollResult(status="failed", error=error, vendor_status=word, channel_unusable=unusable)
 
     async def fetch_result(
         self, handle: dict[str, Any], result: dict[str, Any], variant: str, ctx: CallContext
