@@ -10,7 +10,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -150,20 +150,6 @@ def _when_unlocked_sync(attempt: Callable[[], T]) -> T:
         delay = min(delay * 2, 0.01)
 
 
-async def _when_unlocked(attempt: Callable[[], Awaitable[T]]) -> T:
-    """:func:`_when_unlocked_sync` for a reader's (aiosqlite) call, sleeping on the loop."""
-    deadline = time.monotonic() + _BUSY_SECONDS
-    delay = 0.0005
-    while True:
-        try:
-            return await attempt()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.01)
-
-
 def _begin(conn: sqlite3.Connection) -> None:
     # IMMEDIATE takes the write lock up front, so nothing inside the transaction waits for it.
     _when_unlocked_sync(lambda: conn.execute("BEGIN IMMEDIATE"))
@@ -252,17 +238,15 @@ class _Writer:
         self._thread.shutdown(wait=True)
 
 
-async def _sqlite_connect(path: str, *, reader: bool) -> aiosqlite.Connection:
+async def _sqlite_reader(path: str) -> aiosqlite.Connection:
+    """A read-only connection (WAL: it reads while the writer writes)."""
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
-    if not reader:
-        await _when_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-    # Writers retry in _when_unlocked; readers (WAL) are rarely blocked, only briefly.
-    await conn.execute(f"PRAGMA busy_timeout={10000 if reader else 0}")
+    # Readers are rarely blocked under WAL, and then only briefly.
+    await conn.execute("PRAGMA busy_timeout=10000")
     await conn.execute("PRAGMA synchronous=NORMAL")
-    if reader:
-        # A reader never writes: a stray write would contend with the one writer.
-        await conn.execute("PRAGMA query_only=1")
+    # A reader never writes: a stray write would contend with the one writer.
+    await conn.execute("PRAGMA query_only=1")
     return conn
 
 
@@ -305,7 +289,7 @@ class SQLiteDatabase:
         if path == ":memory:":
             # Every connection to :memory: is a database of its own: no readers.
             return cls(writer)
-        return cls(writer, [await _sqlite_connect(path, reader=True) for _ in range(readers)])
+        return cls(writer, [await _sqlite_reader(path) for _ in range(readers)])
 
     async def script(self, statements: Sequence[Statement]) -> list[Any]:
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
