@@ -59,6 +59,7 @@ class Scripted(VendorPlugin):
         self.cancelled: set[str] = set()
         self.submit_gate: asyncio.Event | None = None
         self.submit_entered = asyncio.Event()
+        self.cancel_gate: asyncio.Event | None = None  # when set, holds every cancel
         self.poll_after: float | None = 0.01  # the hint an in-progress poll answers
         self.status_calls = 0  # upstream status calls: one per poll, one per batch poll
         self.single_polls = 0
@@ -120,6 +121,8 @@ class Scripted(VendorPlugin):
 
     async def cancel(self, handle: dict[str, Any], ctx: CallContext) -> CancelResult:
         self.cancels.append(handle)
+        if self.cancel_gate is not None:
+            await self.cancel_gate.wait()
         if isinstance(self.cancel_answer, Exception):
             raise self.cancel_answer
         if self.cancel_answer.outcome in (CancelOutcome.CANCELLED, CancelOutcome.CANCELLED_AFTER_START):

@@ -119,6 +119,27 @@ async def test_cancel_during_submit_takes_effect_once_the_handle_is_known(tmp_pa
         assert outcomes == ["cancel_requested", "submitted", "cancel_cancelled"]
 
 
+async def test_a_cancel_being_carried_out_is_not_sent_again_by_the_worker(tmp_path):
+    """The API that recorded a cancel is asking the vendor; the worker, finding the task
+    due with a cancel recorded, must not send a second one (it steps in only after the
+    takeover grace, for an API that died mid-cancel)."""
+    vendor = Scripted()
+    vendor.polls_to_finish = 10_000
+    config = scripted_config(models={"scripted-1": {"price": "0.1 * seconds"}})
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token("t", quota=10)
+        _, task = await gw.post("/v1/video/generations", key, json={"model": "scripted-1", "prompt": "p"})
+        await gw.wait(task["id"], key, until=("in_progress",))
+        vendor.cancel_gate = asyncio.Event()
+        cancel = asyncio.create_task(gw.post(f"/v1/videos/{task['id']}/cancel", key))
+        await _until(lambda: len(vendor.cancels) == 1, timeout=10)
+        await asyncio.sleep(0.5)  # ten poll intervals: a worker that steps in does so by now
+        vendor.cancel_gate.set()
+        status, cancelled = await cancel
+        assert status == 200 and cancelled["status"] == "cancelled"
+        assert vendor.cancels == [{"id": "s-1"}]
+
+
 @pytest.mark.parametrize(
     ("answer", "policy", "used", "kinds"),
     [

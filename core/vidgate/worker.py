@@ -254,8 +254,13 @@ class Worker:
             return
         ctx = self.gw.context(task.id, channel)
         if task.cancel_requested_at is not None and task.phase == TaskPhase.POLLING:
-            # The client's cancel was recorded but not carried out (its process died, or
-            # the submit that should have done it was recovered here).
+            # The API that recorded the cancel is asking the vendor right now, most likely:
+            # step in (for an API that died mid-cancel) only after the takeover grace, so
+            # the vendor is not asked twice.
+            handoff = task.cancel_requested_at + self.cfg.takeover_grace(self.gw.config.network)
+            if now < handoff:
+                await self._release(task, next_poll_at=handoff)
+                return
             await self.gw.carry_out_cancel(task)
         elif task.phase == TaskPhase.SUBMITTING:
             await self._recover(task, channel, ctx)
