@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vidgate import Channel, Model, Problem, RequestInvalid, Size, VendorJob, VideoRequest
@@ -90,29 +90,35 @@ def ratio_name(size: Size, ratios: tuple[str, ...]) -> str | None:
     return None
 
 
-def aspect_and_tier(size: Size | None, resolution: str | None) -> tuple[str | None, str | None]:
-    """Luma's ``aspect_ratio`` and resolution tier for a requested size (None = no match).
+def aspect_and_tier(
+    size: Size | None,
+    resolution: str | None,
+    ratios: tuple[str, ...] = ASPECT_RATIOS,
+    resolutions: Mapping[str, int] = RESOLUTIONS,
+) -> tuple[str | None, str | None]:
+    """Luma's ``aspect_ratio`` and resolution tier for a requested size (None = no match),
+    from a surface's ``ratios`` and ``resolutions`` (Dream Machine's by default).
 
     A ``WxH`` size must be exactly a tier of an aspect ratio (``1280x720`` = 16:9 720p);
     a bare ratio takes ``resolution`` (metadata) or 720p."""
     if size is None:
         return DEFAULT_RATIO, resolution or DEFAULT_RESOLUTION
-    ratio = ratio_name(size, ASPECT_RATIOS)
+    ratio = ratio_name(size, ratios)
     if ratio is None:
         return None, None
     if size.width is None:
         return ratio, resolution or DEFAULT_RESOLUTION
     short = min(size.width, size.height or 0)
-    tier = next((t for t, px in RESOLUTIONS.items() if px == short), None)
+    tier = next((t for t, px in resolutions.items() if px == short), None)
     if tier is None or (resolution is not None and resolution != tier):
         return ratio, None
     return ratio, tier
 
 
-def pixels(ratio: str, tier: str) -> str:
-    """The nominal ``WxH`` of a ratio at a tier (short side = the tier)."""
+def pixels(ratio: str, tier: str, resolutions: Mapping[str, int] = RESOLUTIONS) -> str:
+    """The nominal ``WxH`` of a ratio at a tier of ``resolutions`` (short side = the tier)."""
     w, h = (int(x) for x in ratio.split(":"))
-    short = RESOLUTIONS[tier]
+    short = resolutions[tier]
     if w >= h:
         return f"{round(short * w / h / 2) * 2}x{short}"
     return f"{short}x{round(short * h / w / 2) * 2}"
@@ -397,28 +403,7 @@ def _agents_shape(request: VideoRequest) -> tuple[str | None, str | None]:
     or 720p. A derived task ignores inherited metadata and keeps the source's shape."""
     wanted = request.metadata.get("resolution") if request.operation is None else None
     resolution = wanted if isinstance(wanted, str) and wanted in AGENTS_RESOLUTIONS else None
-    size = request.size
-    if size is None:
-        return DEFAULT_RATIO, resolution or DEFAULT_RESOLUTION
-    ratio = ratio_name(size, AGENTS_RATIOS)
-    if ratio is None:
-        return None, None
-    if size.width is None:
-        return ratio, resolution or DEFAULT_RESOLUTION
-    short = min(size.width, size.height or 0)
-    tier = next((t for t, px in AGENTS_RESOLUTIONS.items() if px == short), None)
-    if tier is None or (resolution is not None and resolution != tier):
-        return ratio, None
-    return ratio, tier
-
-
-def agents_pixels(ratio: str, tier: str) -> str:
-    """The nominal ``WxH`` of a ratio at an Agents tier (short side = the tier)."""
-    w, h = (int(x) for x in ratio.split(":"))
-    short = AGENTS_RESOLUTIONS[tier]
-    if w >= h:
-        return f"{round(short * w / h / 2) * 2}x{short}"
-    return f"{short}x{round(short * h / w / 2) * 2}"
+    return aspect_and_tier(request.size, resolution, AGENTS_RATIOS, AGENTS_RESOLUTIONS)
 
 
 #: Placeholder for the source generation, filled in by ``derive``.
@@ -485,7 +470,7 @@ def map_agents(request: VideoRequest, model: Model, channel: Channel) -> VendorJ
             body["aspect_ratio"] = ratio
         body["source"] = dict(SOURCE) if request.operation == "edit" else _video_source(request)
     body["video"] = video
-    size = agents_pixels(ratio, tier)  # nominal: short side = the tier
+    size = pixels(ratio, tier, AGENTS_RESOLUTIONS)  # nominal: short side = the tier
     return VendorJob(
         payload={"surface": "agents", "body": body},
         seconds=seconds,
