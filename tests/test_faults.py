@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from fault_servers import Fault, FaultyUpstream, refused_port, silent_server
 
 from vidgate.testing import RunningGateway, ServedApp, force_task_state, run_gateway, serve_app
@@ -347,6 +348,19 @@ def test_every_outbound_call_has_a_bounded_timeout():
             await http.close()
 
     asyncio.run(check())
+
+
+async def test_no_session_is_made_after_the_http_client_closed():
+    """A call still running at shutdown must not open a guarded session that nothing closes
+    (an unclosed session and connector, reported later by the garbage collector)."""
+    from vidgate.net import HTTP
+
+    http = HTTP(total_timeout=5, connect_timeout=1, image_timeout=3)
+    assert not http.image_session.closed
+    await http.close()
+    assert http.session.closed and http.image_session.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        http.guarded_session([], user_agent="vidgate-test (webhooks)")
 
 
 async def test_a_finished_video_is_still_fetched_after_the_deadline(tmp_path):

@@ -183,11 +183,19 @@ class HTTP:
         # One session per allow-list: a pooled connection or cached DNS answer admitted
         # under one list must never be reused under a stricter one.
         self._guarded: dict[tuple[str, frozenset[IPNetwork]], aiohttp.ClientSession] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        # Guarded sessions are made on first use; one made by a call still running when
+        # close() ran would never be closed (an unclosed session and connector).
+        if self._closed:
+            raise RuntimeError("the gateway's HTTP client is closed")
 
     def _guarded_session(self, purpose: str, allowed: Sequence[IPNetwork]) -> aiohttp.ClientSession:
         key = (purpose, frozenset(allowed))
         session = self._guarded.get(key)
         if session is None:
+            self._check_open()
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(allowed), socket_factory=_guarded_socket_factory(allowed), limit=50
             )
@@ -220,8 +228,9 @@ class HTTP:
         return [s.connector for s in (self.session, *self._guarded.values()) if s.connector is not None]
 
     async def close(self) -> None:
+        self._closed = True
         await self.session.close()
-        for session in self._guarded.values():
+        for session in list(self._guarded.values()):
             await session.close()
 
     def guarded_session(
@@ -232,6 +241,7 @@ class HTTP:
         key = (user_agent, frozenset(allowed_networks))
         session = self._guarded.get(key)
         if session is None:
+            self._check_open()
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(allowed_networks),
                 socket_factory=_guarded_socket_factory(allowed_networks),

@@ -27,7 +27,8 @@ servers; :func:`captured_logs`, :func:`dump_store` and :func:`tiny_png` for asse
 
 The module is also a pytest plugin (entry point ``pytest11``) providing the fixture
 ``vidgate_gateway``, a factory with the same arguments as :func:`run_gateway` whose
-``tmp_path`` is filled in.
+``tmp_path`` is filled in, and a collection at the end of each test module, so that an
+unclosed session or socket fails the module that leaked it, not a later one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import io
 import itertools
 import time
@@ -354,3 +356,13 @@ if pytest is not None:
             return run_gateway(config, tmp_path, **kwargs)
 
         return factory
+
+    @pytest.fixture(scope="module", autouse=True)
+    def _vidgate_collect_at_module_end() -> Iterator[None]:
+        """Run the garbage collector once at the end of each test module.
+
+        A leaked session, transport or socket is reported only when the collector finds
+        it, in whichever test runs then (often another module's, on the same xdist
+        worker); collecting here charges it to the module that leaked it."""
+        yield
+        gc.collect()
