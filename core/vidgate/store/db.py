@@ -6,6 +6,7 @@ Queries use ``?`` placeholders; the PostgreSQL adapter rewrites them to ``$n``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import re
 import sqlite3
@@ -13,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
 import attrs
@@ -250,6 +251,43 @@ async def _sqlite_reader(path: str) -> aiosqlite.Connection:
     return conn
 
 
+class FairPool(Generic[T]):
+    """Items lent first come, first served.
+
+    ``asyncio.Queue`` is not: an item put back wakes the longest waiter, but a caller
+    arriving before that waiter runs takes the item, and the waiter queues again at the
+    back. Under load (status reads at concurrency 32 on two readers) that starved a
+    steady tenth of the reads for 40-100 ms while the rest waited for nothing. Here an
+    item given back goes straight to the longest waiter."""
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self._idle = collections.deque(items)
+        self._waiters: collections.deque[asyncio.Future[T]] = collections.deque()
+
+    async def acquire(self) -> T:
+        if self._idle:  # never while someone waits: release hands items to waiters first
+            return self._idle.popleft()
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except BaseException:
+            # Cancelled (or closed) while waiting, or after the item was handed over.
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())
+            else:
+                waiter.cancel()
+            raise
+
+    def release(self, item: T) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self._idle.append(item)
+
+
 class SQLiteDatabase:
     """One writer connection with a thread of its own, and a few reader connections
     (each aiosqlite runs its own thread), WAL mode.
@@ -276,9 +314,7 @@ class SQLiteDatabase:
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[list[Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._readers = list(readers or ())
-        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        for reader in self._readers:
-            self._idle.put_nowait(reader)
+        self._idle = FairPool(self._readers)
 
     @classmethod
     async def open(cls, path: str, readers: int = 2) -> SQLiteDatabase:
@@ -327,12 +363,12 @@ class SQLiteDatabase:
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         if self._readers and _READ_ONLY.match(sql):
-            reader = await self._idle.get()
+            reader = await self._idle.acquire()
             try:
                 # One trip to the reader's thread: each costs a wake-up of two threads.
                 return [dict(r) for r in await reader.execute_fetchall(sql, args)]
             finally:
-                self._idle.put_nowait(reader)
+                self._idle.release(reader)
         rows: list[dict[str, Any]] = (await self.script([Statement(sql, args, fetch=True)]))[0]
         return rows
 
