@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from scripted_vendor import Scripted
@@ -82,3 +83,24 @@ def test_cli_lists_plugins_and_a_broken_one(tmp_path):
     assert rows["broken"]["status"] == "failed"
     assert "broken on purpose" in rows["broken"]["error"]
     assert rows["broken"]["distribution"] == "vidgate-broken"
+
+
+def test_cli_lists_every_bundled_plugin_as_active(tmp_path):
+    """Each distribution under plugins/ (all installed by the README's test command) is
+    listed by `vidgate plugins`, active, with its vendor and at least one model."""
+    root = Path(__file__).resolve().parent.parent
+    bundled = {path.parent.name for path in (root / "plugins").glob("*/pyproject.toml")}
+    out = subprocess.run(
+        [sys.executable, "-m", "vidgate.cli", "plugins", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert {"runway", "luma", "xai", "fal", "replicate"} <= bundled
+    for name in sorted(bundled):
+        row = rows[name]
+        assert row["status"] == "active" and row["enabled"], row
+        assert row["distribution"] == f"vidgate-{name}" and row["vendors"] == [name] and row["models"], row
