@@ -247,6 +247,10 @@ async def _run_worker(config: Config, *, once: bool) -> None:
 
     gateway = await Gateway.start(config)
     worker = Worker(gateway)
+    # As in the API processes: what start-up loaded lives as long as the process, so full
+    # collections under load walk only what the polls made.
+    gc.collect()
+    gc.freeze()
     try:
         if once:
             await worker.run_until_idle()
