@@ -9,6 +9,7 @@ Idempotency-Key, as a client whose connection dropped should.
 
 import asyncio
 import os
+import re
 import signal
 import textwrap
 from pathlib import Path
@@ -207,5 +208,98 @@ async def test_a_stalled_submit_taken_over_by_another_process_makes_one_vendor_j
     store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
     try:
         assert [e.kind for e in await store.ledger()] == ["charge"]
+    finally:
+        await store.close()
+
+
+def write_minimax_config(tmp_path, fake_url, api_key):
+    """One MiniMax channel: MiniMax cannot be asked whether it got a job (no recover) but
+    cancels one (V2's DELETE)."""
+    path = tmp_path / "vidgate-minimax.toml"
+    path.write_text(
+        textwrap.dedent(f"""
+        [server]
+        data_dir = "{tmp_path / "data"}"
+        [store]
+        url = "sqlite:///{tmp_path / "data" / "vidgate.db"}"
+        [media]
+        path = "{tmp_path / "data" / "media"}"
+        [worker]
+        lease_seconds = 1.5
+        tick_seconds = 0.1
+        submit_takeover_grace_seconds = 0.5
+        [plugins]
+        enabled = ["minimax"]
+        [[channels]]
+        name = "minimax"
+        vendor = "minimax"
+        base_url = "{fake_url}"
+        allow_result_networks = ["127.0.0.0/8"]
+        [channels.credentials]
+        api_key = "{api_key}"
+        [channels.options]
+        poll_interval = 0.1
+        [models.MiniMax-H3]
+        price_per_request = 1.0
+    """)
+    )
+    return path
+
+
+async def test_a_vendor_job_the_stalled_process_could_not_store_is_cancelled(tmp_path):
+    """The stalled process got its vendor job back (failpoint after the vendor call) but
+    lost the task meanwhile: another process took it over and, unable to ask MiniMax
+    whether the submit arrived, failed it with a refund. The job nobody polls would still
+    run and bill, so the process that made it cancels it when it resumes."""
+    from vidgate_minimax.fake import FakeMiniMax
+
+    api_key = "mm-crash-key-0123456789"
+    fake = FakeMiniMax(secret=api_key)
+    async with fake.serve():
+        config = write_minimax_config(tmp_path, fake.url, api_key)
+        key = create_token(config, quota=10)
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        stalled, other = GatewayProcess(tmp_path / "a", config), GatewayProcess(tmp_path / "b", config)
+        await asyncio.to_thread(stalled.start, VIDGATE_FAILPOINTS="submit.after_vendor:stop")
+        await asyncio.to_thread(other.start)
+        try:
+            async with aiohttp.ClientSession() as http:
+                headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "stalled-mm-1"}
+                body = {"model": "MiniMax-H3", "prompt": "a crash test [hold]"}
+
+                async def submit_to_stalled():
+                    async with http.post(stalled.url + "/v1/video/generations", json=body, headers=headers) as r:
+                        return r.status, await r.json()
+
+                first = asyncio.create_task(submit_to_stalled())
+                assert stalled.proc is not None
+                for _ in range(300):
+                    if _stopped(stalled.proc.pid):
+                        break
+                    await asyncio.sleep(0.05)
+                assert _stopped(stalled.proc.pid)
+                [job] = fake.jobs.values()  # the vendor made it before the process stopped
+                listing_headers = {"Authorization": f"Bearer {key}"}
+                async with http.get(other.url + "/v1/videos", headers=listing_headers) as r:
+                    [listed] = (await r.json())["data"]
+                done = await wait_terminal(http, other.url, key, listed["id"])
+                assert done["status"] == "failed" and done["error"]["code"] == "submit_interrupted", done
+                assert not fake.recorded("DELETE", re.compile("^/v2/video_generation/"))
+                os.kill(stalled.proc.pid, signal.SIGCONT)
+                await asyncio.wait_for(first, 30)
+        finally:
+            if stalled.proc is not None and stalled.proc.poll() is None:
+                os.kill(stalled.proc.pid, signal.SIGCONT)
+            await asyncio.to_thread(stalled.stop)
+            await asyncio.to_thread(other.stop)
+    assert len(fake.recorded("POST", "/v2/video_generation")) == 1
+    [delete] = fake.recorded("DELETE", re.compile("^/v2/video_generation/"))
+    assert delete.path.endswith(job.id) and job.state == "cancelled"
+    store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'vidgate.db'}")
+    try:
+        outcomes = [a.outcome for a in await store.attempts(listed["id"])]
+        assert "superseded" in outcomes and "duplicate_cancelled" in outcomes, outcomes
+        assert sum(e.amount for e in await store.ledger()) == 0  # charged, then refunded
     finally:
         await store.close()
