@@ -235,7 +235,10 @@ async def measure(
     with sampler or _Null():
         await hammer(min(200, args.requests), args.concurrency, status)  # warm-up
         await status_row("status_quiet")
+        cpu = cpu_seconds(target.pid) if target.pid else 0.0
         row["create"] = await hammer(args.in_flight, args.concurrency, create)
+        if target.pid:
+            row["create"]["cpu_us"] = (cpu_seconds(target.pid) - cpu) / row["create"]["n"] * 1e6
         async with http.get(f"{upstream}/stats") as r:
             before = (await r.json())["retrieves"]
         t0 = time.monotonic()
@@ -504,6 +507,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             lambda r: fmt(r.get("status_busy", {}).get("rps")) + ratio(r, "status_busy", "rps"),
         ),
         ("status p50 / p99 ms, in flight", lambda r: _lat(r.get("status_busy"))),
+        ("server CPU us / create", lambda r: _cpu(r.get("create"))),
         ("server CPU us / status, quiet", lambda r: _cpu(r.get("status_quiet"))),
         ("server CPU us / status, in flight", lambda r: _cpu(r.get("status_busy"))),
         ("poll worker CPU, in flight (cores)", lambda r: fmt(r.get("worker_cpu"), ".2f")),
