@@ -27,8 +27,11 @@ pytestmark = pytest.mark.slow
 BODY = {"model": "kling-v1", "prompt": "a crash test", "seconds": 5}
 
 
-def write_config(tmp_path, fake_url):
-    path = tmp_path / "vidgate.toml"
+def write_config(tmp_path, fake_url, vendor="kling", credentials=None, model="kling-v1"):
+    """One channel of `vendor` on the fake at `fake_url`, with short leases and ticks."""
+    credentials = credentials or {"access_key": "fake-ak", "secret_key": "fake-sk"}
+    inline = ", ".join(f'{name} = "{value}"' for name, value in credentials.items())
+    path = tmp_path / f"vidgate-{vendor}.toml"
     path.write_text(
         textwrap.dedent(f"""
         [server]
@@ -44,18 +47,16 @@ def write_config(tmp_path, fake_url):
         # default the outbound timeout, 60 s: far longer than these tests wait).
         submit_takeover_grace_seconds = 0.5
         [plugins]
-        enabled = ["kling"]
+        enabled = ["{vendor}"]
         [[channels]]
-        name = "kling"
-        vendor = "kling"
+        name = "{vendor}"
+        vendor = "{vendor}"
         base_url = "{fake_url}"
         allow_result_networks = ["127.0.0.0/8"]  # the fake serves results on loopback
-        [channels.credentials]
-        access_key = "fake-ak"
-        secret_key = "fake-sk"
+        credentials = {{ {inline} }}
         [channels.options]
         poll_interval = 0.1
-        [models.kling-v1]
+        [models.{model}]
         price_per_request = 1.0
     """)
     )
@@ -212,40 +213,6 @@ async def test_a_stalled_submit_taken_over_by_another_process_makes_one_vendor_j
         await store.close()
 
 
-def write_minimax_config(tmp_path, fake_url, api_key):
-    """One MiniMax channel: MiniMax cannot be asked whether it got a job (no recover) but
-    cancels one (V2's DELETE)."""
-    path = tmp_path / "vidgate-minimax.toml"
-    path.write_text(
-        textwrap.dedent(f"""
-        [server]
-        data_dir = "{tmp_path / "data"}"
-        [store]
-        url = "sqlite:///{tmp_path / "data" / "vidgate.db"}"
-        [media]
-        path = "{tmp_path / "data" / "media"}"
-        [worker]
-        lease_seconds = 1.5
-        tick_seconds = 0.1
-        submit_takeover_grace_seconds = 0.5
-        [plugins]
-        enabled = ["minimax"]
-        [[channels]]
-        name = "minimax"
-        vendor = "minimax"
-        base_url = "{fake_url}"
-        allow_result_networks = ["127.0.0.0/8"]
-        [channels.credentials]
-        api_key = "{api_key}"
-        [channels.options]
-        poll_interval = 0.1
-        [models.MiniMax-H3]
-        price_per_request = 1.0
-    """)
-    )
-    return path
-
-
 async def test_a_vendor_job_the_stalled_process_could_not_store_is_cancelled(tmp_path):
     """The stalled process got its vendor job back (failpoint after the vendor call) but
     lost the task meanwhile: another process took it over and, unable to ask MiniMax
@@ -256,7 +223,7 @@ async def test_a_vendor_job_the_stalled_process_could_not_store_is_cancelled(tmp
     api_key = "mm-crash-key-0123456789"
     fake = FakeMiniMax(secret=api_key)
     async with fake.serve():
-        config = write_minimax_config(tmp_path, fake.url, api_key)
+        config = write_config(tmp_path, fake.url, "minimax", {"api_key": api_key}, "MiniMax-H3")
         key = create_token(config, quota=10)
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()

@@ -65,18 +65,23 @@ def install_broken_plugin(root):
     return env
 
 
-def test_cli_lists_plugins_and_a_broken_one(tmp_path):
-    env = install_broken_plugin(tmp_path / "site")
+def listed_plugins(cwd, env=None):
+    """`vidgate plugins --json` run in `cwd`, as rows by plugin name."""
     out = subprocess.run(
         [sys.executable, "-m", "vidgate.cli", "plugins", "--json"],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    return {row["name"]: row for row in json.loads(out.stdout)}
+
+
+def test_cli_lists_plugins_and_a_broken_one(tmp_path):
+    env = install_broken_plugin(tmp_path / "site")
+    rows = listed_plugins(tmp_path, env)
     local = rows["local"]
     assert local["distribution"] == "vidgate-local" and local["version"] == "0.1.0"
     assert local["vendors"] == ["local"] and "local-v1" in local["models"] and local["enabled"]
@@ -90,15 +95,7 @@ def test_cli_lists_every_bundled_plugin_as_active(tmp_path):
     listed by `vidgate plugins`, active, with its vendor and at least one model."""
     root = Path(__file__).resolve().parent.parent
     bundled = {path.parent.name for path in (root / "plugins").glob("*/pyproject.toml")}
-    out = subprocess.run(
-        [sys.executable, "-m", "vidgate.cli", "plugins", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    rows = listed_plugins(tmp_path)
     assert {"runway", "luma", "xai", "fal", "replicate"} <= bundled
     for name in sorted(bundled):
         row = rows[name]

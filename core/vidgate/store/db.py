@@ -314,7 +314,7 @@ class SQLiteDatabase:
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[list[Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._readers = list(readers or ())
-        self._idle = FairPool(self._readers)
+        self._reader_pool = FairPool(self._readers)
 
     @classmethod
     async def open(cls, path: str, readers: int = 2) -> SQLiteDatabase:
@@ -363,12 +363,12 @@ class SQLiteDatabase:
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         if self._readers and _READ_ONLY.match(sql):
-            reader = await self._idle.acquire()
+            reader = await self._reader_pool.acquire()
             try:
                 # One trip to the reader's thread: each costs a wake-up of two threads.
                 return [dict(r) for r in await reader.execute_fetchall(sql, args)]
             finally:
-                self._idle.release(reader)
+                self._reader_pool.release(reader)
         rows: list[dict[str, Any]] = (await self.script([Statement(sql, args, fetch=True)]))[0]
         return rows
 
