@@ -259,3 +259,39 @@ async def test_a_cancelled_wait_for_a_reader_loses_no_reader():
     with pytest.raises(asyncio.CancelledError):
         await handed
     assert await asyncio.wait_for(pool.acquire(), 1) == "reader"
+
+
+async def test_finishing_writes_commit_in_one_group_with_their_bills_and_events(store, store_url):
+    """Tasks finished at once (refunds, settlements, webhook events, a URL that answered
+    410): each one's change, ledger entries and event commit together, and on SQLite
+    they share the writer's transactions instead of holding the write lock one after
+    another across awaits, which stalled the other process on the same file."""
+    tok = await store.create_token(name="t", key_hash="h", key_hint="x", group="default", quota=None)
+    hook, gone = "https://example.com/hook", "https://example.com/gone"
+    await store.mark_webhook_url_gone(gone)
+    for i in range(30):
+        await store.create_task(make_task(f"f{i}", tok.id, charge=100, webhook_url=gone if i == 0 else hook))
+    begins: list[str] = []
+    if store_url.startswith("sqlite"):
+        store.db._writer.conn.set_trace_callback(lambda sql: sql.startswith("BEGIN") and begins.append(sql))
+    finished = await asyncio.gather(
+        *(store.fail(f"f{i}", code="vendor_failed", message="no") for i in range(10)),
+        *(store.complete(f"f{i}", media={}, expires_at=time.time() + 60, settle_to=40) for i in range(10, 20)),
+        *(store.cancel(f"f{i}", reason="asked") for i in range(20, 30)),
+        # Twice: the second finish of a task changes and bills nothing.
+        store.fail("f0", code="vendor_failed", message="again"),
+        store.complete("f10", media={}, expires_at=time.time() + 60, settle_to=10),
+    )
+    assert finished.count(False) == 2 and finished.count(True) == 30
+    if store_url.startswith("sqlite"):
+        assert len(begins) <= 4, begins
+    assert (await store.token(tok.id)).used == 10 * 40 + 10 * 100
+    kinds = sorted((e.kind, e.amount) for e in await store.ledger(tok.id) if e.kind != "charge")
+    assert kinds == [("refund", -100)] * 10 + [("settle", -60)] * 10
+    costs = {t: (await store.get_task(t)).cost for t in ("f1", "f11", "f21")}
+    assert costs == {"f1": 0, "f11": 40, "f21": 100}
+    events = await store.list_webhook_events(limit=100)
+    assert sorted(e.type for e in events) == sorted(
+        ["video.failed"] * 10 + ["video.completed"] * 10 + ["video.cancelled"] * 10
+    )
+    assert {(e.task_id, e.state) for e in events if e.state != "pending"} == {("f0", "gone")}

@@ -42,6 +42,12 @@ class Statement:
     if_row: type[Exception] | None = None
     #: Raised when the statement broke a unique index (else :class:`UniqueViolation`).
     on_unique: type[Exception] | None = None
+    #: The statements that follow from this one's result (its rows with ``fetch``, else
+    #: its row count), run next in the same transaction: how a step that depends on an
+    #: earlier one (a refund on the charge read, an event on the row changed) joins one
+    #: script rather than a transaction held open across awaits. Called wherever the
+    #: script runs (SQLite: the writer's thread), so it must only compute.
+    then: Callable[[Any], Sequence[Statement]] | None = None
 
     def check(self, found: int) -> None:
         if self.unless_row is not None and found <= 0:
@@ -74,7 +80,8 @@ class Database(Connection, Protocol):
 
 
 def _run_statements(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[Any]:
-    """Run ``statements`` on ``conn`` in the writer's thread (see :class:`Statement`)."""
+    """Run ``statements`` on ``conn`` in the writer's thread (see :class:`Statement`):
+    their results in order, each followed by those of the statements its ``then`` made."""
     results: list[Any] = []
     for statement in statements:
         try:
@@ -85,13 +92,16 @@ def _run_statements(conn: sqlite3.Connection, statements: Sequence[Statement]) -
             if statement.on_unique is not None:
                 raise statement.on_unique() from None
             raise UniqueViolation(str(exc)) from exc
+        result: Any
         if statement.fetch:
-            rows = [dict(r) for r in cur.fetchall()]
-            results.append(rows)
-            statement.check(len(rows))
+            result = [dict(r) for r in cur.fetchall()]
+            statement.check(len(result))
         else:
-            results.append(cur.rowcount)
-            statement.check(cur.rowcount)
+            result = cur.rowcount
+            statement.check(result)
+        results.append(result)
+        if statement.then is not None:
+            results += _run_statements(conn, statement.then(result))
     return results
 
 
@@ -458,22 +468,27 @@ class PostgresDatabase:
 
     async def script(self, statements: Sequence[Statement]) -> list[Any]:
         async with self.transaction() as tx:
-            results: list[Any] = []
-            for statement in statements:
+            return await tx._run(statements)
+
+    async def _run(self, statements: Sequence[Statement]) -> list[Any]:
+        """Run ``statements`` inside this transaction (as :func:`_run_statements` does)."""
+        results: list[Any] = []
+        for statement in statements:
+            result: Any
+            try:
                 if statement.fetch:
-                    rows = await tx.fetchall(statement.sql, *statement.args)
-                    results.append(rows)
-                    statement.check(len(rows))
-                    continue
-                try:
-                    n = await tx.execute(statement.sql, *statement.args)
-                except UniqueViolation:
-                    if statement.on_unique is None:
-                        raise
-                    raise statement.on_unique() from None
-                results.append(n)
-                statement.check(n)
-            return results
+                    result = await self.fetchall(statement.sql, *statement.args)
+                else:
+                    result = await self.execute(statement.sql, *statement.args)
+            except UniqueViolation:
+                if statement.on_unique is None:
+                    raise
+                raise statement.on_unique() from None
+            statement.check(len(result) if statement.fetch else result)
+            results.append(result)
+            if statement.then is not None:
+                results += await self._run(statement.then(result))
+        return results
 
     async def close(self) -> None:
         await self._pool.close()

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from ..lifecycle import TaskPhase, TaskStatus
-from .db import Connection, Database, Statement
+from .db import Database, Statement
 from .records import TASK_COLUMNS, TERMINAL, TERMINAL_SQL, TaskRecord, encode_column, task_from_row
 
 # Statuses a webhook announces: every status a task moves to after ``queued``, so a
@@ -71,17 +71,23 @@ class TaskTransitions:
         update = self._update_statement(
             task_id, columns, unfinished=unfinished, finished=finished, phase=phase, owner=owner
         )
-        if job is _UNSET and "status" not in columns:
+        follow = []
+        if job is not _UNSET:
+            follow.append(
+                Statement("UPDATE task_blobs SET job = ? WHERE task_id = ?", (encode_column("job", job), task_id))
+            )
+        if "status" in columns:
+            follow += self._announce(task_id)
+        if not follow:
             n = await self.db.execute(update.sql, *update.args)
         else:
-            async with self.db.transaction() as tx:
-                n = await tx.execute(update.sql, *update.args)
-                if n and job is not _UNSET:
-                    await tx.execute(
-                        "UPDATE task_blobs SET job = ? WHERE task_id = ?", encode_column("job", job), task_id
-                    )
-                if n and "status" in columns:
-                    await self._announce(tx, task_id)
+            # One script, so the change and its event commit together without holding
+            # the write lock across awaits (another process writes to the same file).
+            try:
+                await self.db.script([attrs.evolve(update, unless_row=_NotApplied), *follow])
+            except _NotApplied:
+                return False
+            n = 1
         if n:
             self._changed(task_id)
         return n > 0
@@ -468,21 +474,29 @@ class TaskTransitions:
         if self.on_task_change is not None:
             self.on_task_change(task_id)
 
-    async def _announce(self, tx: Connection, task_id: str) -> None:
-        """Inside the transaction that changed a task's status: queue its webhook event.
+    def _announce(self, task_id: str) -> list[Statement]:
+        """The statements that queue the task's webhook event, for the script that
+        changed its status (the event commits, or not, with the change itself).
 
         ``notified_status`` remembers the last status announced, so a repeated write of
-        the same status queues nothing; the event commits (or not) with the change itself.
+        the same status queues nothing.
         """
         silent = ", ".join(f"'{s}'" for s in _SILENT_STATUSES)
-        rows = await tx.fetchall(
-            "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL AND hidden = FALSE"
-            f" AND status NOT IN ({silent}) AND (notified_status IS NULL OR notified_status <> status)"
-            " RETURNING *",
-            task_id,
-        )
+        return [
+            Statement(
+                "UPDATE tasks SET notified_status = status WHERE id = ? AND webhook_url IS NOT NULL"
+                f" AND hidden = FALSE AND status NOT IN ({silent})"
+                " AND (notified_status IS NULL OR notified_status <> status) RETURNING *",
+                (task_id,),
+                fetch=True,
+                then=self._event,
+            )
+        ]
+
+    def _event(self, rows: list[dict[str, Any]]) -> list[Statement]:
+        """The webhook event of the task in ``rows`` (none when nothing is to be announced)."""
         if not rows:
-            return
+            return []
         task = task_from_row(rows[0])
         assert task.webhook_url is not None
         if self.render_task is not None:
@@ -498,21 +512,17 @@ class TaskTransitions:
             {"id": event_id, "object": "event", "type": kind, "created_at": int(now), "data": data},
             separators=(",", ":"),
         )
-        gone = await tx.fetchone("SELECT url FROM webhook_gone WHERE url = ?", task.webhook_url)
-        await tx.execute(
-            "INSERT INTO webhook_events (id, task_id, token_id, url, type, body, state, attempts, next_attempt_at,"
-            " last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            event_id,
-            task.id,
-            task.token_id,
-            task.webhook_url,
-            kind,
-            body,
-            "gone" if gone else "pending",
-            now,
-            "the endpoint answered 410 Gone earlier" if gone else None,
-            now,
-        )
+        gone = "EXISTS (SELECT 1 FROM webhook_gone WHERE url = ?)"
+        return [
+            Statement(
+                "INSERT INTO webhook_events (id, task_id, token_id, url, type, body, state, attempts,"
+                f" next_attempt_at, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?,"
+                f" CASE WHEN {gone} THEN 'gone' ELSE 'pending' END, 0, ?,"
+                f" CASE WHEN {gone} THEN 'the endpoint answered 410 Gone earlier' ELSE NULL END, ?)",
+                (event_id, task.id, task.token_id, task.webhook_url, kind, body)
+                + (task.webhook_url, now, task.webhook_url, now),
+            )
+        ]
 
     async def _finish(
         self,
@@ -543,52 +553,75 @@ class TaskTransitions:
         else:
             fields.setdefault("completed_at", now)
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        async with self.db.transaction() as tx:
-            n = await tx.execute(
-                f"UPDATE tasks SET {assignments} WHERE id = ? AND status NOT IN ({TERMINAL_SQL})",
-                *(encode_column(k, v) for k, v in fields.items()),
-                task_id,
-            )
-            if n == 0:
-                return False
-            if refund:
-                await self._refund(tx, task_id, reason or "task failed")
-                await tx.execute("UPDATE tasks SET cost = 0 WHERE id = ?", task_id)
-            elif settle_to is not None:
-                await self._settle(tx, task_id, settle_to, reason or "settled to the vendor's usage")
-            else:
-                await tx.execute("UPDATE tasks SET cost = charge WHERE id = ?", task_id)
-            await self._announce(tx, task_id)
+        change = Statement(
+            f"UPDATE tasks SET {assignments} WHERE id = ? AND status NOT IN ({TERMINAL_SQL})",
+            (*(encode_column(k, v) for k, v in fields.items()), task_id),
+            unless_row=_NotApplied,
+        )
+        if refund:
+            bill = self._refund(task_id, reason or "task failed")
+        elif settle_to is not None:
+            bill = self._settle(task_id, settle_to, reason or "settled to the vendor's usage")
+        else:
+            bill = [Statement("UPDATE tasks SET cost = charge WHERE id = ?", (task_id,))]
+        try:
+            await self.db.script([change, *bill, *self._announce(task_id)])
+        except _NotApplied:
+            return False
         self._changed(task_id)
         return True
 
-    async def _settle(self, tx: Connection, task_id: str, amount: int, reason: str) -> None:
-        row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
-        assert row is not None
-        delta = amount - row["charge"]
-        # The unique (task_id, kind) index makes a second settlement impossible.
-        if delta and not await tx.fetchone("SELECT id FROM ledger WHERE task_id = ? AND kind = 'settle'", task_id):
-            await self._ledger(tx, row["token_id"], task_id, "settle", delta, row["model"], reason)
-            # The vendor billed it: taken even past the quota, which only bounds what
-            # can be started.
-            await tx.execute("UPDATE tokens SET used = used + ? WHERE id = ?", delta, row["token_id"])
-        await tx.execute("UPDATE tasks SET cost = ? WHERE id = ?", amount, task_id)
+    def _settle(self, task_id: str, amount: int, reason: str) -> list[Statement]:
+        """Settle the task's charge to ``amount``: a ``settle`` entry of the difference
+        (at most one: the unique (task_id, kind) index makes a second impossible)."""
 
-    async def _refund(self, tx: Connection, task_id: str, reason: str) -> None:
-        row = await tx.fetchone("SELECT token_id, charge, model FROM tasks WHERE id = ?", task_id)
-        if not row or not row["charge"]:
-            return
-        if await tx.fetchone("SELECT id FROM ledger WHERE task_id = ? AND kind = 'refund'", task_id):
-            return
-        await self._ledger(tx, row["token_id"], task_id, "refund", -row["charge"], row["model"], reason)
-        await tx.execute("UPDATE tokens SET used = used - ? WHERE id = ?", row["charge"], row["token_id"])
-        await tx.execute("UPDATE tasks SET refunded = ? WHERE id = ?", True, task_id)
+        def difference(rows: list[dict[str, Any]]) -> list[Statement]:
+            row = rows[0]
+            delta = amount - row["charge"]
+            if not delta or row["settled"]:
+                return []
+            return [
+                self._ledger_statement(row["token_id"], task_id, "settle", delta, row["model"], reason),
+                # The vendor billed it: taken even past the quota, which only bounds what
+                # can be started.
+                Statement("UPDATE tokens SET used = used + ? WHERE id = ?", (delta, row["token_id"])),
+            ]
 
-    async def _ledger(
-        self, tx: Connection, token_id: str, task_id: str | None, kind: str, amount: int, model: str | None, reason: str
-    ) -> None:
-        entry = self._ledger_statement(token_id, task_id, kind, amount, model, reason)
-        await tx.execute(entry.sql, *entry.args)
+        return [
+            Statement(
+                "SELECT token_id, charge, model,"
+                " EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND kind = 'settle') AS settled"
+                " FROM tasks WHERE id = ?",
+                (task_id, task_id),
+                fetch=True,
+                then=difference,
+            ),
+            Statement("UPDATE tasks SET cost = ? WHERE id = ?", (amount, task_id)),
+        ]
+
+    def _refund(self, task_id: str, reason: str) -> list[Statement]:
+        """Give the task's whole charge back (once: a second refund finds the first)."""
+
+        def give_back(rows: list[dict[str, Any]]) -> list[Statement]:
+            if not rows:
+                return []
+            row = rows[0]
+            return [
+                self._ledger_statement(row["token_id"], task_id, "refund", -row["charge"], row["model"], reason),
+                Statement("UPDATE tokens SET used = used - ? WHERE id = ?", (row["charge"], row["token_id"])),
+                Statement("UPDATE tasks SET refunded = ? WHERE id = ?", (True, task_id)),
+            ]
+
+        return [
+            Statement(
+                "SELECT token_id, charge, model FROM tasks WHERE id = ? AND charge > 0"
+                " AND NOT EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND kind = 'refund')",
+                (task_id, task_id),
+                fetch=True,
+                then=give_back,
+            ),
+            Statement("UPDATE tasks SET cost = 0 WHERE id = ?", (task_id,)),
+        ]
 
     @staticmethod
     def _attempt_statement(task_id: str, channel: str, outcome: str, detail: str = "") -> Statement:
