@@ -74,3 +74,40 @@ def test_check_config_knows_channel_models(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     # The channel's own model is known; a name nobody defines is still reported.
     assert "'nope-1' is not a model" in err and "config-only" not in err, err
+
+
+class TwoApis(Scripted):
+    """A vendor whose channels each reach one API (``options.api``): "one" serves
+    scripted-1, "two" serves scripted-2."""
+
+    def default_models(self, channel: Channel) -> list[str]:
+        return ["scripted-1"] if channel.options.get("api") == "one" else ["scripted-2"]
+
+
+async def test_a_channel_without_models_serves_what_its_plugin_says_it_can(tmp_path):
+    """``vidgate_default_models`` narrows what a channel without ``models`` serves; an
+    operator's ``models`` list still wins."""
+    config = scripted_config(
+        [
+            {"name": "one", "vendor": "scripted", "options": {"api": "one"}, "priority": 5},
+            {"name": "two", "vendor": "scripted", "options": {"api": "two"}},
+            {
+                "name": "listed",
+                "vendor": "scripted",
+                "options": {"api": "one"},
+                "models": ["scripted-2"],
+                "priority": 3,
+            },
+        ]
+    )
+    vendor = TwoApis()
+    async with run_gateway(config, tmp_path, extra_plugins={"scripted": vendor}) as gw:
+        key = await gw.token()
+        for model in ("scripted-2", "scripted-1", "scripted-2"):
+            status, task = await gw.post("/v1/video/generations", key, json={"model": model, "prompt": model})
+            assert status == 200, task
+            assert (await gw.wait(task["id"], key))["status"] == "completed"
+    # Channel one comes first by priority but serves scripted-1 only; "listed" reaches the
+    # same API as one but its operator listed scripted-2, and it outranks two.
+    by_channel = [(channel, body["model"]) for channel, body in vendor.submitted]
+    assert by_channel == [("listed", "s2"), ("one", "s1"), ("listed", "s2")]

@@ -161,6 +161,9 @@ class Dispatcher:
             if problems := plugins.validate_channel(channel):
                 index = config.channels.index(cfg)
                 raise ConfigError("; ".join(f"{config.source}: channels[{index}].{problem}" for problem in problems))
+            if not cfg.models:
+                defaults = plugins.default_models(channel)
+                channel = attrs.evolve(channel, models=tuple(dict.fromkeys((*defaults, *cfg.model_map.keys()))))
             if extra := plugins.add_channel_models(channel, plugins.channel_models(channel)):
                 channel = attrs.evolve(channel, models=tuple(dict.fromkeys((*channel.models, *extra))))
             self.channels[cfg.name] = channel

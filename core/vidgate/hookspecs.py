@@ -97,6 +97,21 @@ def vidgate_channel_models(vendor: str, channel: Channel) -> list[Model] | None:
 
 
 @hookspec
+def vidgate_default_models(vendor: str, channel: Channel) -> list[str] | None:
+    """The registered models a configured channel of ``vendor`` serves when its config
+    lists no ``models``; without an answer, every model the vendor registered.
+
+    For a vendor whose channels each reach one of several APIs (chosen per channel in
+    ``options``) that serve different models: answering the models of the channel's own
+    API keeps requests for the others off it, so they go to a channel that can take them
+    instead of failing there. An operator's ``models`` list always wins. Called at
+    start-up, after ``vidgate_validate_channel`` found no problem. Do no I/O.
+
+    :return: public model names (a model's aliases come with it), or ``None`` for other vendors.
+    """
+
+
+@hookspec
 def vidgate_validate_request(
     vendor: str, request: VideoRequest, model: Model, channel: Channel
 ) -> list[Problem] | None:

@@ -201,6 +201,26 @@ class Plugins:
                 found.extend(m for m in answer if isinstance(m, Model))
         return found
 
+    def default_models(self, channel: Channel) -> list[str]:
+        """The public names ``channel`` serves when its config lists no ``models``: the
+        vendor's registered models, narrowed by its plugin (``vidgate_default_models``)
+        to those it names, aliases included."""
+        names = self.vendor_models(channel.vendor)
+        with scrubbing(channel_secrets(channel)):
+            if (impl := self.impls.get(channel.vendor)) is not None:
+                answers = [impl.default_models(channel)]
+            else:
+                answers = self.pm.hook.vidgate_default_models(vendor=channel.vendor, channel=channel)
+        chosen = [answer for answer in answers if answer is not None]
+        if not chosen:
+            return names
+        wanted = {str(name) for answer in chosen for name in answer}
+        return [
+            name
+            for name in names
+            if (model := self.models[name].get(channel.vendor)) is not None and wanted & {model.name, *model.aliases}
+        ]
+
     def add_channel_models(self, channel: Channel, models: Iterable[Model]) -> tuple[str, ...]:
         """Make ``models`` routable on ``channel``; returns their public names (with aliases)."""
         names: list[str] = []

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -474,6 +474,12 @@ class VendorPlugin:
         """Models ``channel`` adds from its own config (default: none); see
         ``vidgate_channel_models``. Only called for channels :meth:`validate_channel` accepts."""
         return []
+
+    def default_models(self, channel: Channel) -> Sequence[str] | None:
+        """The registered models ``channel`` serves when its config lists no ``models``
+        (default None: all of :attr:`models`); see ``vidgate_default_models``. Only
+        called for channels :meth:`validate_channel` accepts."""
+        return None
 
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         """Return the problems this vendor has with ``request`` (empty if none)."""

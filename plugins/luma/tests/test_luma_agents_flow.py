@@ -340,3 +340,29 @@ async def test_surface_selection_and_a_bad_surface(tmp_path):
     with pytest.raises(ConfigError, match="options.surface"):
         async with run_gateway(config([bad]), tmp_path / "bad", extra_plugins={"luma": plugin}):
             pass
+
+
+async def test_channels_of_both_surfaces_without_models_each_take_their_own(tmp_path):
+    """An Agents channel and a Dream Machine channel, neither listing `models`: each
+    serves its own surface's models, so every request reaches a channel that can take it
+    (before, the Agents channel also claimed ray-2 and answered 400 for it when picked)."""
+    from vidgate_luma import plugin
+    from vidgate_luma.fake import FakeLuma
+
+    agents, dream = FakeLumaAgents(), FakeLuma()
+    async with agents.serve(), dream.serve():
+        dream_channel = channel(dream, "luma-dm", key=dream.secret)  # type: ignore[arg-type]
+        dream_channel["options"]["surface"] = "dream-machine"
+        # The Agents channel first in the order: ray-2 would be offered to it first.
+        cfg = config([channel(agents, "luma-agents", priority=10), dream_channel])
+        async with run_gateway(cfg, tmp_path, extra_plugins={"luma": plugin}) as gw:
+            served = {name: ch.models for name, ch in gw.gateway.dispatcher.channels.items()}
+            assert "ray-3.2" in served["luma-agents"] and "ray-2" not in served["luma-agents"]
+            assert "ray-2" in served["luma-dm"] and "ray-3.2" not in served["luma-dm"]
+            key = await gw.token("t", quota=100)
+            for model in ("ray-2", "ray-3.2", "ray-2"):
+                status, task = await gw.post("/v1/video/generations", key, json={"model": model, "prompt": model})
+                assert status == 200, task
+                assert (await gw.wait(task["id"], key))["status"] == "completed"
+    assert [r.json["model"] for r in agents.creates()] == ["ray-3.2"]
+    assert [r.json["model"] for r in dream.creates()] == ["ray-2", "ray-2"]

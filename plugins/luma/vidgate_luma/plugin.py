@@ -113,6 +113,10 @@ class Luma(VendorPlugin):
             problems.append(f"options.surface: must be 'agents' or 'dream-machine', not {surface!r}")
         return problems
 
+    def default_models(self, channel: Channel) -> list[str]:
+        # Each surface serves its own models: a channel without `models` takes only those.
+        return [m.name for m in (mapping.AGENTS_MODELS if surface_of(channel) == AGENTS else mapping.MODELS)]
+
     def validate(self, request: VideoRequest, model: Model, channel: Channel) -> list[Problem]:
         if surface_of(channel) == AGENTS:
             return mapping.validate_agents(request, model, channel)
