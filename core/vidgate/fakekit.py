@@ -240,13 +240,27 @@ class FakeVendor:
             rec.code = code
         return JSONResponse(body, status_code=status)
 
-    def reject(self, rec: Recorded | None, kind: str, message: str, status: int = 400) -> Response:
+    def code_for(self, kind: str) -> Any:
+        """The vendor code :meth:`reject` records for ``kind``: its :attr:`codes` entry, or
+        None (the record's code is then left as it was). Override when a fake's kinds may
+        be its vendor's own error codes (``return self.codes.get(kind, kind)``)."""
+        return self.codes.get(kind)
+
+    def reject(self, rec: Answered | None, kind: str, message: str, status: int = 400, **fields: Any) -> Response:
         """The vendor's error answer (:meth:`error`) of ``kind``, recorded on ``rec``:
-        its HTTP status, the vendor code :attr:`codes` gives ``kind``, and the body."""
-        resp = self.error(kind, message, status)
+        its HTTP status, the vendor code :meth:`code_for` gives ``kind``, and the body.
+
+        ``fields`` go on to :meth:`error` as keywords, for a fake whose ``error`` takes
+        more than the base's (e.g. ``param=...``); pass none to a fake whose ``error``
+        takes none. A fake's own record type (not :class:`Recorded`) gets the status only.
+        """
+        resp = self.error(kind, message, status, **fields)
         if rec is not None:
             rec.status = resp.status_code
-            rec.code = self.codes.get(kind, rec.code)
+        if isinstance(rec, Recorded):
+            code = self.code_for(kind)
+            if code is not None:
+                rec.code = code
             with contextlib.suppress(ValueError):
                 rec.answer = json.loads(bytes(resp.body))
         return resp
