@@ -136,8 +136,7 @@ class FakeFal(FakeVendor):
             return self.reject(rec, "rejected", f"Application '{app}' not found", 404)
         body = rec.json if isinstance(rec.json, dict) else None
         if body is None:
-            rec.status = 422
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": "field required", "type": "missing"}]}, 422)
+            return self.respond(rec, {"detail": [{"loc": ["body"], "msg": "field required", "type": "missing"}]}, 422)
         if refusal := self.create_fault(body.get("prompt"), rec):
             return refusal
         errors = []
@@ -155,8 +154,7 @@ class FakeFal(FakeVendor):
                     }
                 )
         if errors:
-            rec.status = 422
-            return JSONResponse({"detail": errors}, status_code=422)
+            return self.respond(rec, {"detail": errors}, 422)
         seconds = schema.default_seconds
         if schema.duration and schema.duration in body:
             seconds = int(str(body[schema.duration]).removesuffix("s"))
@@ -235,15 +233,12 @@ class FakeFal(FakeVendor):
             return refusal
         job = self._job(request)
         if job is None:
-            rec.status = 404
-            return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+            return self.respond(rec, {"status": "NOT_FOUND"}, 404)
         if job.state in ("succeeded", "failed"):
-            rec.status = 400
-            return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+            return self.respond(rec, {"status": "ALREADY_COMPLETED"}, 400)
         job.data["cancelled"] = True
         job.held = True  # a cancelled request never completes in the fake
-        rec.status = 202
-        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
+        return self.respond(rec, {"status": "CANCELLATION_REQUESTED"}, 202)
 
     def set_state(self, job: FakeJob, state: str, error: str | None = None) -> None:
         # fal's webhook fires once, when the request ends.
