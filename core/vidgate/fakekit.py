@@ -352,17 +352,16 @@ class FakeVendor:
                     break
         if fault is None:
             return None
-        record = rec if isinstance(rec, Recorded) else None
         if fault in self.prompt_refusals:
             kind, message, status = self.prompt_refusals[fault]
-            resp = self.reject(record, kind, message, status)
+            resp = self.reject(rec, kind, message, status)
         elif fault == "echo-key":
-            resp = self.reject(record, "rejected", f"invalid request for key {self.secret}", 400)
+            resp = self.reject(rec, "rejected", f"invalid request for key {self.secret}", 400)
         elif fault == "429":
-            resp = self.reject(record, "rate_limit", "Too many requests, slow down", 429)
+            resp = self.reject(rec, "rate_limit", "Too many requests, slow down", 429)
             resp.headers["Retry-After"] = "0"
         else:
-            resp = self.reject(record, "server", "Internal server error", 500)
+            resp = self.reject(rec, "server", "Internal server error", 500)
         _mark(rec, resp.status_code, fault)
         return resp
 
@@ -377,7 +376,7 @@ class FakeVendor:
             fault = next((f for f in ("500", "malformed", "slow") if job.take(f)), None)
         resp: Response | None = None
         if fault == "500":
-            resp = self.reject(rec if isinstance(rec, Recorded) else None, "server", "Internal server error", 500)
+            resp = self.reject(rec, "server", "Internal server error", 500)
         elif fault == "malformed":
             resp = Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
         elif fault == "slow":
