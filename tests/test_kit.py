@@ -30,7 +30,7 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from vidgate.fakekit import FakeVendor, keywords, range_response
+from vidgate.fakekit import FakeVendor, Recorded, keywords, range_response
 from vidgate.testing import serve_app, tiny_mp4
 from vidgate.vendorhttp import (
     VendorAPI,
@@ -443,6 +443,33 @@ async def test_fake_answers_record_status_code_answer_and_fault():
         assert (limited.code, limited.fault, retried.fault, retried.code) == (1002, "429", None, 0)
         assert (denied.status, denied.code, denied.fault) == (200, 1004, None)
         assert [j.prompt for j in fake.jobs.values()] == ["ok", "y [429]"]
+
+
+class _VendorCodedFake(FakeVendor):
+    # Kinds may be the vendor's own codes; error() takes a param.
+    codes = {"auth": "Unauthorized"}
+
+    def code_for(self, kind):
+        return self.codes.get(kind, kind)
+
+    def error(self, kind, message, status, *, param=None):
+        return JSONResponse({"code": self.code_for(kind), "message": message, "param": param}, status_code=status)
+
+
+def test_reject_records_code_for_and_passes_fields_to_error():
+    fake = _VendorCodedFake()
+    rec = Recorded("POST", "/x", {})
+    resp = fake.reject(rec, "TaskNotFound", "no such task", 404, param="id")
+    assert (resp.status_code, rec.status, rec.code) == (404, 404, "TaskNotFound")
+    assert rec.answer == {"code": "TaskNotFound", "message": "no such task", "param": "id"}
+    denied = Recorded("GET", "/x", {})
+    assert fake.check_auth(denied, "Bearer k") is not None and (denied.status, denied.code) == (401, "Unauthorized")
+
+    class Own:  # a fake's own record type gets the status only
+        status = None
+
+    own = Own()
+    assert fake.reject(own, "BadRequest", "no").status_code == 400 and own.status == 400
 
 
 async def test_fake_deliveries_carry_the_reply_and_run_then():

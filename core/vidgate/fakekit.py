@@ -240,13 +240,27 @@ class FakeVendor:
             rec.code = code
         return JSONResponse(body, status_code=status)
 
-    def reject(self, rec: Recorded | None, kind: str, message: str, status: int = 400) -> Response:
+    def code_for(self, kind: str) -> Any:
+        """The vendor code :meth:`reject` records for ``kind``: its :attr:`codes` entry, or
+        None (the record's code is then left as it was). Override when a fake's kinds may
+        be its vendor's own error codes (``return self.codes.get(kind, kind)``)."""
+        return self.codes.get(kind)
+
+    def reject(self, rec: Answered | None, kind: str, message: str, status: int = 400, **fields: Any) -> Response:
         """The vendor's error answer (:meth:`error`) of ``kind``, recorded on ``rec``:
-        its HTTP status, the vendor code :attr:`codes` gives ``kind``, and the body."""
-        resp = self.error(kind, message, status)
+        its HTTP status, the vendor code :meth:`code_for` gives ``kind``, and the body.
+
+        ``fields`` go on to :meth:`error` as keywords, for a fake whose ``error`` takes
+        more than the base's (e.g. ``param=...``); pass none to a fake whose ``error``
+        takes none. A fake's own record type (not :class:`Recorded`) gets the status only.
+        """
+        resp = self.error(kind, message, status, **fields)
         if rec is not None:
             rec.status = resp.status_code
-            rec.code = self.codes.get(kind, rec.code)
+        if isinstance(rec, Recorded):
+            code = self.code_for(kind)
+            if code is not None:
+                rec.code = code
             with contextlib.suppress(ValueError):
                 rec.answer = json.loads(bytes(resp.body))
         return resp
@@ -338,17 +352,16 @@ class FakeVendor:
                     break
         if fault is None:
             return None
-        record = rec if isinstance(rec, Recorded) else None
         if fault in self.prompt_refusals:
             kind, message, status = self.prompt_refusals[fault]
-            resp = self.reject(record, kind, message, status)
+            resp = self.reject(rec, kind, message, status)
         elif fault == "echo-key":
-            resp = self.reject(record, "rejected", f"invalid request for key {self.secret}", 400)
+            resp = self.reject(rec, "rejected", f"invalid request for key {self.secret}", 400)
         elif fault == "429":
-            resp = self.reject(record, "rate_limit", "Too many requests, slow down", 429)
+            resp = self.reject(rec, "rate_limit", "Too many requests, slow down", 429)
             resp.headers["Retry-After"] = "0"
         else:
-            resp = self.reject(record, "server", "Internal server error", 500)
+            resp = self.reject(rec, "server", "Internal server error", 500)
         _mark(rec, resp.status_code, fault)
         return resp
 
@@ -363,7 +376,7 @@ class FakeVendor:
             fault = next((f for f in ("500", "malformed", "slow") if job.take(f)), None)
         resp: Response | None = None
         if fault == "500":
-            resp = self.reject(rec if isinstance(rec, Recorded) else None, "server", "Internal server error", 500)
+            resp = self.reject(rec, "server", "Internal server error", 500)
         elif fault == "malformed":
             resp = Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
         elif fault == "slow":

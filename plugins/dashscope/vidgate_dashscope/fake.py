@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -94,6 +93,7 @@ class FakeDashScope(FakeVendor):
 
     vendor = "DashScope"
     status_words = STATUS_WORDS
+    codes: ClassVar[dict[str, Any]] = {kind: code for kind, (code, _) in _KIND.items()}
 
     def __init__(self, *, secret: str = "sk-fake-dashscope-0123", polls_to_finish: int = 2, **kwargs: Any) -> None:
         super().__init__(secret=secret, polls_to_finish=polls_to_finish, **kwargs)
@@ -120,18 +120,17 @@ class FakeDashScope(FakeVendor):
     def new_job_id(self) -> str:
         return str(uuid.uuid4())
 
-    def error(self, kind: str, message: str, status: int) -> Response:
-        code, default = _KIND[kind]
-        return self._fail(Recorded("", "", {}), code, message or default, status)
+    def code_for(self, kind: str) -> Any:
+        # A kind is one of the kit's (mapped by codes) or a DashScope code itself.
+        return self.codes.get(kind, kind)
 
-    def _fail(self, rec: Recorded, code: str, message: str, status: int | None = None) -> JSONResponse:
-        rec.status, rec.code = status or _HTTP.get(code, 400), code
-        body = {"code": code, "message": message, "request_id": str(uuid.uuid4())}
-        return JSONResponse(body, status_code=rec.status)
+    def error(self, kind: str, message: str, status: int) -> Response:
+        default = _KIND[kind][1] if kind in _KIND else kind
+        body = {"code": self.code_for(kind), "message": message or default, "request_id": str(uuid.uuid4())}
+        return JSONResponse(body, status_code=status)
 
     def _ok(self, rec: Recorded, body: dict[str, Any]) -> JSONResponse:
-        rec.status = 200
-        return JSONResponse({**body, "request_id": str(uuid.uuid4())})
+        return self.respond(rec, {**body, "request_id": str(uuid.uuid4())})
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -139,12 +138,6 @@ class FakeDashScope(FakeVendor):
             Route("/api/v1/tasks/{task_id}", self._get, methods=["GET"]),
             Route("/api/v1/tasks/{task_id}/cancel", self._cancel, methods=["POST"]),
         ]
-
-    def _auth(self, request: Request, rec: Recorded) -> Response | None:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme != "Bearer" or not secrets.compare_digest(key.encode(), self.secret.encode()):
-            return self._fail(rec, "InvalidApiKey", "Invalid API-key provided.")
-        return None
 
     def _validate(self, body: Any) -> tuple[str, int, str | None, str | None] | str:
         """``(model, seconds, output size "W*H" or None, first image)`` or a complaint."""
@@ -213,16 +206,16 @@ class FakeDashScope(FakeVendor):
 
     async def _create(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message="Invalid API-key provided."):
             return refusal
         if request.headers.get("x-dashscope-async") != "enable":
-            return self._fail(rec, "AccessDenied", "current user api does not support synchronous calls")
+            return self.reject(rec, "AccessDenied", "current user api does not support synchronous calls", 403)
         if self._create_errors:
             code, message, status = self._create_errors.popleft()
-            return self._fail(rec, code, message or f"{code}", status)
+            return self.reject(rec, code, message or code, status or _HTTP.get(code, 400))
         checked = self._validate(rec.json)
         if isinstance(checked, str):
-            return self._fail(rec, "InvalidParameter", checked)
+            return self.reject(rec, "InvalidParameter", checked)
         model, seconds, size, first = checked
         prompt = rec.json["input"].get("prompt") or ""
         if refusal := self.create_fault(prompt, rec):
@@ -252,7 +245,7 @@ class FakeDashScope(FakeVendor):
 
     async def _get(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message="Invalid API-key provided."):
             return refusal
         job = self.jobs.get(request.path_params["task_id"])
         if refusal := await self.poll_fault(job, rec):
@@ -279,11 +272,11 @@ class FakeDashScope(FakeVendor):
 
     async def _cancel(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message="Invalid API-key provided."):
             return refusal
         job = self.jobs.get(request.path_params["task_id"])
         if job is None or job.state != "queued":
-            return self._fail(
+            return self.reject(
                 rec,
                 "UnsupportedOperation",
                 "Failed to cancel the task, please confirm if the task is in PENDING status.",

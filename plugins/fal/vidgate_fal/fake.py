@@ -123,28 +123,20 @@ class FakeFal(FakeVendor):
     def new_job_id(self) -> str:
         return str(uuid.uuid4())
 
-    def _auth(self, request: Request) -> Response | None:
-        if request.headers.get("authorization") != f"Key {self.secret}":
-            return self.error("auth", "No user found for Key ID and Secret", 401)
-        return None
-
     def creates(self) -> list[Any]:
         return [r for r in self.requests if r.method == "POST"]
 
     async def submit(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Key {self.secret}", message="No user found for Key ID and Secret"):
             return refusal
         app = request.path_params["app"].strip("/")
         schema = APPS.get(app)
         if schema is None:
-            rec.status = 404
-            return self.error("rejected", f"Application '{app}' not found", 404)
+            return self.reject(rec, "rejected", f"Application '{app}' not found", 404)
         body = rec.json if isinstance(rec.json, dict) else None
         if body is None:
-            rec.status = 422
-            return JSONResponse({"detail": [{"loc": ["body"], "msg": "field required", "type": "missing"}]}, 422)
+            return self.respond(rec, {"detail": [{"loc": ["body"], "msg": "field required", "type": "missing"}]}, 422)
         if refusal := self.create_fault(body.get("prompt"), rec):
             return refusal
         errors = []
@@ -162,8 +154,7 @@ class FakeFal(FakeVendor):
                     }
                 )
         if errors:
-            rec.status = 422
-            return JSONResponse({"detail": errors}, status_code=422)
+            return self.respond(rec, {"detail": errors}, 422)
         seconds = schema.default_seconds
         if schema.duration and schema.duration in body:
             seconds = int(str(body[schema.duration]).removesuffix("s"))
@@ -197,13 +188,11 @@ class FakeFal(FakeVendor):
 
     async def status(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Key {self.secret}", message="No user found for Key ID and Secret"):
             return refusal
         job = self._job(request)
         if job is None:
-            rec.status = 404
-            return self.error("rejected", "Request not found", 404)
+            return self.reject(rec, "rejected", "Request not found", 404)
         if refusal := await self.poll_fault(job, rec):
             return refusal
         state = job.state if job.data.get("cancelled") else self.advance(job)
@@ -219,16 +208,13 @@ class FakeFal(FakeVendor):
 
     async def result(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Key {self.secret}", message="No user found for Key ID and Secret"):
             return refusal
         job = self._job(request)
         if job is None:
-            rec.status = 404
-            return self.error("rejected", "Request not found", 404)
+            return self.reject(rec, "rejected", "Request not found", 404)
         if job.state in ("queued", "running"):
-            rec.status = 400
-            return self.error("rejected", "Request is still in progress", 400)
+            return self.reject(rec, "rejected", "Request is still in progress", 400)
         if job.state == "failed":
             rec.status = 422
             return JSONResponse({"detail": job.error}, status_code=422, headers={"X-Fal-Error-Type": "runner_error"})
@@ -243,20 +229,16 @@ class FakeFal(FakeVendor):
 
     async def cancel(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Key {self.secret}", message="No user found for Key ID and Secret"):
             return refusal
         job = self._job(request)
         if job is None:
-            rec.status = 404
-            return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+            return self.respond(rec, {"status": "NOT_FOUND"}, 404)
         if job.state in ("succeeded", "failed"):
-            rec.status = 400
-            return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+            return self.respond(rec, {"status": "ALREADY_COMPLETED"}, 400)
         job.data["cancelled"] = True
         job.held = True  # a cancelled request never completes in the fake
-        rec.status = 202
-        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
+        return self.respond(rec, {"status": "CANCELLATION_REQUESTED"}, 202)
 
     def set_state(self, job: FakeJob, state: str, error: str | None = None) -> None:
         # fal's webhook fires once, when the request ends.

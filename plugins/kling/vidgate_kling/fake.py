@@ -33,7 +33,7 @@ import json
 import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -120,6 +120,13 @@ WORDS = {
 }
 
 
+def _envelope(code: int, message: str, data: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": secrets.token_hex(16)}
+    if data is not None or code == 0:
+        body["data"] = data
+    return body
+
+
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -140,6 +147,7 @@ class FakeKling(FakeVendor):
 
     vendor = "Kling"
     status_words = WORDS
+    codes: ClassVar[dict[str, Any]] = CODE_FOR_KIND
 
     def __init__(
         self,
@@ -226,21 +234,17 @@ class FakeKling(FakeVendor):
         ]
 
     def error(self, kind: str, message: str, status: int) -> Response:
-        """Base-class faults in Kling's envelope, with Kling's business codes."""
-        code = CODE_FOR_KIND[kind]
-        return self._reply(Recorded("", "", {}), code, message, status=HTTP_FOR_CODE.get(code, status))
+        """Base-class faults in Kling's envelope, with Kling's business codes (:attr:`codes`)
+        at the HTTP status Kling gives each."""
+        code = self.codes[kind]
+        return JSONResponse(_envelope(code, message), status_code=HTTP_FOR_CODE.get(code, status))
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _reply(
-        self, rec: Recorded, code: int, message: str = "SUCCEED", data: Any = None, status: int | None = None
-    ) -> JSONResponse:
-        rec.code = code
-        rec.status = status or (200 if code == 0 else HTTP_FOR_CODE.get(code, 400))
-        body: dict[str, Any] = {"code": code, "message": message, "request_id": secrets.token_hex(16)}
-        if data is not None or code == 0:
-            body["data"] = data
-        return JSONResponse(body, status_code=rec.status)
+    def _reply(self, rec: Recorded, code: int, message: str = "SUCCEED", data: Any = None) -> JSONResponse:
+        """Any answer in Kling's envelope (business ``code`` 0 is a success), recorded."""
+        status = 200 if code == 0 else HTTP_FOR_CODE.get(code, 400)
+        return self.respond(rec, _envelope(code, message, data), status, code=code)
 
     def _auth_error(self, request: Request) -> tuple[int, str] | None:
         """Kling's bearer checks (an API key, or a JWT); returns ``(code, message)`` on failure."""
@@ -567,14 +571,7 @@ class FakeKling(FakeVendor):
             rec.code = -1
             if kind == "non_json":
                 return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
-            return JSONResponse(
-                {
-                    "code": 0,
-                    "message": "SUCCEED",
-                    "request_id": secrets.token_hex(16),
-                    "data": {"task_id": request.path_params["task_id"]},
-                }
-            )
+            return JSONResponse(_envelope(0, "SUCCEED", {"task_id": request.path_params["task_id"]}))
         if task is None:
             return self._reply(rec, 1203, "task not found")
         return self._reply(rec, 0, data=self._observe(task))
@@ -611,7 +608,7 @@ class FakeKling(FakeVendor):
             if kind == "non_json":
                 return Response("<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html")
             garbled = [{"task_id": t["task_id"]} for t in shown]
-            return JSONResponse({"code": 0, "message": "SUCCEED", "request_id": secrets.token_hex(16), "data": garbled})
+            return JSONResponse(_envelope(0, "SUCCEED", garbled))
         data = [self._observe(t) if t["task_status"] in ("submitted", "processing") else self._public(t) for t in shown]
         return self._reply(rec, 0, data=data)
 

@@ -61,11 +61,31 @@ WORDS = {
 }
 
 
-class FakeLuma(FakeVendor):
+class _LumaVendor(FakeVendor):
+    """What both Luma surfaces share: errors as ``{"detail": ...}``, UUID ids."""
+
+    vendor = "Luma"
+    #: The ``detail`` a wrong or missing key is answered (HTTP 401).
+    bad_key = "Invalid API key"
+
+    def error(self, kind: str, message: str, status: int) -> Response:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    def new_job_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def _auth(self, rec: Recorded) -> Response | None:
+        return self.check_auth(rec, f"Bearer {self.secret}", message=self.bad_key)
+
+    @staticmethod
+    def created_at(job: FakeJob) -> str:
+        return datetime.fromtimestamp(job.created_at, UTC).isoformat().replace("+00:00", "Z")
+
+
+class FakeLuma(_LumaVendor):
     """State and switches of one fake Luma account. :meth:`fail_next` makes the next
     generation fail with a ``failure_reason``."""
 
-    vendor = "Luma"
     status_words = WORDS
 
     def __init__(self, *, secret: str = "luma-fake-key-0123456789", polls_to_finish: int = 2, **kwargs: Any) -> None:
@@ -87,21 +107,6 @@ class FakeLuma(FakeVendor):
             Route("/generations/{id}", self._get, methods=["GET"]),
             Route("/generations/{id}", self._delete, methods=["DELETE"]),
         ]
-
-    def error(self, kind: str, message: str, status: int) -> Response:
-        return JSONResponse({"detail": message}, status_code=status)
-
-    def new_job_id(self) -> str:
-        return str(uuid.uuid4())
-
-    def _refuse(self, rec: Recorded, status: int, message: str) -> Response:
-        rec.status = status
-        return self.error("rejected", message, status)
-
-    def _auth(self, request: Request, rec: Recorded) -> Response | None:
-        if request.headers.get("authorization") != f"Bearer {self.secret}":
-            return self._refuse(rec, 401, "Invalid API key")
-        return None
 
     def _check(self, body: Any) -> str | None:
         if not isinstance(body, dict):
@@ -152,7 +157,7 @@ class FakeLuma(FakeVendor):
             "generation_type": "video",
             "state": WORDS[state],
             "failure_reason": job.error if state == "failed" else None,
-            "created_at": datetime.fromtimestamp(job.created_at, UTC).isoformat().replace("+00:00", "Z"),
+            "created_at": self.created_at(job),
             "assets": assets,
             "model": job.data["request"].get("model"),
             "request": job.data["request"],
@@ -163,14 +168,14 @@ class FakeLuma(FakeVendor):
 
     async def _create(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self._auth(rec):
             return refusal
         body = rec.json
         prompt = body.get("prompt") if isinstance(body, dict) else None
         if refusal := self.create_fault(prompt, rec):
             return refusal
         if complaint := self._check(body):
-            return self._refuse(rec, 400, complaint)
+            return self.reject(rec, "rejected", complaint, 400)
         seconds = int(str(body.get("duration", "5s")).removesuffix("s"))
         frames = body.get("keyframes") or {}
         image = next((f["url"] for f in frames.values() if f.get("type") == "image"), None)
@@ -190,12 +195,12 @@ class FakeLuma(FakeVendor):
     def _job(self, request: Request, rec: Recorded) -> FakeJob | Response:
         job = self.jobs.get(request.path_params["id"])
         if job is None or job.id in self.deleted:
-            return self._refuse(rec, 404, "Generation not found")
+            return self.reject(rec, "rejected", "Generation not found", 404)
         return job
 
     async def _get(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self._auth(rec):
             return refusal
         job = self._job(request, rec)
         if isinstance(job, Response):
@@ -211,7 +216,7 @@ class FakeLuma(FakeVendor):
 
     async def _list(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self._auth(rec):
             return refusal
         limit, offset = int(rec.query.get("limit", 10)), int(rec.query.get("offset", 0))
         live = [j for j in reversed(self.jobs.values()) if j.id not in self.deleted]
@@ -221,7 +226,7 @@ class FakeLuma(FakeVendor):
 
     async def _delete(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self._auth(rec):
             return refusal
         job = self._job(request, rec)
         if isinstance(job, Response):
@@ -255,15 +260,15 @@ class _Refused(Exception):
         self.detail, self.status = detail, status
 
 
-class FakeLumaAgents(FakeVendor):
+class FakeLumaAgents(_LumaVendor):
     """State and switches of one fake Luma Agents account.
 
     * :meth:`fail_next` makes the next generation fail with a ``failure_code`` and reason;
     * :attr:`balance_empty` makes every create answer 402 "Insufficient balance".
     """
 
-    vendor = "Luma"
     status_words = AGENTS_WORDS
+    bad_key = "Invalid or missing API key"
 
     def __init__(self, *, secret: str = "luma-api-fake-0123456789", polls_to_finish: int = 2, **kwargs: Any) -> None:
         super().__init__(secret=secret, polls_to_finish=polls_to_finish, **kwargs)
@@ -281,16 +286,6 @@ class FakeLumaAgents(FakeVendor):
             Route("/generations", self._create, methods=["POST"]),
             Route("/generations/{id}", self._get, methods=["GET"]),
         ]
-
-    def error(self, kind: str, message: str, status: int) -> Response:
-        return JSONResponse({"detail": message}, status_code=status)
-
-    def new_job_id(self) -> str:
-        return str(uuid.uuid4())
-
-    def _refuse(self, rec: Recorded, status: int, message: str) -> Response:
-        rec.status = status
-        return self.error("rejected", message, status)
 
     # -- validation (as Ray 3.2 does it) ------------------------------------------------
 
@@ -421,7 +416,7 @@ class FakeLumaAgents(FakeVendor):
         request = job.data["request"]
         return {
             "id": job.id,
-            "created_at": datetime.fromtimestamp(job.created_at, UTC).isoformat().replace("+00:00", "Z"),
+            "created_at": self.created_at(job),
             "model": request.get("model"),
             "type": request.get("type"),
             "state": AGENTS_WORDS[state],
@@ -432,18 +427,18 @@ class FakeLumaAgents(FakeVendor):
 
     async def _create(self, request: Request) -> Response:
         rec = await self.record(request)
-        if request.headers.get("authorization") != f"Bearer {self.secret}":
-            return self._refuse(rec, 401, "Invalid or missing API key")
+        if refusal := self._auth(rec):
+            return refusal
         body = rec.json
         prompt = body.get("prompt") if isinstance(body, dict) else None
         if refusal := self.create_fault(prompt, rec):
             return refusal
         if self.balance_empty:
-            return self._refuse(rec, 402, "Insufficient balance")
+            return self.reject(rec, "rejected", "Insufficient balance", 402)
         try:
             found = self._check(body)
         except _Refused as refused:
-            return self._refuse(rec, refused.status, refused.detail)
+            return self.reject(rec, "rejected", refused.detail, refused.status)
         job = self.new_job(prompt, seconds=found["seconds"], request=body, image=found.get("image"))
         if found.get("source"):
             job.data["source"] = found["source"]
@@ -455,11 +450,11 @@ class FakeLumaAgents(FakeVendor):
 
     async def _get(self, request: Request) -> Response:
         rec = await self.record(request)
-        if request.headers.get("authorization") != f"Bearer {self.secret}":
-            return self._refuse(rec, 401, "Invalid or missing API key")
+        if refusal := self._auth(rec):
+            return refusal
         job = self.jobs.get(request.path_params["id"])
         if job is None:
-            return self._refuse(rec, 404, "Generation not found")
+            return self.reject(rec, "rejected", "Generation not found", 404)
         if refusal := await self.poll_fault(job, rec):
             return refusal
         state = self.advance(job)

@@ -52,6 +52,10 @@ MODELS: dict[str, ModelSchema] = {
 }
 
 
+#: What Replicate answers (HTTP 401) a missing or wrong token.
+BAD_TOKEN = "You did not pass a valid authentication token"
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
@@ -97,11 +101,6 @@ class FakeReplicate(FakeVendor):
     def creates(self) -> list[Any]:
         return [r for r in self.requests if r.method == "POST" and not r.path.endswith("/cancel")]
 
-    def _auth(self, request: Request) -> Response | None:
-        if request.headers.get("authorization") != f"Bearer {self.secret}":
-            return self.error("auth", "You did not pass a valid authentication token", 401)
-        return None
-
     async def create_for_model(self, request: Request) -> Response:
         rec = await self.record(request)
         model = f"{request.path_params['owner']}/{request.path_params['name']}"
@@ -112,23 +111,19 @@ class FakeReplicate(FakeVendor):
         version = rec.json.get("version") if isinstance(rec.json, dict) else None
         model = next((m for m, s in MODELS.items() if s.version and s.version == version), None)
         if model is None:
-            rec.status = 422
-            return self.error("rejected", "- version: Invalid version or not permitted", 422)
+            return self.reject(rec, "rejected", "- version: Invalid version or not permitted", 422)
         return await self._create(request, rec, model)
 
     async def _create(self, request: Request, rec: Any, model: str) -> Response:
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_TOKEN):
             return refusal
         schema = MODELS.get(model)
         if schema is None:
-            rec.status = 404
-            return self.error("rejected", f"The requested resource {model} could not be found.", 404)
+            return self.reject(rec, "rejected", f"The requested resource {model} could not be found.", 404)
         body = rec.json if isinstance(rec.json, dict) else {}
         inp = body.get("input")
         if not isinstance(inp, dict):
-            rec.status = 422
-            return self.error("rejected", "- input: Invalid type. Expected: object", 422)
+            return self.reject(rec, "rejected", "- input: Invalid type. Expected: object", 422)
         if refusal := self.create_fault(inp.get("prompt"), rec):
             return refusal
         problems = []
@@ -141,8 +136,7 @@ class FakeReplicate(FakeVendor):
                 choices = ", ".join(str(a) for a in allowed)
                 problems.append(f"- input.{field}: {field} must be one of the following: {choices}")
         if problems:
-            rec.status = 422
-            return self.error("rejected", "\n".join(problems), 422)
+            return self.reject(rec, "rejected", "\n".join(problems), 422)
         seconds = int(inp.get(schema.duration or "", schema.default_seconds) or schema.default_seconds)
         job = self.new_job(
             inp["prompt"],
@@ -185,13 +179,11 @@ class FakeReplicate(FakeVendor):
 
     async def get(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_TOKEN):
             return refusal
         job = self.jobs.get(request.path_params["pid"])
         if job is None:
-            rec.status = 404
-            return self.error("rejected", "The requested resource could not be found.", 404)
+            return self.reject(rec, "rejected", "The requested resource could not be found.", 404)
         if refusal := await self.poll_fault(job, rec):
             return refusal
         if not job.data.get("canceled"):
@@ -204,13 +196,11 @@ class FakeReplicate(FakeVendor):
 
     async def cancel(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request):
-            rec.status = 401
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_TOKEN):
             return refusal
         job = self.jobs.get(request.path_params["pid"])
         if job is None:
-            rec.status = 404
-            return self.error("rejected", "The requested resource could not be found.", 404)
+            return self.reject(rec, "rejected", "The requested resource could not be found.", 404)
         if job.state in ("queued", "running"):
             job.data["canceled"] = True
             job.held = True

@@ -121,19 +121,15 @@ class FakeRunway(FakeVendor):
     def new_job_id(self) -> str:
         return str(uuid.uuid4())
 
-    def _refuse(self, rec: Recorded, status: int, message: str) -> Response:
-        rec.status = status
-        return self.error("rejected", message, status)
-
     def _check_headers(self, request: Request, rec: Recorded) -> Response | None:
-        auth = request.headers.get("authorization", "")
-        if auth != f"Bearer {self.secret}":
-            return self._refuse(rec, 401, "Invalid API key. Make sure you are using a key from the developer portal.")
+        message = "Invalid API key. Make sure you are using a key from the developer portal."
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=message):
+            return refusal
         version = request.headers.get("x-runway-version")
         if version is None:
-            return self._refuse(rec, 400, "The X-Runway-Version header is required.")
+            return self.reject(rec, "rejected", "The X-Runway-Version header is required.", 400)
         if version not in API_VERSIONS:
-            return self._refuse(rec, 400, f"Unsupported API version {version!r}.")
+            return self.reject(rec, "rejected", f"Unsupported API version {version!r}.", 400)
         return None
 
     def _check_body(self, route: str, body: Any) -> str | None:
@@ -184,7 +180,7 @@ class FakeRunway(FakeVendor):
         rec = await self.record(request)
         route = request.path_params["route"]
         if route not in ROUTES:
-            return self._refuse(rec, 404, "Not found")
+            return self.reject(rec, "rejected", "Not found", 404)
         if refusal := self._check_headers(request, rec):
             return refusal
         body = rec.json
@@ -192,7 +188,7 @@ class FakeRunway(FakeVendor):
         if refusal := self.create_fault(prompt, rec):
             return refusal
         if complaint := self._check_body(route, body):
-            return self._refuse(rec, 400, complaint)
+            return self.reject(rec, "rejected", complaint, 400)
         seconds: int | None = body.get("duration")
         size = body["ratio"].replace(":", "x") if isinstance(body.get("ratio"), str) else None
         source = None
@@ -221,7 +217,7 @@ class FakeRunway(FakeVendor):
     def _job(self, request: Request, rec: Recorded) -> FakeJob | Response:
         job = self.jobs.get(request.path_params["id"])
         if job is None or job.id in self.deleted:
-            return self._refuse(rec, 404, "Task not found.")
+            return self.reject(rec, "rejected", "Task not found.", 404)
         return job
 
     def task_body(self, job: FakeJob, state: str) -> dict[str, Any]:

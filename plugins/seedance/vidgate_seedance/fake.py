@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -76,6 +76,8 @@ _KIND_CODE = {
     "server": "InternalServiceError",
     "auth": "AuthenticationError",
 }
+#: What Ark answers (HTTP 401) a missing or wrong key.
+BAD_KEY = "The API key in the request is missing or invalid."
 WORDS = {
     "queued": "queued",
     "running": "running",
@@ -98,6 +100,7 @@ class FakeArk(FakeVendor):
     """
 
     vendor = "Seedance"
+    codes: ClassVar[dict[str, Any]] = _KIND_CODE
     status_words = WORDS
 
     def __init__(self, platform: str = "byteplus", *, list_qps: float | None = None, **kwargs: Any) -> None:
@@ -142,32 +145,16 @@ class FakeArk(FakeVendor):
             Route("/_fake/frames/{id}", self._frame, methods=["GET"]),
         ]
 
-    def error(self, kind: str, message: str, status: int) -> Response:
-        return self._error(_KIND_CODE.get(kind, "InternalServiceError"), message, status=status)
+    def code_for(self, kind: str) -> Any:
+        # A kind is one of the kit's (mapped by codes) or an Ark code itself.
+        return self.codes.get(kind, kind)
 
-    def _error(
-        self,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        status: int | None = None,
-        rec: Recorded | None = None,
-    ) -> JSONResponse:
-        status = status or HTTP.get(code, 400)
+    def error(self, kind: str, message: str, status: int, *, param: str | None = None) -> Response:
+        code = self.code_for(kind)
         body: dict[str, Any] = {"code": code, "message": message, "type": "BadRequest" if status == 400 else code}
         if param:
             body["param"] = param
-        if rec is not None:
-            rec.status, rec.code = status, code
         return JSONResponse({"error": body}, status_code=status)
-
-    def _auth(self, request: Request, rec: Recorded) -> Response | None:
-        if request.headers.get("authorization") != f"Bearer {self.secret}":
-            return self._error(
-                "AuthenticationError", "The API key in the request is missing or invalid.", status=401, rec=rec
-            )
-        return None
 
     # -- the task object -----------------------------------------------------------
 
@@ -313,36 +300,36 @@ class FakeArk(FakeVendor):
 
     async def _create(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_KEY):
             return refusal
         body = rec.json
         if isinstance(body, dict):
             # The official SDKs send every unset field as null: Ark reads null as absent.
             body = {k: v for k, v in body.items() if v is not None}
         if problem := self._validate(body):
-            return self._error(problem[0], problem[1], param=problem[2], rec=rec)
+            return self.reject(rec, problem[0], problem[1], HTTP.get(problem[0], 400), param=problem[2])
         items = body["content"]
         draft_of: FakeJob | None = None
         if items[0].get("type") == "draft_task":
             draft_of = self.jobs.get(items[0]["draft_task"]["id"])
             if draft_of is None or draft_of.id in self.deleted:
-                return self._error("InvalidParameter", "the draft task does not exist", param="content", rec=rec)
+                return self.reject(rec, "InvalidParameter", "the draft task does not exist", param="content")
             if not draft_of.data.get("draft") or draft_of.state != "succeeded":
-                return self._error(
-                    "InvalidParameter", "draft_task must be a succeeded draft task", param="content", rec=rec
+                return self.reject(
+                    rec, "InvalidParameter", "draft_task must be a succeeded draft task", param="content"
                 )
             if draft_of.data["model"] != body["model"]:
-                return self._error("InvalidParameter", "the final must use the draft's model", param="model", rec=rec)
+                return self.reject(rec, "InvalidParameter", "the final must use the draft's model", param="model")
         prompt = " ".join(i["text"] for i in items if i.get("type") == "text")
         if draft_of is not None:
             prompt = draft_of.prompt
         if refusal := self.create_fault(prompt, rec):
             return refusal
         if "[input-filtered]" in prompt:
-            return self._error(
+            return self.reject(
+                rec,
                 "InputTextSensitiveContentDetected",
                 "The request failed because the input text may contain sensitive information.",
-                rec=rec,
             )
         if draft_of is not None:
             seconds, ratio = draft_of.seconds or 5, draft_of.data["ratio"]
@@ -380,33 +367,31 @@ class FakeArk(FakeVendor):
 
     async def _get(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_KEY):
             return refusal
         job = self.jobs.get(request.path_params["id"])
         if refusal := await self.poll_fault(job, rec):
             return refusal
         if job is None or job.id in self.deleted:
-            return self._error("ResourceNotFound", "the task does not exist", status=404, rec=rec)
+            return self.reject(rec, "ResourceNotFound", "the task does not exist", 404)
         rec.status = 200
         return JSONResponse(self._advance(job))
 
     async def _list(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_KEY):
             return refusal
         now = time.monotonic()
         if self.list_qps is not None and now - self._last_list < 1.0 / self.list_qps:
-            return self._error(
-                "RateLimitExceeded.EndpointRPMExceeded", "list requests exceed 1 QPS", status=429, rec=rec
-            )
+            return self.reject(rec, "RateLimitExceeded.EndpointRPMExceeded", "list requests exceed 1 QPS", 429)
         self._last_list = now
         q = request.query_params
         try:
             page_num, page_size = int(q.get("page_num", "1")), int(q.get("page_size", "10"))
         except ValueError:
-            return self._error("InvalidParameter", "page_num/page_size must be integers", rec=rec)
+            return self.reject(rec, "InvalidParameter", "page_num/page_size must be integers")
         if not (1 <= page_num <= 500 and 1 <= page_size <= 500):
-            return self._error("InvalidParameter", "page_num/page_size out of range", rec=rec)
+            return self.reject(rec, "InvalidParameter", "page_num/page_size out of range")
         ids = q.getlist("filter.task_ids")
         rec.query = {**rec.query, "filter.task_ids": ",".join(ids)}  # all of them, for assertions
         jobs = [j for j in self.jobs.values() if j.id not in self.deleted and (not ids or j.id in ids)]
@@ -423,17 +408,17 @@ class FakeArk(FakeVendor):
 
     async def _delete(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Bearer {self.secret}", message=BAD_KEY):
             return refusal
         job = self.jobs.get(request.path_params["id"])
         if job is None or job.id in self.deleted:
-            return self._error("ResourceNotFound", "the task does not exist", status=404, rec=rec)
+            return self.reject(rec, "ResourceNotFound", "the task does not exist", 404)
         if job.state == "queued":
             job.state = "cancelled"  # no callback for cancelled (reference 2.6)
             job.data["updated_at"] = time.time()
         elif job.state == "running":
-            return self._error(
-                "InvalidParameter", "a running task cannot be cancelled", param="id", status=400, rec=rec
+            return self.reject(
+                rec, "InvalidParameter", "a running task cannot be cancelled", 400, param="id"
             )  # (unconfirmed) the code and status Ark refuses with
         else:
             self.deleted.add(job.id)  # a finished task's record is deleted

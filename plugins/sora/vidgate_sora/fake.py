@@ -256,26 +256,32 @@ class FakeVideosAPI(FakeVendor):
         ]
         return [Mount("/v1", routes=routes)]
 
-    def error(self, kind: str, message: str, status: int) -> Response:
-        """Base-class faults in OpenAI's error envelope."""
-        type_, code = {
+    def error(
+        self,
+        kind: str,
+        message: str,
+        status: int,
+        *,
+        type_: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """OpenAI's error envelope; ``kind`` gives the ``type`` and ``code`` unless ``type_``
+        or ``code`` are given (through :meth:`reject`'s fields)."""
+        kind_type, kind_code = {
             "rate_limit": ("requests", "rate_limit_exceeded"),
             "server": ("server_error", None),
             "auth": ("invalid_request_error", "invalid_api_key"),
         }.get(kind, ("invalid_request_error", None))
-        return self._error(status, message, type_=type_, code=code)
-
-    @staticmethod
-    def _error(
-        status: int,
-        message: str,
-        *,
-        type_: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> JSONResponse:
-        body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        body = {
+            "error": {
+                "message": message,
+                "type": type_ or kind_type,
+                "param": param,
+                "code": code if code is not None else kind_code,
+            }
+        }
         return JSONResponse(body, status_code=status, headers={**(headers or {}), "x-request-id": _req_id()})
 
     def _ok(self, body: dict[str, Any], *, poll_hint: bool = False) -> JSONResponse:
@@ -327,14 +333,11 @@ class FakeVideosAPI(FakeVendor):
     async def _guard(self, request: Request) -> tuple[RecordedRequest, Response | None]:
         rec = await self._record(request)
         if not self._authorized(rec):
-            resp = self._error(
-                401, "Incorrect API key provided.", type_="invalid_request_error", code="invalid_api_key"
-            )
-            rec.status = 401
-            return rec, resp
+            return rec, self.reject(rec, "auth", "Incorrect API key provided.", 401)
         if rec.status == -1:
-            rec.status = 400
-            return rec, self._error(400, "We could not parse the body of your request.", code="invalid_body")
+            return rec, self.reject(
+                rec, "rejected", "We could not parse the body of your request.", 400, code="invalid_body"
+            )
         return rec, None
 
     def _video(self, *, model: str, prompt: str, seconds: str, size: str, remixed_from: str | None) -> dict[str, Any]:
@@ -367,22 +370,23 @@ class FakeVideosAPI(FakeVendor):
         if refused is not None:
             return refused
         if self.quota_exhausted:
-            rec.status = 429
-            return self._error(
-                429,
+            return self.reject(
+                rec,
+                "rejected",
                 "You exceeded your current quota, please check your plan and billing details.",
+                429,
                 type_="insufficient_quota",
                 code="insufficient_quota",
             )
         if self._create_errors:
             err = self._create_errors.popleft()
-            rec.status = err.status
-            return self._error(err.status, err.message, type_=err.type, code=err.code, headers=err.headers)
+            return self.reject(
+                rec, "rejected", err.message, err.status, type_=err.type, code=err.code, headers=err.headers
+            )
         try:
             fields = self._create_fields(rec)
         except _Reject as exc:
-            rec.status = exc.status
-            return self._error(exc.status, exc.message, type_=exc.type, param=exc.param, code=exc.code)
+            return self.reject(rec, "rejected", exc.message, exc.status, type_=exc.type, param=exc.param, code=exc.code)
         if refusal := self.create_fault(fields["prompt"], rec):
             return refusal
         video = self._video(remixed_from=None, **fields)
@@ -526,8 +530,9 @@ class FakeVideosAPI(FakeVendor):
     def _lookup(self, video_id: str) -> dict[str, Any] | None:
         return self.videos.get(video_id)
 
-    def _missing(self, video_id: str) -> JSONResponse:
-        return self._error(404, f"Video with id '{video_id[:100]}' not found.", param="video_id", code="not_found")
+    def _missing(self, rec: RecordedRequest, video_id: str) -> Response:
+        message = f"Video with id '{video_id[:100]}' not found."
+        return self.reject(rec, "rejected", message, 404, param="video_id", code="not_found")
 
     async def _retrieve(self, request: Request) -> Response:
         rec, refused = await self._guard(request)
@@ -535,12 +540,12 @@ class FakeVideosAPI(FakeVendor):
             return refused
         if self._retrieve_errors:
             err = self._retrieve_errors.popleft()
-            rec.status = err.status
-            return self._error(err.status, err.message, type_=err.type, code=err.code, headers=err.headers)
+            return self.reject(
+                rec, "rejected", err.message, err.status, type_=err.type, code=err.code, headers=err.headers
+            )
         video = self._lookup(request.path_params["video_id"])
         if video is None:
-            rec.status = 404
-            return self._missing(request.path_params["video_id"])
+            return self._missing(rec, request.path_params["video_id"])
         if refusal := await self.poll_fault(self.jobs.get(video["id"]), rec):
             return refusal
         rec.status = 200
@@ -552,22 +557,24 @@ class FakeVideosAPI(FakeVendor):
             return refused
         video = self._lookup(request.path_params["video_id"])
         if video is None:
-            rec.status = 404
-            return self._missing(request.path_params["video_id"])
+            return self._missing(rec, request.path_params["video_id"])
         variant = request.query_params.get("variant", "video")
         if variant not in ("video", "thumbnail", "spritesheet"):
-            rec.status = 400
-            return self._error(400, f"Invalid value: '{variant}'.", param="variant", code="invalid_value")
+            return self.reject(
+                rec, "rejected", f"Invalid value: '{variant}'.", 400, param="variant", code="invalid_value"
+            )
         if video["status"] != "completed":
-            rec.status = 400
-            return self._error(400, "Video is not ready yet; wait until it is completed.", code="video_not_ready")
+            return self.reject(
+                rec, "rejected", "Video is not ready yet; wait until it is completed.", 400, code="video_not_ready"
+            )
         rec.status = 200
         if variant == "video":
             return Response(self.video_bytes, media_type="video/mp4")
         if variant == "thumbnail":
             if not self.thumbnails:
-                rec.status = 404
-                return self._error(404, "No thumbnail for this video.", param="variant", code="not_found")
+                return self.reject(
+                    rec, "rejected", "No thumbnail for this video.", 404, param="variant", code="not_found"
+                )
             return Response(SAMPLE_WEBP, media_type="image/webp")
         return Response(SAMPLE_JPEG, media_type="image/jpeg")
 
@@ -578,17 +585,18 @@ class FakeVideosAPI(FakeVendor):
         q = request.query_params
         order = q.get("order", "desc")
         if order not in ("asc", "desc"):
-            rec.status = 400
-            return self._error(400, f"Invalid value: '{order}'.", param="order", code="invalid_value")
+            return self.reject(rec, "rejected", f"Invalid value: '{order}'.", 400, param="order", code="invalid_value")
         raw_limit = q.get("limit", "20")
         if not raw_limit.isdigit() or int(raw_limit) > 100:
-            rec.status = 400
-            return self._error(400, "limit must be an integer from 0 to 100.", param="limit", code="invalid_value")
+            return self.reject(
+                rec, "rejected", "limit must be an integer from 0 to 100.", 400, param="limit", code="invalid_value"
+            )
         ids = list(self._order) if order == "asc" else list(reversed(self._order))
         if after := q.get("after"):
             if after not in ids:
-                rec.status = 400
-                return self._error(400, f"No video with id '{after[:100]}'.", param="after", code="invalid_value")
+                return self.reject(
+                    rec, "rejected", f"No video with id '{after[:100]}'.", 400, param="after", code="invalid_value"
+                )
             ids = ids[ids.index(after) + 1 :]
         limit = int(raw_limit)
         page = ids[:limit]
@@ -610,11 +618,11 @@ class FakeVideosAPI(FakeVendor):
         vid = request.path_params["video_id"]
         video = self._lookup(vid)
         if video is None:
-            rec.status = 404
-            return self._missing(vid)
+            return self._missing(rec, vid)
         if video["status"] not in ("completed", "failed"):
-            rec.status = 400
-            return self._error(400, "Only completed or failed videos can be deleted.", code="video_not_finished")
+            return self.reject(
+                rec, "rejected", "Only completed or failed videos can be deleted.", 400, code="video_not_finished"
+            )
         del self.videos[vid]
         self._order.remove(vid)
         rec.status = 200
@@ -632,20 +640,22 @@ class FakeVideosAPI(FakeVendor):
             return self._no_route(rec)
         source = self._lookup(request.path_params["video_id"])
         if source is None:
-            rec.status = 404
-            return self._missing(request.path_params["video_id"])
+            return self._missing(rec, request.path_params["video_id"])
         body = rec.fields
         for name in body:
             if name != "prompt":
-                rec.status = 400
-                return self._error(400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+                return self.reject(
+                    rec, "rejected", f"Unknown parameter: '{name}'.", 400, param=name, code="unknown_parameter"
+                )
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt or len(prompt) > MAX_PROMPT:
-            rec.status = 400
-            return self._error(400, "prompt must be 1 to 32000 characters.", param="prompt", code="invalid_value")
+            return self.reject(
+                rec, "rejected", "prompt must be 1 to 32000 characters.", 400, param="prompt", code="invalid_value"
+            )
         if source["status"] != "completed":
-            rec.status = 400
-            return self._error(400, "Only completed videos can be remixed.", param="video_id", code="video_not_ready")
+            return self.reject(
+                rec, "rejected", "Only completed videos can be remixed.", 400, param="video_id", code="video_not_ready"
+            )
         video = self._video(
             model=source["model"],
             prompt=prompt,
@@ -675,33 +685,41 @@ class FakeVideosAPI(FakeVendor):
         allowed = {"prompt", "video", "video[id]"} | ({"seconds"} if operation == "extend" else set())
         for name in body:
             if name not in allowed:
-                rec.status = 400
-                return self._error(400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+                return self.reject(
+                    rec, "rejected", f"Unknown parameter: '{name}'.", 400, param=name, code="unknown_parameter"
+                )
         if "video" in rec.files:
-            rec.status = 400
-            return self._error(400, "This fake does not keep uploaded videos.", param="video", code="unsupported")
+            return self.reject(
+                rec, "rejected", "This fake does not keep uploaded videos.", 400, param="video", code="unsupported"
+            )
         ref = body.get("video")
         video_id = ref.get("id") if isinstance(ref, dict) else body.get("video[id]")
         if not isinstance(video_id, str) or not video_id:
-            rec.status = 400
-            return self._error(
-                400, "Missing required parameter: 'video'.", param="video", code="missing_required_parameter"
+            return self.reject(
+                rec,
+                "rejected",
+                "Missing required parameter: 'video'.",
+                400,
+                param="video",
+                code="missing_required_parameter",
             )
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt or len(prompt) > MAX_PROMPT:
-            rec.status = 400
-            return self._error(400, "prompt must be 1 to 32000 characters.", param="prompt", code="invalid_value")
+            return self.reject(
+                rec, "rejected", "prompt must be 1 to 32000 characters.", 400, param="prompt", code="invalid_value"
+            )
         seconds = str(body.get("seconds", ""))
         if operation == "extend" and seconds not in ("4", "8", "12", "16", "20"):
-            rec.status = 400
-            return self._error(400, "seconds must be one of 4, 8, 12, 16, 20.", param="seconds", code="invalid_value")
+            return self.reject(
+                rec, "rejected", "seconds must be one of 4, 8, 12, 16, 20.", 400, param="seconds", code="invalid_value"
+            )
         source = self._lookup(video_id)
         if source is None:
-            rec.status = 404
-            return self._missing(video_id)
+            return self._missing(rec, video_id)
         if source["status"] != "completed":
-            rec.status = 400
-            return self._error(400, "Only completed videos can be used.", param="video", code="video_not_ready")
+            return self.reject(
+                rec, "rejected", "Only completed videos can be used.", 400, param="video", code="video_not_ready"
+            )
         # OpenAI: "For extensions, this is the stitched total duration."
         total = str(int(source["seconds"]) + int(seconds)) if operation == "extend" else source["seconds"]
         video = self._video(model=source["model"], prompt=prompt, seconds=total, size=source["size"], remixed_from=None)

@@ -18,10 +18,9 @@ A prompt with ``[filtered]`` fails with ``err_code`` ``CreationPolicyViolation``
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -69,6 +68,7 @@ class FakeVidu(FakeVendor):
     """The fake; ``secret`` is the API key it accepts."""
 
     vendor = "Vidu"
+    codes: ClassVar[dict[str, Any]] = _KIND
     status_words = {
         "queued": "queueing",
         "running": "processing",
@@ -94,14 +94,13 @@ class FakeVidu(FakeVendor):
         self._next += 1
         return str(self._next)
 
-    def error(self, kind: str, message: str, status: int) -> Response:
-        return self._fail(Recorded("", "", {}), _KIND[kind], message, status)
+    def code_for(self, kind: str) -> Any:
+        # A kind is one of the kit's (mapped by codes) or a Vidu reason itself.
+        return self.codes.get(kind, kind)
 
-    def _fail(self, rec: Recorded, reason: str, message: str, status: int | None = None) -> JSONResponse:
-        rec.status, rec.code = status or _HTTP.get(reason, 400), reason
-        return JSONResponse(
-            {"code": rec.status, "reason": reason, "message": message, "metadata": {}}, status_code=rec.status
-        )
+    def error(self, kind: str, message: str, status: int) -> Response:
+        body = {"code": status, "reason": self.code_for(kind), "message": message, "metadata": {}}
+        return JSONResponse(body, status_code=status)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -110,12 +109,6 @@ class FakeVidu(FakeVendor):
             Route("/ent/v2/tasks/{task_id}/cancel", self._cancel, methods=["POST"]),
             Route("/_fake/covers/{task_id}.png", self._cover, methods=["GET"]),
         ]
-
-    def _auth(self, request: Request, rec: Recorded) -> Response | None:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme != "Token" or not secrets.compare_digest(key.encode(), self.secret.encode()):
-            return self._fail(rec, "Unauthorized", "invalid api key")
-        return None
 
     def _validate(self, mode: str, body: Any) -> str | tuple[int, str]:
         """``(duration, resolution)`` or a complaint."""
@@ -164,15 +157,15 @@ class FakeVidu(FakeVendor):
 
     async def _create(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Token {self.secret}", message="invalid api key"):
             return refusal
         if self._create_errors:
             reason, message = self._create_errors.popleft()
-            return self._fail(rec, reason, message or reason)
+            return self.reject(rec, reason, message or reason, _HTTP.get(reason, 400))
         mode = request.path_params["mode"]
         checked = self._validate(mode, rec.json)
         if isinstance(checked, str):
-            return self._fail(rec, "BadRequest", checked)
+            return self.reject(rec, "BadRequest", checked)
         duration, resolution = checked
         body = rec.json
         if refusal := self.create_fault(body.get("prompt"), rec):
@@ -234,13 +227,13 @@ class FakeVidu(FakeVendor):
 
     async def _get(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Token {self.secret}", message="invalid api key"):
             return refusal
         job = self.jobs.get(request.path_params["task_id"])
         if refusal := await self.poll_fault(job, rec):
             return refusal
         if job is None:
-            return self._fail(rec, "TaskNotFound", "task not found")
+            return self.reject(rec, "TaskNotFound", "task not found", 404)
         rec.status = 200
         if job.state == "cancelled":
             return JSONResponse(self._task(job, "canceled"))
@@ -255,13 +248,13 @@ class FakeVidu(FakeVendor):
 
     async def _cancel(self, request: Request) -> Response:
         rec = await self.record(request)
-        if refusal := self._auth(request, rec):
+        if refusal := self.check_auth(rec, f"Token {self.secret}", message="invalid api key"):
             return refusal
         job = self.jobs.get(request.path_params["task_id"])
         if job is None:
-            return self._fail(rec, "TaskNotFound", "task not found")
+            return self.reject(rec, "TaskNotFound", "task not found", 404)
         if job.state not in ("created", "queued"):
-            return self._fail(
+            return self.reject(
                 rec, "BadRequest", f"task in state {self.status_words.get(job.state, job.state)} cannot be canceled"
             )
         job.state = "cancelled"

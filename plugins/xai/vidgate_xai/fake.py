@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -94,6 +94,12 @@ class FakeXAI(FakeVendor):
     """
 
     vendor = "xAI"
+    codes: ClassVar[dict[str, Any]] = {
+        "rate_limit": "rate_limit_exceeded",
+        "server": "internal_error",
+        "auth": "unauthenticated",
+        "rejected": "invalid_argument",
+    }
     status_words = {
         "queued": "pending",
         "running": "pending",
@@ -128,24 +134,21 @@ class FakeXAI(FakeVendor):
             Route("/v1/videos/{request_id}", self._get, methods=["GET"]),
         ]
 
+    def code_for(self, kind: str) -> Any:
+        # A kind is one of the kit's (mapped by codes) or an xAI code itself.
+        return self.codes.get(kind, kind)
+
     def error(self, kind: str, message: str, status: int) -> Response:
-        code = {"rate_limit": "rate_limit_exceeded", "server": "internal_error", "auth": "unauthenticated"}.get(
-            kind, "invalid_argument"
-        )
-        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+        return JSONResponse({"error": {"code": self.code_for(kind), "message": message}}, status_code=status)
 
     def new_job_id(self) -> str:
         return str(uuid.uuid4())
-
-    def _refuse(self, rec: Recorded, status: int, message: str, code: str) -> Response:
-        rec.status, rec.code = status, code
-        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
     def _auth(self, rec: Recorded) -> Response | None:
         auth = rec.headers.get("authorization", "")
         if auth.startswith("Bearer ") and auth[7:] in self.api_keys:
             return None
-        return self._refuse(rec, 401, "Incorrect API key provided. Check the key at console.x.ai.", "unauthenticated")
+        return self.reject(rec, "auth", "Incorrect API key provided. Check the key at console.x.ai.", 401)
 
     async def _begin(self, request: Request, fields: set[str]) -> tuple[Recorded, dict[str, Any] | Response]:
         rec = await self.record(request)
@@ -153,21 +156,21 @@ class FakeXAI(FakeVendor):
             return rec, denied
         body = rec.json
         if not request.headers.get("content-type", "").startswith("application/json") or not isinstance(body, dict):
-            return rec, self._refuse(rec, 400, "The request body must be a JSON object.", "invalid_argument")
+            return rec, self.reject(rec, "rejected", "The request body must be a JSON object.", 400)
         # xAI's strictness on unknown fields is unconfirmed; the fake refuses them so a
         # plugin that invents fields is caught.
         if unknown := sorted(set(body) - fields):
-            return rec, self._refuse(rec, 400, f"Unknown field(s): {', '.join(unknown)}.", "invalid_argument")
+            return rec, self.reject(rec, "rejected", f"Unknown field(s): {', '.join(unknown)}.", 400)
         model = body.get("model")
         if model in self.retired_models or (isinstance(model, str) and model not in MODELS):
-            return rec, self._refuse(
-                rec, 404, f"The model {model} does not exist or your team does not have access to it.", "not_found"
+            return rec, self.reject(
+                rec, "not_found", f"The model {model} does not exist or your team does not have access to it.", 404
             )
         if not isinstance(model, str):
-            return rec, self._refuse(rec, 400, "`model` is required.", "invalid_argument")
+            return rec, self.reject(rec, "rejected", "`model` is required.", 400)
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt or len(prompt) > MAX_PROMPT:
-            return rec, self._refuse(rec, 400, f"`prompt` must be 1 to {MAX_PROMPT} characters.", "invalid_argument")
+            return rec, self.reject(rec, "rejected", f"`prompt` must be 1 to {MAX_PROMPT} characters.", 400)
         if refusal := self.create_fault(prompt, rec):
             return rec, refusal
         return rec, body
@@ -245,7 +248,7 @@ class FakeXAI(FakeVendor):
         try:
             seconds = self._check_generation(body)
         except _Reject as exc:
-            return self._refuse(rec, exc.status, exc.message, exc.code)
+            return self.reject(rec, exc.code, exc.message, exc.status)
         return self._started(rec, body, seconds, image=body.get("image"), operation="generate")
 
     def _source(self, body: dict[str, Any]) -> FakeJob | None:
@@ -265,7 +268,7 @@ class FakeXAI(FakeVendor):
         try:
             source = self._source(body)
         except _Reject as exc:
-            return self._refuse(rec, exc.status, exc.message, exc.code)
+            return self.reject(rec, exc.code, exc.message, exc.status)
         seconds = source.seconds if source is not None and source.seconds else 8
         return self._started(rec, body, seconds, operation="edit", source=source.id if source else None)
 
@@ -277,7 +280,7 @@ class FakeXAI(FakeVendor):
             source = self._source(body)
             seconds = self._duration(body)
         except _Reject as exc:
-            return self._refuse(rec, exc.status, exc.message, exc.code)
+            return self.reject(rec, exc.code, exc.message, exc.status)
         return self._started(rec, body, seconds, operation="extend", source=source.id if source else None)
 
     async def _get(self, request: Request) -> Response:
@@ -286,7 +289,7 @@ class FakeXAI(FakeVendor):
             return denied
         job = self.jobs.get(request.path_params["request_id"])
         if job is None:
-            return self._refuse(rec, 404, "No video request with that id.", "not_found")
+            return self.reject(rec, "not_found", "No video request with that id.", 404)
         if refusal := await self.poll_fault(job, rec):
             return refusal
         state = self.advance(job)
