@@ -1,14 +1,17 @@
-"""One Ark call: Bearer auth, the platform's base URL, and Ark's error envelope.
+"""One Ark call: Bearer auth, the platform's base URL, and Ark's error envelope, on
+:class:`vidgate.vendorhttp.VendorAPI`.
 
 Ark answers errors as ``{"error": {"code", "message", "param"?, "type"?}}`` with an HTTP
 status; :func:`classify` maps ``error.code`` (then the status) to vidgate's error classes.
 The code names are those reported by client code (reference 2.6, unconfirmed), so a code
-this table does not know falls back on its HTTP status.
+this table does not know falls back on its HTTP status. The codes are matched by prefix
+(``RateLimitExceeded.*``), some statuses win over codes, and a task object carries an
+``error`` at HTTP 200 (a failed task), so the classification stays here rather than in
+``VendorAPI``'s exact-match ``codes`` table.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +25,7 @@ from vidgate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from vidgate.vendorhttp import join_url, retry_after, scrub, transport_errors
+from vidgate.vendorhttp import ErrorFactory, Reply, VendorAPI, join_url
 
 from .mapping import DEFAULT_PLATFORM, PLATFORMS, platform_of
 
@@ -66,48 +69,33 @@ def classify(status: int, error: dict[str, Any], wait: float | None) -> VendorEr
     return VendorUnavailable(text, maybe_received=False, **kwargs)
 
 
+class SeedanceAPI(VendorAPI):
+    """Bearer auth and the platform's host; errors by Ark's ``error`` object (:func:`classify`)."""
+
+    def base_url(self, ctx: CallContext) -> str:
+        return base_url(ctx)
+
+    def classify(self, reply: Reply, *, not_found: ErrorFactory | None = None) -> VendorError | None:
+        status, data, wait = reply
+        if status < 300:
+            return None  # a failed task's own ``error`` (at HTTP 200) is the poll's to read
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            # A proxy's HTML page, a truncated body: transient, and it may have arrived.
+            return VendorUnavailable(f"{VENDOR} sent a malformed reply (HTTP {status})", http_status=status)
+        return classify(status, error, wait)
+
+
+API = SeedanceAPI(VENDOR)
+
+
 async def call(
     ctx: CallContext,
     method: str,
     path: str,
     body: dict[str, Any] | None = None,
     params: Sequence[tuple[str, str | int]] | None = None,
-) -> Any:
-    """Call Ark and return the decoded success body; raise a ``VendorError`` otherwise."""
-    key = str(ctx.channel.credentials.get("api_key") or "")
-    if not key:
-        raise ChannelUnusable("Seedance channel has no api_key credential")
-    headers = {"Authorization": f"Bearer {key}"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    url = join_url(base_url(ctx), path)
-    with transport_errors(VENDOR):
-        async with ctx.http.request(
-            method,
-            url,
-            headers=headers,
-            params=list(params) if params else None,
-            data=None if body is None else json.dumps(body),
-            timeout=ctx.timeout,
-        ) as resp:
-            status = resp.status
-            raw = await resp.read()
-            wait = retry_after(resp.headers)
-    try:
-        decoded = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):
-        decoded = None
-    if status < 300 and decoded is not None:
-        return decoded
-    error = decoded.get("error") if isinstance(decoded, dict) else None
-    if not isinstance(error, dict):
-        # A proxy's HTML page, a truncated body: transient, and it may have arrived.
-        ctx.log.warning("seedance_malformed_reply", http_status=status, body=raw[:200].decode("utf-8", "replace"))
-        raise VendorUnavailable(f"Seedance sent a malformed reply (HTTP {status})", http_status=status)
-    ctx.log.warning(
-        "seedance_error",
-        http_status=status,
-        vendor_code=error.get("code"),
-        message=scrub(str(error.get("message") or ""), ctx.channel)[:300],
-    )
-    raise classify(status, error, wait)
+) -> dict[str, Any]:
+    """Call Ark and return the decoded JSON object; raise a ``VendorError`` otherwise."""
+    query = [(key, str(value)) for key, value in params] if params else None
+    return await API.call(ctx, method, path, json=body, params=query)
