@@ -79,7 +79,8 @@ class TaskTransitions:
         if "status" in columns:
             follow += self._announce(task_id)
         if not follow:
-            n = await self.db.execute(update.sql, *update.args)
+            if not await self.db.execute(update.sql, *update.args):
+                return False
         else:
             # One script, so the change and its event commit together without holding
             # the write lock across awaits (another process writes to the same file).
@@ -87,10 +88,8 @@ class TaskTransitions:
                 await self.db.script([attrs.evolve(update, unless_row=_NotApplied), *follow])
             except _NotApplied:
                 return False
-            n = 1
-        if n:
-            self._changed(task_id)
-        return n > 0
+        self._changed(task_id)
+        return True
 
     @staticmethod
     def _update_statement(
@@ -519,8 +518,13 @@ class TaskTransitions:
                 f" next_attempt_at, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?,"
                 f" CASE WHEN {gone} THEN 'gone' ELSE 'pending' END, 0, ?,"
                 f" CASE WHEN {gone} THEN 'the endpoint answered 410 Gone earlier' ELSE NULL END, ?)",
-                (event_id, task.id, task.token_id, task.webhook_url, kind, body)
-                + (task.webhook_url, now, task.webhook_url, now),
+                (
+                    *(event_id, task.id, task.token_id, task.webhook_url, kind, body),
+                    task.webhook_url,  # state: gone or pending
+                    now,  # next_attempt_at
+                    task.webhook_url,  # last_error when gone
+                    now,  # created_at
+                ),
             )
         ]
 
